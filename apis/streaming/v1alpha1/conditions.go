@@ -1,0 +1,52 @@
+package v1alpha1
+
+// Condition types of a Pipeline.
+const (
+	// ConditionReady is True when every other condition is healthy and processing runs.
+	ConditionReady = "Ready"
+	// ConditionTopicsReady is True when every stream's topic exists as specified.
+	ConditionTopicsReady = "TopicsReady"
+	// ConditionExecutorsReady is True when every entity's executors are ready.
+	ConditionExecutorsReady = "ExecutorsReady"
+	// ConditionAutoscalingReady is True when KEDA scales every autoscaled entity.
+	ConditionAutoscalingReady = "AutoscalingReady"
+	// ConditionMonitoringReady is True when the Prometheus Operator objects are applied.
+	ConditionMonitoringReady = "MonitoringReady"
+	// ConditionDegraded is True when the pipeline runs with less than it was asked for.
+	ConditionDegraded = "Degraded"
+)
+
+// Condition reasons. A reason names the cause; the message says what to do next.
+const (
+	ReasonReconciled           = "Reconciled"
+	ReasonInvalidSpec          = "InvalidSpec"
+	ReasonTopicsPending        = "TopicsPending"
+	ReasonTopicsNotManaged     = "TopicsNotManaged"
+	ReasonStrimziNotInstalled  = "StrimziNotInstalled"
+	ReasonKafkaNotFound        = "KafkaNotFound"
+	ReasonBootstrapUnknown     = "BootstrapAddressUnknown"
+	ReasonExecutorsPending     = "ExecutorsPending"
+	ReasonKEDANotInstalled     = "KEDANotInstalled"
+	ReasonAutoscalingPending   = "AutoscalingPending"
+	ReasonAutoscalingNotUsed   = "AutoscalingNotUsed"
+	ReasonPrometheusNotFound   = "PrometheusOperatorNotInstalled"
+	ReasonMonitoringDisabled   = "MonitoringDisabled"
+	ReasonSuspended            = "Suspended"
+	ReasonApplyFailed          = "ApplyFailed"
+	ReasonRolledBack           = "RolledBack"
+	ReasonRollbackFailed       = "RollbackFailed"
+	ReasonAsExpected           = "AsExpected"
+	ReasonDependenciesDegraded = "DependenciesDegraded"
+)
+
+// Annotations and labels of the API.
+const (
+	// AnnotationRollbackTo, set on a Pipeline to a revision number, asks the operator to restore
+	// the spec of that ControllerRevision. The operator removes the annotation when done and
+	// records the restored spec as a new revision.
+	AnnotationRollbackTo = "streaming.millrace.dev/rollback-to"
+
+	LabelPipeline = "streaming.millrace.dev/pipeline"
+	LabelEntity   = "streaming.millrace.dev/entity"
+	LabelStream   = "streaming.millrace.dev/stream"
+)

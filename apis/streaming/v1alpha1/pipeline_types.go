@@ -1,0 +1,476 @@
+package v1alpha1
+
+import (
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// TopicManagement says who creates the Kafka topics of the streams.
+// +kubebuilder:validation:Enum=Strimzi;Direct;Unmanaged
+type TopicManagement string
+
+const (
+	// TopicsStrimzi has the operator create one Strimzi KafkaTopic per stream.
+	TopicsStrimzi TopicManagement = "Strimzi"
+	// TopicsDirect has the operator create topics with the Kafka admin API.
+	TopicsDirect TopicManagement = "Direct"
+	// TopicsUnmanaged means the topics exist already; the operator never creates or deletes them.
+	TopicsUnmanaged TopicManagement = "Unmanaged"
+)
+
+// AuthenticationType is how executors authenticate to Kafka.
+// +kubebuilder:validation:Enum=none;scram-sha-512;tls
+type AuthenticationType string
+
+const (
+	AuthNone        AuthenticationType = "none"
+	AuthScramSha512 AuthenticationType = "scram-sha-512"
+	AuthTLS         AuthenticationType = "tls"
+)
+
+// DeletionPolicy says what happens to a stream's topic when the stream or the Pipeline is deleted.
+// +kubebuilder:validation:Enum=Retain;Delete
+type DeletionPolicy string
+
+const (
+	// DeletionRetain keeps the topic and its data.
+	DeletionRetain DeletionPolicy = "Retain"
+	// DeletionDelete deletes the topic and its data.
+	DeletionDelete DeletionPolicy = "Delete"
+)
+
+// AssignmentMode says how input partitions reach the pods of an entity.
+// +kubebuilder:validation:Enum=Group;Static
+type AssignmentMode string
+
+const (
+	// AssignmentGroup uses the Kafka consumer group protocol.
+	AssignmentGroup AssignmentMode = "Group"
+	// AssignmentStatic has the operator assign partitions to pod ordinals, without rebalances.
+	AssignmentStatic AssignmentMode = "Static"
+)
+
+// Guarantee is the delivery guarantee of an entity.
+// +kubebuilder:validation:Enum=AtLeastOnce;ExactlyOnce
+type Guarantee string
+
+const (
+	AtLeastOnce Guarantee = "AtLeastOnce"
+	ExactlyOnce Guarantee = "ExactlyOnce"
+)
+
+// StateBackend is where the state sidecar keeps state between changelog writes.
+// +kubebuilder:validation:Enum=Memory;Pebble
+type StateBackend string
+
+const (
+	StateMemory StateBackend = "Memory"
+	StatePebble StateBackend = "Pebble"
+)
+
+// PipelineSpec is the topology of a Pipeline: its streams, the entities between them, and how they
+// reach Kafka.
+// +kubebuilder:validation:XValidation:rule="self.entities.all(e, e.inputs.all(s, self.streams.exists(t, t.name == s)))",message="spec.entities[].inputs must name streams declared in spec.streams"
+// +kubebuilder:validation:XValidation:rule="self.entities.all(e, !has(e.outputs) || e.outputs.all(s, self.streams.exists(t, t.name == s)))",message="spec.entities[].outputs must name streams declared in spec.streams"
+// +kubebuilder:validation:XValidation:rule="self.entities.all(e, !has(e.autoscaling) || !has(e.autoscaling.maxReplicas) || e.autoscaling.maxReplicas <= self.streams.filter(t, t.name in e.inputs).map(t, t.partitions).sum())",message="spec.entities[].autoscaling.maxReplicas must not exceed the total partitions of the entity's input streams (extra consumers would idle)"
+// +kubebuilder:validation:XValidation:rule="self.entities.all(e, !has(e.assignment) || e.assignment.mode != 'Static' || self.streams.filter(t, t.name in e.inputs).all(a, self.streams.filter(t, t.name in e.inputs).all(b, a.partitions == b.partitions)))",message="spec.entities[].assignment: Static assignment requires co-partitioned inputs (equal partitions on every input stream)"
+// +kubebuilder:validation:XValidation:rule="self.entities.all(e, !has(e.assignment) || !has(e.assignment.partitions) || self.streams.all(t, !(t.name in e.inputs) || e.assignment.partitions.map(l, size(l)).sum() == t.partitions))",message="spec.entities[].assignment.partitions must cover each input partition exactly once"
+type PipelineSpec struct {
+	// Kafka says how to reach Kafka and who manages topics.
+	Kafka KafkaSpec `json:"kafka"`
+
+	// Streams are the named Kafka topics of the pipeline.
+	// +listType=map
+	// +listMapKey=name
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=32
+	Streams []Stream `json:"streams"`
+
+	// Entities are the stages of the pipeline, each running a user function.
+	// +listType=map
+	// +listMapKey=name
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=32
+	Entities []Entity `json:"entities"`
+
+	// Monitoring configures ServiceMonitors, alert rules and dashboards for the pipeline.
+	// +optional
+	Monitoring *MonitoringSpec `json:"monitoring,omitempty"`
+
+	// RevisionHistoryLimit is how many ControllerRevisions of the spec are kept for rollback.
+	// +kubebuilder:default=10
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=100
+	// +optional
+	RevisionHistoryLimit *int32 `json:"revisionHistoryLimit,omitempty"`
+
+	// Suspend stops processing without losing anything: executors scale to zero, topics, offsets
+	// and state stay. Setting it back to false resumes where processing stopped.
+	// +optional
+	Suspend bool `json:"suspend,omitempty"`
+}
+
+// KafkaSpec says how the pipeline reaches Kafka.
+// +kubebuilder:validation:XValidation:rule="self.topics != 'Strimzi' || (has(self.strimziCluster) && self.strimziCluster != '')",message="spec.kafka.strimziCluster is required when spec.kafka.topics is Strimzi"
+// +kubebuilder:validation:XValidation:rule="(has(self.strimziCluster) && self.strimziCluster != '') || (has(self.bootstrapServers) && self.bootstrapServers != '')",message="spec.kafka: set strimziCluster or bootstrapServers"
+// +kubebuilder:validation:XValidation:rule="!has(self.authentication) || self.authentication.type == 'none' || (has(self.strimziCluster) && self.strimziCluster != '') || (has(self.authentication.secretName) && self.authentication.secretName != '')",message="spec.kafka.authentication.secretName is required when authenticating without a Strimzi cluster"
+type KafkaSpec struct {
+	// StrimziCluster names a Strimzi Kafka in the Pipeline's namespace. Topics and users are
+	// labelled for it and the bootstrap address is read from its status.
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	// +optional
+	StrimziCluster string `json:"strimziCluster,omitempty"`
+
+	// BootstrapServers is a comma-separated list of host:port, used when no Strimzi cluster is
+	// named, or to override the address read from it.
+	// +kubebuilder:validation:MaxLength=1024
+	// +kubebuilder:validation:Pattern=`^[^,\s]+(,[^,\s]+)*$`
+	// +optional
+	BootstrapServers string `json:"bootstrapServers,omitempty"`
+
+	// Topics says who creates the topics: Strimzi KafkaTopics, the operator through the Kafka admin
+	// API (Direct), or nobody because they exist (Unmanaged).
+	// +kubebuilder:default=Strimzi
+	// +optional
+	Topics TopicManagement `json:"topics,omitempty"`
+
+	// Authentication of the executors to Kafka.
+	// +optional
+	Authentication *KafkaAuthentication `json:"authentication,omitempty"`
+}
+
+// KafkaAuthentication configures client authentication.
+type KafkaAuthentication struct {
+	// Type of authentication. With a Strimzi cluster the operator creates a KafkaUser whose ACLs
+	// are scoped to this pipeline's topics, groups and transactional ids.
+	// +kubebuilder:default=none
+	Type AuthenticationType `json:"type"`
+
+	// SecretName names a Secret holding the credentials when no Strimzi cluster is used:
+	// `username` and `password` for scram-sha-512; `ca.crt`, `user.crt` and `user.key` for tls.
+	// With Strimzi it defaults to the KafkaUser's Secret.
+	// +kubebuilder:validation:MaxLength=253
+	// +optional
+	SecretName string `json:"secretName,omitempty"`
+}
+
+// Stream is a named Kafka topic.
+// +kubebuilder:validation:XValidation:rule="(has(self.topicName) ? self.topicName : '') == (has(oldSelf.topicName) ? oldSelf.topicName : '')",message="spec.streams[].topicName is immutable: create a new stream to read another topic"
+type Stream struct {
+	// Name of the stream, unique in the pipeline; a DNS label.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	Name string `json:"name"`
+
+	// TopicName is the Kafka topic. It defaults to <namespace>.<pipeline>.<stream>; set it to read
+	// or write an existing topic. It cannot change once set.
+	// +kubebuilder:validation:MaxLength=249
+	// +kubebuilder:validation:Pattern=`^[a-zA-Z0-9._-]+$`
+	// +kubebuilder:validation:XValidation:rule="self != '.' && self != '..'",message="spec.streams[].topicName must not be '.' or '..'"
+	// +optional
+	TopicName string `json:"topicName,omitempty"`
+
+	// Partitions of the topic. Kafka cannot reduce them, so they never decrease.
+	// +kubebuilder:default=1
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=1024
+	// +kubebuilder:validation:XValidation:rule="self >= oldSelf",message="spec.streams[].partitions cannot decrease"
+	// +optional
+	Partitions int32 `json:"partitions,omitempty"`
+
+	// Replicas of each partition; unset uses the broker's default.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=32767
+	// +optional
+	Replicas *int32 `json:"replicas,omitempty"`
+
+	// Config holds Kafka topic configs, such as retention.ms.
+	// +kubebuilder:validation:MaxProperties=64
+	// +optional
+	Config map[string]string `json:"config,omitempty"`
+
+	// DeletionPolicy says whether deleting the stream or the Pipeline deletes the topic's data.
+	// +kubebuilder:default=Retain
+	// +optional
+	DeletionPolicy DeletionPolicy `json:"deletionPolicy,omitempty"`
+}
+
+// Entity is a stage: the user's function reading some streams and writing others.
+// +kubebuilder:validation:XValidation:rule="!has(self.outputs) || self.outputs.all(o, !(o in self.inputs))",message="spec.entities[].outputs: an entity must not write a stream it reads"
+// +kubebuilder:validation:XValidation:rule="!(has(self.replicas) && has(self.autoscaling))",message="spec.entities[]: replicas and autoscaling are mutually exclusive"
+// +kubebuilder:validation:XValidation:rule="!has(self.guarantee) || self.guarantee != 'ExactlyOnce' || (has(self.outputs) && size(self.outputs) > 0) || (has(self.state) && self.state.enabled)",message="spec.entities[].guarantee: ExactlyOnce requires outputs or state"
+// +kubebuilder:validation:XValidation:rule="!has(self.assignment) || !has(self.assignment.partitions) || !has(self.autoscaling)",message="spec.entities[].assignment.partitions: explicit partition lists fix the parallelism and cannot be combined with autoscaling"
+// +kubebuilder:validation:XValidation:rule="!has(self.assignment) || !has(self.assignment.partitions) || !has(self.replicas) || self.replicas == size(self.assignment.partitions)",message="spec.entities[].replicas must equal the number of lists in assignment.partitions"
+type Entity struct {
+	// Name of the entity, unique in the pipeline; a DNS label.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	Name string `json:"name"`
+
+	// Image of the user's function container.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=512
+	Image string `json:"image"`
+
+	// Command overrides the function container's entrypoint. `millrace run` uses it as the local
+	// command of the function when no --function flag is given.
+	// +kubebuilder:validation:MaxItems=64
+	// +optional
+	Command []string `json:"command,omitempty"`
+
+	// Inputs are the streams the entity reads.
+	// +listType=set
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=16
+	Inputs []string `json:"inputs"`
+
+	// Outputs are the streams the entity writes.
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=16
+	// +optional
+	Outputs []string `json:"outputs,omitempty"`
+
+	// Replicas is the fixed parallelism when autoscaling is absent; default 1.
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=1024
+	// +optional
+	Replicas *int32 `json:"replicas,omitempty"`
+
+	// Autoscaling has KEDA scale the entity on its consumer lag, down to zero.
+	// +optional
+	Autoscaling *AutoscalingSpec `json:"autoscaling,omitempty"`
+
+	// Assignment says how input partitions reach the pods.
+	// +optional
+	Assignment *AssignmentSpec `json:"assignment,omitempty"`
+
+	// Guarantee is the delivery guarantee.
+	// +kubebuilder:default=AtLeastOnce
+	// +optional
+	Guarantee Guarantee `json:"guarantee,omitempty"`
+
+	// State enables the state sidecar with a changelog topic.
+	// +optional
+	State *StateSpec `json:"state,omitempty"`
+
+	// Config is the application configuration handed to the function; running pods hot-reload it.
+	// +kubebuilder:validation:MaxProperties=128
+	// +optional
+	Config map[string]string `json:"config,omitempty"`
+
+	// Resources of the function container.
+	// +optional
+	Resources corev1.ResourceRequirements `json:"resources,omitempty"`
+
+	// Env of the function container.
+	// +kubebuilder:validation:MaxItems=64
+	// +optional
+	Env []corev1.EnvVar `json:"env,omitempty"`
+}
+
+// AutoscalingSpec configures KEDA's kafka scaler for an entity.
+// +kubebuilder:validation:XValidation:rule="!has(self.minReplicas) || self.minReplicas <= self.maxReplicas",message="spec.entities[].autoscaling.minReplicas must not exceed maxReplicas"
+type AutoscalingSpec struct {
+	// MinReplicas; zero lets KEDA scale the entity to zero when it has no lag.
+	// +kubebuilder:default=0
+	// +kubebuilder:validation:Minimum=0
+	// +optional
+	MinReplicas *int32 `json:"minReplicas,omitempty"`
+
+	// MaxReplicas; not above the total partitions of the entity's inputs.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=1024
+	MaxReplicas int32 `json:"maxReplicas"`
+
+	// LagThreshold is the target consumer lag per replica.
+	// +kubebuilder:default=100
+	// +kubebuilder:validation:Minimum=1
+	// +optional
+	LagThreshold int64 `json:"lagThreshold,omitempty"`
+
+	// ActivationLagThreshold is the lag above which the entity scales from zero.
+	// +kubebuilder:default=0
+	// +kubebuilder:validation:Minimum=0
+	// +optional
+	ActivationLagThreshold int64 `json:"activationLagThreshold,omitempty"`
+
+	// PollingInterval in seconds.
+	// +kubebuilder:default=10
+	// +kubebuilder:validation:Minimum=1
+	// +optional
+	PollingInterval int32 `json:"pollingInterval,omitempty"`
+
+	// CooldownPeriod in seconds before scaling to zero.
+	// +kubebuilder:default=120
+	// +kubebuilder:validation:Minimum=0
+	// +optional
+	CooldownPeriod int32 `json:"cooldownPeriod,omitempty"`
+}
+
+// PartitionList is the partitions one pod consumes.
+// +listType=set
+// +kubebuilder:validation:MaxItems=1024
+// +kubebuilder:validation:items:Minimum=0
+type PartitionList []int32
+
+// AssignmentSpec says how input partitions reach pods.
+// +kubebuilder:validation:XValidation:rule="!has(self.partitions) || self.mode == 'Static'",message="spec.entities[].assignment.partitions requires mode Static"
+// +kubebuilder:validation:XValidation:rule="!has(self.partitions) || (self.partitions.flatten().distinct().size() == self.partitions.flatten().size() && (self.partitions.flatten().size() == 0 || self.partitions.flatten().max() < self.partitions.flatten().size()))",message="spec.entities[].assignment.partitions must cover each input partition exactly once"
+type AssignmentSpec struct {
+	// Mode is Group (the Kafka consumer group assigns) or Static (the operator assigns partitions
+	// per pod ordinal, keeps the map sticky on scaling, and pods never rebalance).
+	// +kubebuilder:default=Group
+	Mode AssignmentMode `json:"mode"`
+
+	// Partitions optionally fixes the Static map: item i lists the partitions, of every input
+	// stream, that pod ordinal i consumes. The lists cover each partition exactly once.
+	// +kubebuilder:validation:MaxItems=64
+	// +optional
+	Partitions []PartitionList `json:"partitions,omitempty"`
+}
+
+// StateSpec configures the state sidecar.
+type StateSpec struct {
+	// Enabled runs the state sidecar with a compacted changelog topic.
+	Enabled bool `json:"enabled"`
+
+	// Backend keeps state in memory or in Pebble on the pod's disk (for state larger than memory).
+	// +kubebuilder:default=Memory
+	// +optional
+	Backend StateBackend `json:"backend,omitempty"`
+}
+
+// MonitoringSpec configures monitoring through the Prometheus Operator.
+type MonitoringSpec struct {
+	// Enabled renders a ServiceMonitor, alert rules and a dashboard for the pipeline.
+	// +kubebuilder:default=true
+	Enabled bool `json:"enabled"`
+
+	// Interval between scrapes.
+	// +kubebuilder:default="15s"
+	// +kubebuilder:validation:Pattern=`^(0|([0-9]+(\.[0-9]+)?(ms|s|m|h))+)$`
+	// +optional
+	Interval string `json:"interval,omitempty"`
+
+	// Labels added to the ServiceMonitor and rules, so a Prometheus selects them.
+	// +kubebuilder:validation:MaxProperties=32
+	// +optional
+	Labels map[string]string `json:"labels,omitempty"`
+}
+
+// Phase is the coarse state of a Pipeline.
+// +kubebuilder:validation:Enum=Pending;Running;Degraded;Suspended;Failed
+type Phase string
+
+const (
+	PhasePending   Phase = "Pending"
+	PhaseRunning   Phase = "Running"
+	PhaseDegraded  Phase = "Degraded"
+	PhaseSuspended Phase = "Suspended"
+	PhaseFailed    Phase = "Failed"
+)
+
+// PipelineStatus is what the operator observed of the pipeline.
+type PipelineStatus struct {
+	// ObservedGeneration is the generation the status describes.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// Phase is the coarse state.
+	// +optional
+	Phase Phase `json:"phase,omitempty"`
+
+	// Conditions: Ready, TopicsReady, ExecutorsReady, AutoscalingReady, MonitoringReady, Degraded.
+	// +listType=map
+	// +listMapKey=type
+	// +optional
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+
+	// CurrentRevision is the ControllerRevision whose spec is fully rolled out.
+	// +optional
+	CurrentRevision string `json:"currentRevision,omitempty"`
+
+	// UpdateRevision is the ControllerRevision of the current spec.
+	// +optional
+	UpdateRevision string `json:"updateRevision,omitempty"`
+
+	// Entities is the status of each entity.
+	// +listType=map
+	// +listMapKey=name
+	// +optional
+	Entities []EntityStatus `json:"entities,omitempty"`
+
+	// Streams is the status of each stream.
+	// +listType=map
+	// +listMapKey=name
+	// +optional
+	Streams []StreamStatus `json:"streams,omitempty"`
+
+	// EntityCount is the number of entities, for the printer column.
+	// +optional
+	EntityCount int32 `json:"entityCount,omitempty"`
+
+	// ReadyEntities is the number of entities whose executors are all ready, for the printer
+	// column.
+	// +optional
+	ReadyEntities int32 `json:"readyEntities,omitempty"`
+}
+
+// EntityStatus is the observed state of one entity.
+type EntityStatus struct {
+	Name string `json:"name"`
+	// Replicas is the StatefulSet's current replicas.
+	Replicas int32 `json:"replicas"`
+	// ReadyReplicas is the StatefulSet's ready replicas.
+	ReadyReplicas int32 `json:"readyReplicas"`
+	// Partitions is the total partitions of the entity's inputs.
+	Partitions int32 `json:"partitions"`
+	// Autoscaling is "min-max" when KEDA scales the entity.
+	// +optional
+	Autoscaling string `json:"autoscaling,omitempty"`
+	// Active reports whether KEDA sees lag above the activation threshold.
+	// +optional
+	Active *bool `json:"active,omitempty"`
+}
+
+// StreamStatus is the observed state of one stream.
+type StreamStatus struct {
+	Name string `json:"name"`
+	// TopicName is the Kafka topic of the stream.
+	TopicName string `json:"topicName"`
+	// Ready reports whether the topic exists as specified.
+	Ready bool `json:"ready"`
+}
+
+// Pipeline is a stream processing topology: streams (Kafka topics) and entities (user functions)
+// between them, run by Millrace with Strimzi, KEDA and the Prometheus Operator.
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=mlp;pl,categories=millrace
+// +kubebuilder:printcolumn:name="Entities",type=integer,JSONPath=`.status.entityCount`
+// +kubebuilder:printcolumn:name="Ready",type=integer,JSONPath=`.status.readyEntities`
+// +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+// +kubebuilder:validation:XValidation:rule="size(self.metadata.name) <= 63",message="metadata.name must be at most 63 characters"
+type Pipeline struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec   PipelineSpec   `json:"spec"`
+	Status PipelineStatus `json:"status,omitempty"`
+}
+
+// PipelineList is a list of Pipelines.
+// +kubebuilder:object:root=true
+type PipelineList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []Pipeline `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&Pipeline{}, &PipelineList{})
+}

@@ -1,0 +1,247 @@
+// Package validate is the one place that decides whether a Pipeline is valid. It serves three
+// callers with the same rules and the same messages:
+//
+//   - the API server, through the CRD's OpenAPI bounds and CEL rules (generated from the markers in
+//     apis/streaming/v1alpha1);
+//   - the CLI (`millrace validate`, `millrace run`), which has no API server: Schema runs the
+//     generated CRD's own schema and CEL rules with the API server's own libraries, so a Pipeline
+//     the CLI accepts is one `kubectl apply` accepts;
+//   - the reconciler, for what CEL cannot express (Topology: cycles in the stream graph), surfaced
+//     as a condition.
+package validate
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+
+	apiextensionsinternal "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	structuralschema "k8s.io/apiextensions-apiserver/pkg/apiserver/schema"
+	"k8s.io/apiextensions-apiserver/pkg/apiserver/schema/cel"
+	structuraldefaulting "k8s.io/apiextensions-apiserver/pkg/apiserver/schema/defaulting"
+	"k8s.io/apiextensions-apiserver/pkg/apiserver/schema/listtype"
+	apiservervalidation "k8s.io/apiextensions-apiserver/pkg/apiserver/validation"
+	"k8s.io/apimachinery/pkg/api/validation"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+	celconfig "k8s.io/apiserver/pkg/apis/cel"
+	"sigs.k8s.io/yaml"
+
+	v1alpha1 "github.com/millrace-dev/millrace/apis/streaming/v1alpha1"
+	"github.com/millrace-dev/millrace/config/crd"
+)
+
+// schema is the Pipeline CRD's served version compiled once.
+type schema struct {
+	structural *structuralschema.Structural
+	openapi    apiservervalidation.SchemaValidator
+	cel        *cel.Validator
+}
+
+var (
+	compileOnce sync.Once
+	compiled    *schema
+	compileErr  error
+)
+
+func pipelineSchema() (*schema, error) {
+	compileOnce.Do(func() { compiled, compileErr = compile(crd.Pipeline) })
+	return compiled, compileErr
+}
+
+func compile(crdYAML []byte) (*schema, error) {
+	var def apiextensionsv1.CustomResourceDefinition
+	if err := yaml.UnmarshalStrict(crdYAML, &def); err != nil {
+		return nil, fmt.Errorf("decode the Pipeline CRD: %w", err)
+	}
+	var version *apiextensionsv1.CustomResourceDefinitionVersion
+	for i := range def.Spec.Versions {
+		if def.Spec.Versions[i].Name == v1alpha1.GroupVersion.Version {
+			version = &def.Spec.Versions[i]
+		}
+	}
+	if version == nil || version.Schema == nil || version.Schema.OpenAPIV3Schema == nil {
+		return nil, fmt.Errorf("the Pipeline CRD has no schema for %s", v1alpha1.GroupVersion.Version)
+	}
+	var internal apiextensionsinternal.JSONSchemaProps
+	if err := apiextensionsv1.Convert_v1_JSONSchemaProps_To_apiextensions_JSONSchemaProps(version.Schema.OpenAPIV3Schema, &internal, nil); err != nil {
+		return nil, fmt.Errorf("convert the Pipeline schema: %w", err)
+	}
+	structural, err := structuralschema.NewStructural(&internal)
+	if err != nil {
+		return nil, fmt.Errorf("build the structural Pipeline schema: %w", err)
+	}
+	openapi, _, err := apiservervalidation.NewSchemaValidator(&internal)
+	if err != nil {
+		return nil, fmt.Errorf("build the Pipeline schema validator: %w", err)
+	}
+	return &schema{
+		structural: structural,
+		openapi:    openapi,
+		cel:        cel.NewValidator(structural, true, celconfig.PerCallLimit),
+	}, nil
+}
+
+// ToUnstructured turns a typed Pipeline into the JSON object the API server would see.
+func ToUnstructured(p *v1alpha1.Pipeline) (map[string]any, error) {
+	obj, err := runtime.DefaultUnstructuredConverter.ToUnstructured(p)
+	if err != nil {
+		return nil, err
+	}
+	obj["apiVersion"] = v1alpha1.GroupVersion.String()
+	obj["kind"] = "Pipeline"
+	// status is a subresource: the main resource's validation never sees it.
+	delete(obj, "status")
+	return obj, nil
+}
+
+// Default applies the CRD's defaults to a Pipeline, as the API server does when it stores one.
+func Default(p *v1alpha1.Pipeline) (*v1alpha1.Pipeline, error) {
+	s, err := pipelineSchema()
+	if err != nil {
+		return nil, err
+	}
+	obj, err := ToUnstructured(p)
+	if err != nil {
+		return nil, err
+	}
+	structuraldefaulting.Default(obj, s.structural)
+	var out v1alpha1.Pipeline
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(obj, &out); err != nil {
+		return nil, fmt.Errorf("decode the defaulted Pipeline: %w", err)
+	}
+	out.Status = p.Status
+	return &out, nil
+}
+
+// Schema checks a Pipeline against the CRD's OpenAPI schema and CEL rules after defaulting, in the
+// API server's order and with its messages. old, when not nil, is the stored Pipeline an update
+// replaces, so that transition rules (partitions never decrease, topicName never changes) run.
+func Schema(ctx context.Context, p, old *v1alpha1.Pipeline) field.ErrorList {
+	s, err := pipelineSchema()
+	if err != nil {
+		return field.ErrorList{field.InternalError(nil, err)}
+	}
+	obj, err := ToUnstructured(p)
+	if err != nil {
+		return field.ErrorList{field.InternalError(nil, err)}
+	}
+	structuraldefaulting.Default(obj, s.structural)
+	var oldObj map[string]any
+	if old != nil {
+		if oldObj, err = ToUnstructured(old); err != nil {
+			return field.ErrorList{field.InternalError(nil, err)}
+		}
+		structuraldefaulting.Default(oldObj, s.structural)
+	}
+
+	u := &unstructured.Unstructured{Object: obj}
+	errs := validation.ValidateObjectMetaAccessor(u, true, validation.NameIsDNSSubdomain, field.NewPath("metadata"))
+	if old != nil {
+		errs = append(errs, apiservervalidation.ValidateCustomResourceUpdate(nil, obj, oldObj, s.openapi)...)
+	} else {
+		errs = append(errs, apiservervalidation.ValidateCustomResource(nil, obj, s.openapi)...)
+	}
+	errs = append(errs, listtype.ValidateListSetsAndMaps(nil, s.structural, obj)...)
+	if blocking(errs) {
+		return append(errs, field.Invalid(nil, nil, "some validation rules were not checked because the object was invalid; correct the existing errors to complete validation"))
+	}
+	var oldArg any
+	if oldObj != nil {
+		oldArg = oldObj
+	}
+	celErrs, _ := s.cel.Validate(ctx, nil, s.structural, obj, oldArg, celconfig.RuntimeCELCostBudget)
+	return append(errs, celErrs...)
+}
+
+// blocking mirrors the API server: after these errors, CEL rules are not evaluated.
+func blocking(errs field.ErrorList) bool {
+	for _, e := range errs {
+		switch e.Type {
+		case field.ErrorTypeNotSupported, field.ErrorTypeRequired, field.ErrorTypeTooLong, field.ErrorTypeTooMany, field.ErrorTypeTypeInvalid:
+			return true
+		}
+	}
+	return false
+}
+
+// Pipeline runs every check: the API server's schema and rules, then the topology checks.
+func Pipeline(ctx context.Context, p, old *v1alpha1.Pipeline) field.ErrorList {
+	errs := Schema(ctx, p, old)
+	if len(errs) > 0 {
+		return errs
+	}
+	return Topology(p)
+}
+
+// Topology checks what CEL cannot: the stream graph of a Pipeline must be acyclic, since a cycle
+// feeds an entity its own output forever.
+func Topology(p *v1alpha1.Pipeline) field.ErrorList {
+	if cycle := findCycle(p.Spec.Entities); cycle != nil {
+		return field.ErrorList{field.Invalid(field.NewPath("spec", "entities"), strings.Join(cycle, " -> "),
+			"the stream graph must be acyclic: entities feed each other in a cycle")}
+	}
+	return nil
+}
+
+// findCycle returns a cycle of streams and entities ("lines", "split", "words", ..., "lines"), or
+// nil. Entities are visited in spec order so the reported cycle is deterministic.
+func findCycle(entities []v1alpha1.Entity) []string {
+	readers := map[string][]int{} // stream -> entities reading it
+	for i, e := range entities {
+		for _, in := range e.Inputs {
+			readers[in] = append(readers[in], i)
+		}
+	}
+	const (
+		unvisited = iota
+		onPath
+		done
+	)
+	stateOf := make([]int, len(entities))
+	var path []string
+	var visit func(i int) []string
+	visit = func(i int) []string {
+		stateOf[i] = onPath
+		path = append(path, entities[i].Name)
+		for _, out := range entities[i].Outputs {
+			path = append(path, out)
+			for _, next := range readers[out] {
+				switch stateOf[next] {
+				case onPath:
+					start := indexOf(path, entities[next].Name)
+					return append(append([]string{}, path[start:]...), entities[next].Name)
+				case unvisited:
+					if c := visit(next); c != nil {
+						return c
+					}
+				}
+			}
+			path = path[:len(path)-1]
+		}
+		path = path[:len(path)-1]
+		stateOf[i] = done
+		return nil
+	}
+	for i := range entities {
+		if stateOf[i] == unvisited {
+			if c := visit(i); c != nil {
+				return c
+			}
+		}
+	}
+	return nil
+}
+
+func indexOf(path []string, name string) int {
+	// Entity and stream names may coincide; entities sit at even offsets from the path's start.
+	for i := 0; i < len(path); i += 2 {
+		if path[i] == name {
+			return i
+		}
+	}
+	return 0
+}

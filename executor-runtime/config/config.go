@@ -1,0 +1,337 @@
+// Package config is the one contract between the Millrace operator and the executor runtime: the
+// file the operator writes into each entity's ConfigMap and every process of an executor pod reads
+// (and re-reads when Kubernetes swaps the mounted file). The operator imports this package; this
+// package imports nothing of the operator.
+//
+// The format is versioned by APIVersion. A reader rejects a version it does not know rather than
+// guessing, so that a newer operator never silently drives an older runtime.
+package config
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"time"
+)
+
+// APIVersion is the version of the format this package reads and writes.
+const APIVersion = "executor.millrace.dev/v1"
+
+// FileName is the key of the runtime configuration in an entity's ConfigMap and the name of the
+// file in the mounted directory.
+const FileName = "executor.json"
+
+// Guarantee is the delivery guarantee of an entity.
+type Guarantee string
+
+const (
+	AtLeastOnce Guarantee = "AtLeastOnce"
+	ExactlyOnce Guarantee = "ExactlyOnce"
+)
+
+// AssignmentMode says how partitions of the input topics reach the pods of an entity.
+type AssignmentMode string
+
+const (
+	// GroupAssignment lets the Kafka consumer group protocol assign partitions.
+	GroupAssignment AssignmentMode = "Group"
+	// StaticAssignment has the operator assign partitions to pod ordinals; the pods still commit
+	// offsets to the entity's group id so lag-based autoscaling sees them.
+	StaticAssignment AssignmentMode = "Static"
+)
+
+// Executor is the whole runtime configuration of one entity.
+type Executor struct {
+	APIVersion string `json:"apiVersion"`
+
+	Namespace string `json:"namespace"`
+	Pipeline  string `json:"pipeline"`
+	Entity    string `json:"entity"`
+
+	Kafka Kafka `json:"kafka"`
+
+	Inputs  []Input  `json:"inputs"`
+	Outputs []Output `json:"outputs,omitempty"`
+
+	// GroupID is the consumer group of the entity, in both assignment modes.
+	GroupID string `json:"groupID"`
+	// TransactionalIDPrefix prefixes the transactional ids of ExactlyOnce producers; a pod
+	// appends its ordinal (and, in Group mode, nothing else: one producer per pod).
+	TransactionalIDPrefix string `json:"transactionalIDPrefix,omitempty"`
+	Guarantee             Guarantee `json:"guarantee"`
+	// OffsetReset is where a group without committed offsets starts: "earliest" or "latest".
+	// KEDA's kafka scaler is configured with the same policy.
+	OffsetReset string `json:"offsetReset"`
+
+	Assignment Assignment `json:"assignment"`
+
+	State *State `json:"state,omitempty"`
+
+	Runtime Runtime `json:"runtime"`
+
+	// UserConfig is the entity's application configuration, handed to the function and
+	// hot-reloaded.
+	UserConfig map[string]string `json:"userConfig,omitempty"`
+}
+
+// Kafka says how to reach the brokers.
+type Kafka struct {
+	BootstrapServers []string `json:"bootstrapServers"`
+	// TLS, when set, enables TLS; file paths are inside the pod.
+	TLS *TLS `json:"tls,omitempty"`
+	// SASL, when set, enables SASL authentication.
+	SASL *SASL `json:"sasl,omitempty"`
+}
+
+// TLS files mounted into the pod.
+type TLS struct {
+	CAFile   string `json:"caFile,omitempty"`
+	CertFile string `json:"certFile,omitempty"`
+	KeyFile  string `json:"keyFile,omitempty"`
+}
+
+// SASL credentials; the password is read from a mounted file, never carried in the ConfigMap.
+type SASL struct {
+	Mechanism    string `json:"mechanism"`
+	Username     string `json:"username"`
+	PasswordFile string `json:"passwordFile"`
+}
+
+// Input is one stream an entity reads.
+type Input struct {
+	Stream     string `json:"stream"`
+	Topic      string `json:"topic"`
+	Partitions int32  `json:"partitions"`
+	// DeadLetterTopic receives records of this input that cannot be processed.
+	DeadLetterTopic string `json:"deadLetterTopic"`
+}
+
+// Output is one stream an entity writes.
+type Output struct {
+	Stream string `json:"stream"`
+	Topic  string `json:"topic"`
+}
+
+// Assignment is the partition assignment of the entity.
+type Assignment struct {
+	Mode AssignmentMode `json:"mode"`
+	// Static holds, for StaticAssignment, the partitions of every input topic that each pod
+	// ordinal consumes: Static[ordinal] lists partition numbers. Inputs of a Static entity are
+	// co-partitioned, so one list applies to each input topic.
+	Static [][]int32 `json:"static,omitempty"`
+	// Generation increases whenever Static changes, so pods can tell a reassignment from a
+	// reload of the same map.
+	Generation int64 `json:"generation,omitempty"`
+}
+
+// State configures the state sidecar.
+type State struct {
+	ChangelogTopic string `json:"changelogTopic"`
+	// Backend is "memory" or "pebble".
+	Backend string `json:"backend"`
+	// Dir is where the pebble backend keeps its files.
+	Dir string `json:"dir,omitempty"`
+}
+
+// Runtime holds the knobs of the sidecars: where the sockets are and how batches are formed.
+type Runtime struct {
+	// SocketDir holds the Unix domain sockets shared by the containers of the pod.
+	SocketDir string `json:"socketDir"`
+	// FunctionSocket is the socket file name the function serves on, inside SocketDir.
+	FunctionSocket string `json:"functionSocket"`
+	// StateSocket is the socket file name the state sidecar serves on, inside SocketDir.
+	StateSocket string `json:"stateSocket,omitempty"`
+	// MetricsPort serves /metrics, /healthz and /readyz of the I/O sidecar.
+	MetricsPort int32 `json:"metricsPort"`
+	// StateMetricsPort serves the same for the state sidecar.
+	StateMetricsPort int32 `json:"stateMetricsPort,omitempty"`
+	// MaxBatchRecords bounds the records sent to the function in one batch.
+	MaxBatchRecords int32 `json:"maxBatchRecords"`
+	// MaxInFlightBatches bounds batches sent to the function and not yet answered.
+	MaxInFlightBatches int32 `json:"maxInFlightBatches"`
+	// CommitInterval is how often offsets (or transactions) are committed.
+	CommitInterval Duration `json:"commitInterval"`
+	// GroupProtocol selects the consumer group protocol of Group mode: "classic" (the
+	// cooperative-sticky balancer), "consumer" (KIP-848, broker-side assignment; needs Kafka 4.0+)
+	// or empty for "consumer" where every broker supports it and "classic" otherwise. Static mode
+	// always uses the classic protocol with Millrace's own ordinal balancer.
+	GroupProtocol string `json:"groupProtocol,omitempty"`
+}
+
+// Group protocols of Runtime.GroupProtocol.
+const (
+	GroupProtocolClassic  = "classic"
+	GroupProtocolConsumer = "consumer"
+)
+
+// Duration is a time.Duration that reads and writes as a Go duration string ("100ms").
+type Duration struct{ time.Duration }
+
+// MarshalJSON writes the duration as a string.
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(d.String()) }
+
+// UnmarshalJSON reads a duration string.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("duration must be a string such as \"100ms\": %w", err)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	d.Duration = v
+	return nil
+}
+
+// Defaults used by render and by readers when a field is zero.
+const (
+	DefaultSocketDir          = "/var/run/millrace"
+	DefaultFunctionSocket     = "function.sock"
+	DefaultStateSocket        = "state.sock"
+	DefaultMetricsPort        = 9090
+	DefaultStateMetricsPort   = 9091
+	DefaultMaxBatchRecords    = 500
+	DefaultMaxInFlightBatches = 4
+	DefaultCommitInterval     = 100 * time.Millisecond
+	DefaultOffsetReset        = "earliest"
+)
+
+// Default fills zero runtime fields with their defaults.
+func (e *Executor) Default() {
+	r := &e.Runtime
+	if r.SocketDir == "" {
+		r.SocketDir = DefaultSocketDir
+	}
+	if r.FunctionSocket == "" {
+		r.FunctionSocket = DefaultFunctionSocket
+	}
+	if e.State != nil && r.StateSocket == "" {
+		r.StateSocket = DefaultStateSocket
+	}
+	if r.MetricsPort == 0 {
+		r.MetricsPort = DefaultMetricsPort
+	}
+	if e.State != nil && r.StateMetricsPort == 0 {
+		r.StateMetricsPort = DefaultStateMetricsPort
+	}
+	if r.MaxBatchRecords == 0 {
+		r.MaxBatchRecords = DefaultMaxBatchRecords
+	}
+	if r.MaxInFlightBatches == 0 {
+		r.MaxInFlightBatches = DefaultMaxInFlightBatches
+	}
+	if r.CommitInterval.Duration == 0 {
+		r.CommitInterval.Duration = DefaultCommitInterval
+	}
+	if e.OffsetReset == "" {
+		e.OffsetReset = DefaultOffsetReset
+	}
+	if e.Assignment.Mode == "" {
+		e.Assignment.Mode = GroupAssignment
+	}
+	if e.Guarantee == "" {
+		e.Guarantee = AtLeastOnce
+	}
+}
+
+// Validate reports every problem of the configuration at once.
+func (e *Executor) Validate() error {
+	var errs []error
+	if e.APIVersion != APIVersion {
+		errs = append(errs, fmt.Errorf("apiVersion %q is not supported: this runtime reads %q", e.APIVersion, APIVersion))
+	}
+	if len(e.Kafka.BootstrapServers) == 0 {
+		errs = append(errs, errors.New("kafka.bootstrapServers is empty"))
+	}
+	if len(e.Inputs) == 0 {
+		errs = append(errs, errors.New("inputs is empty"))
+	}
+	for i, in := range e.Inputs {
+		if in.Topic == "" {
+			errs = append(errs, fmt.Errorf("inputs[%d].topic is empty", i))
+		}
+		if in.DeadLetterTopic == "" {
+			errs = append(errs, fmt.Errorf("inputs[%d].deadLetterTopic is empty", i))
+		}
+	}
+	for i, out := range e.Outputs {
+		if out.Topic == "" {
+			errs = append(errs, fmt.Errorf("outputs[%d].topic is empty", i))
+		}
+	}
+	if e.GroupID == "" {
+		errs = append(errs, errors.New("groupID is empty"))
+	}
+	switch e.Guarantee {
+	case AtLeastOnce:
+	case ExactlyOnce:
+		if e.TransactionalIDPrefix == "" {
+			errs = append(errs, errors.New("transactionalIDPrefix is required with ExactlyOnce"))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("guarantee %q is not AtLeastOnce or ExactlyOnce", e.Guarantee))
+	}
+	switch e.Assignment.Mode {
+	case GroupAssignment:
+	case StaticAssignment:
+		if len(e.Assignment.Static) == 0 {
+			errs = append(errs, errors.New("assignment.static is empty in Static mode"))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("assignment.mode %q is not Group or Static", e.Assignment.Mode))
+	}
+	switch e.Runtime.GroupProtocol {
+	case "", GroupProtocolClassic, GroupProtocolConsumer:
+	default:
+		errs = append(errs, fmt.Errorf("runtime.groupProtocol %q is not classic or consumer", e.Runtime.GroupProtocol))
+	}
+	if e.State != nil && e.State.ChangelogTopic == "" {
+		errs = append(errs, errors.New("state.changelogTopic is empty"))
+	}
+	return errors.Join(errs...)
+}
+
+// PartitionsFor returns the partitions that pod ordinal consumes in Static mode, or nil when
+// the ordinal has none (more pods than the map has entries).
+func (a Assignment) PartitionsFor(ordinal int) []int32 {
+	if ordinal < 0 || ordinal >= len(a.Static) {
+		return nil
+	}
+	return slices.Clone(a.Static[ordinal])
+}
+
+// Marshal encodes the configuration deterministically.
+func Marshal(e *Executor) ([]byte, error) {
+	return json.MarshalIndent(e, "", "  ")
+}
+
+// Parse decodes, defaults and validates a configuration. Unknown fields are errors: a typo in a
+// hand-written local config must not be ignored.
+func Parse(b []byte) (*Executor, error) {
+	var e Executor
+	dec := json.NewDecoder(bytesReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&e); err != nil {
+		return nil, fmt.Errorf("decode executor config: %w", err)
+	}
+	e.Default()
+	if err := e.Validate(); err != nil {
+		return nil, fmt.Errorf("invalid executor config: %w", err)
+	}
+	return &e, nil
+}
+
+// Load reads and parses the configuration file at path.
+func Load(path string) (*Executor, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read executor config: %w", err)
+	}
+	return Parse(b)
+}
+
+func bytesReader(b []byte) *bytes.Reader { return bytes.NewReader(b) }
