@@ -2,8 +2,8 @@
 # hack/kafka.sh - a real single-node Apache Kafka (KRaft) broker for local development and CI.
 #
 # There is no Kafka tarball here: the broker's jars come from Maven Central (org.apache.kafka:kafka_2.13
-# plus its runtime dependencies and an SLF4J logging binding: log4j2 for 4.x, reload4j for 3.x), fetched with `mvn dependency:copy-dependencies`
-# into a cache OUTSIDE the clone:
+# plus its runtime dependencies and an SLF4J logging binding: log4j2 for 4.x, reload4j for 3.x),
+# fetched with `mvn dependency:copy-dependencies` into a cache OUTSIDE the clone:
 #     ${MILLRACE_CACHE:-~/.cache/millrace}/kafka/<version>/libs
 # and run as `java -cp 'libs/*' kafka.Kafka server.properties`.
 #
@@ -30,7 +30,7 @@
 #   KAFKA_HEAP_OPTS         JVM heap flags (default -Xms256m -Xmx1g)
 #   KAFKA_START_TIMEOUT     seconds to wait for the broker (default 120)
 #   KAFKA_EXTRA_PROPS       extra server.properties lines (newline separated), appended last
-#   KAFKA_KEEP_DATA=1       `stop` keeps the temp dir (logs + data) instead of deleting it
+#   KAFKA_KEEP_DATA=1       keep the temp dir (logs + data) on `stop` or a failed start instead of deleting it
 # Progress messages go to stderr. The state file is ${CACHE}/kafka/run/<port>.env (PID, DIR, LOG, ...).
 set -euo pipefail
 
@@ -63,6 +63,17 @@ dep() {
       "$1" "$2" "$3"
     shift 3
   done
+}
+
+# Deletes a temp dir made by `start` (unless KAFKA_KEEP_DATA=1); refuses anything else.
+cleanup_dir() {
+  local dir="$1"
+  [[ -n "${dir}" && -d "${dir}" ]] || return 0
+  if [[ "${KAFKA_KEEP_DATA:-0}" != "1" && "$(basename "${dir}")" == millrace-kafka-* ]]; then
+    rm -rf "${dir}"
+  else
+    log "kept ${dir}"
+  fi
 }
 
 port_open() { (exec 3<>"/dev/tcp/${HOST}/$1") 2>/dev/null; }
@@ -128,13 +139,14 @@ EOF
 # Prints nothing and returns 1 unless the state file describes a live broker started by this script.
 running() {
   [[ -f "${STATE}" ]] || return 1
-  local pid dir
+  local pid dir cmd
   pid=$(sed -n 's/^PID=//p' "${STATE}")
   dir=$(sed -n 's/^DIR=//p' "${STATE}")
   [[ -n "${pid}" && -n "${dir}" ]] || return 1
-  kill -0 "${pid}" 2>/dev/null || return 1
-  # Guard against pid reuse: the process must be our java with our config.
-  tr '\0' ' ' <"/proc/${pid}/cmdline" 2>/dev/null | grep -qF "${dir}/server.properties"
+  # Guard against pid reuse: the process must be our java with our config. (A zombie has an empty
+  # cmdline, so an exited-but-unreaped broker counts as not running.)
+  cmd=$(tr '\0' ' ' 2>/dev/null <"/proc/${pid}/cmdline") || return 1
+  [[ "${cmd}" == *"${dir}/server.properties"* ]]
 }
 
 start() {
@@ -142,6 +154,11 @@ start() {
     log "already running (state: ${STATE})"
     printf '%s:%s\n' "${HOST}" "${PORT}"
     return 0
+  fi
+  if [[ -f "${STATE}" ]]; then
+    log "removing stale state of a broker that is gone (${STATE})"
+    cleanup_dir "$(sed -n 's/^DIR=//p' "${STATE}")"
+    rm -f "${STATE}"
   fi
   install
   port_open "${PORT}" && die "port ${PORT} is already in use (set KAFKA_PORT)"
@@ -219,25 +236,30 @@ log4j.logger.kafka.request.logger=WARN
 EOF
   fi
 
-  local -a jvm
-  # shellcheck disable=SC2206 # word splitting of the heap flags is intended
-  jvm=(${KAFKA_HEAP_OPTS:--Xms256m -Xmx1g})
-  jvm+=(-server -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -Djava.awt.headless=true
+  local -a common broker
+  common=(-Djava.awt.headless=true
     "-Dlog4j2.configurationFile=${dir}/log4j2.properties" "-Dlog4j.configuration=file:${dir}/log4j.properties"
-    "-Dkafka.logs.dir=${dir}"
-    -cp "${LIBS}/*")
+    "-Dkafka.logs.dir=${dir}" -cp "${LIBS}/*")
+  # shellcheck disable=SC2206 # word splitting of the heap flags is intended
+  broker=(${KAFKA_HEAP_OPTS:--Xms256m -Xmx1g} -server -XX:+UseG1GC -XX:MaxGCPauseMillis=20 "${common[@]}")
 
-  # A KRaft cluster id is a base64url-encoded random 16-byte UUID.
-  cid=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')
+  # A KRaft cluster id is a base64url-encoded random 16-byte UUID; like Kafka's Uuid.randomUuid(),
+  # avoid ids starting with '-' (the argument parser would read them as an option).
+  cid="-"
+  while [[ "${cid}" == -* ]]; do
+    cid=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')
+  done
   log "formatting storage in ${dir} (cluster id ${cid})"
-  if ! java "${jvm[@]}" kafka.tools.StorageTool format -t "${cid}" -c "${dir}/server.properties" \
-    >"${dir}/format.log" 2>&1; then
+  # The formatter is a short-lived JVM: C1 only and serial GC start faster.
+  if ! java -Xmx256m -XX:TieredStopAtLevel=1 -XX:+UseSerialGC "${common[@]}" \
+    kafka.tools.StorageTool format -t "${cid}" -c "${dir}/server.properties" >"${dir}/format.log" 2>&1; then
     cat "${dir}/format.log" >&2
+    cleanup_dir "${dir}"
     die "storage format failed"
   fi
 
   log "starting Kafka ${KAFKA_VERSION} on ${HOST}:${PORT} (controller ${CONTROLLER_PORT})"
-  nohup java "${jvm[@]}" kafka.Kafka "${dir}/server.properties" >"${dir}/kafka.log" 2>&1 </dev/null &
+  nohup java "${broker[@]}" kafka.Kafka "${dir}/server.properties" >"${dir}/kafka.log" 2>&1 </dev/null &
   local pid=$!
   {
     printf 'PID=%s\n' "${pid}"
@@ -253,7 +275,8 @@ EOF
     if ! kill -0 "${pid}" 2>/dev/null; then
       tail -n 40 "${dir}/kafka.log" >&2 || true
       rm -f "${STATE}"
-      die "broker exited during startup (log: ${dir}/kafka.log)"
+      cleanup_dir "${dir}"
+      die "broker exited during startup (last log lines above; KAFKA_KEEP_DATA=1 keeps ${dir})"
     fi
     if (($(date +%s) >= deadline)); then
       tail -n 40 "${dir}/kafka.log" >&2 || true
@@ -279,19 +302,15 @@ stop() {
     kill -TERM "${pid}" 2>/dev/null || true
     local i
     for ((i = 0; i < 150; i++)); do
-      kill -0 "${pid}" 2>/dev/null || break
+      running || break
       sleep 0.2
     done
-    if kill -0 "${pid}" 2>/dev/null; then
+    if running; then
       log "pid ${pid} did not exit after 30s; killing"
       kill -KILL "${pid}" 2>/dev/null || true
     fi
   fi
-  if [[ "${KAFKA_KEEP_DATA:-0}" != "1" && "${dir}" == "${TMPDIR:-/tmp}"/millrace-kafka-* ]]; then
-    rm -rf "${dir}"
-  else
-    log "kept ${dir}"
-  fi
+  cleanup_dir "${dir}"
   rm -f "${STATE}"
   log "stopped"
 }
