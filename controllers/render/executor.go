@@ -1,0 +1,136 @@
+package render
+
+import (
+	"path"
+	"strings"
+
+	"github.com/millrace-dev/millrace/apis/streaming/v1alpha1"
+	"github.com/millrace-dev/millrace/executor-runtime/config"
+)
+
+// Paths inside executor pods.
+const (
+	// ConfigDir is where an entity's ConfigMap is mounted, as a directory so that the kubelet
+	// swaps executor.json atomically when it changes (a subPath mount would never update).
+	ConfigDir = "/etc/millrace/config"
+	// CredentialsDir holds the Kafka credentials Secret.
+	CredentialsDir = "/etc/millrace/kafka/credentials"
+	// ClusterCADir holds the CA certificate of a Strimzi cluster's brokers.
+	ClusterCADir = "/etc/millrace/kafka/cluster-ca"
+	// StateDir is where the Pebble state backend keeps its files.
+	StateDir = "/var/lib/millrace/state"
+
+	// EnvConfigFile tells every container of an executor pod where executor.json is.
+	EnvConfigFile = "MILLRACE_CONFIG"
+	// EnvFunctionSocket tells the function where to serve.
+	EnvFunctionSocket = "MILLRACE_FUNCTION_SOCKET"
+)
+
+// executorConfig builds the executor configuration of entity e of the defaulted Pipeline p.
+func executorConfig(p *v1alpha1.Pipeline, e *v1alpha1.Entity, f Facts) (*config.Executor, error) {
+	cfg := &config.Executor{
+		APIVersion: config.APIVersion,
+		Namespace:  p.Namespace,
+		Pipeline:   p.Name,
+		Entity:     e.Name,
+		Kafka:      kafkaClient(p),
+		GroupID:    GroupID(p, e.Name),
+		Guarantee:  config.Guarantee(e.Guarantee),
+		// KEDA's scaler is configured with the same policy, so that the lag it scales on is the
+		// lag the executors will actually consume.
+		OffsetReset: config.DefaultOffsetReset,
+		Assignment:  config.Assignment{Mode: config.GroupAssignment},
+		UserConfig:  cloneMap(e.Config),
+	}
+	cfg.Kafka.BootstrapServers = bootstrapServers(p, f)
+	for _, s := range inputStreams(p, e) {
+		topic := TopicName(p, s.Name)
+		cfg.Inputs = append(cfg.Inputs, config.Input{
+			Stream:          s.Name,
+			Topic:           topic,
+			Partitions:      s.Partitions,
+			DeadLetterTopic: DeadLetterTopicName(topic),
+		})
+	}
+	for _, name := range e.Outputs {
+		cfg.Outputs = append(cfg.Outputs, config.Output{Stream: name, Topic: TopicName(p, name)})
+	}
+	if e.Guarantee == v1alpha1.ExactlyOnce {
+		cfg.TransactionalIDPrefix = TransactionalIDPrefix(p, e.Name)
+	}
+	if staticMode(e) {
+		cfg.Assignment = staticAssignment(p, e, f)
+	}
+	if stateEnabled(e) {
+		cfg.State = &config.State{ChangelogTopic: ChangelogTopicName(p, e.Name), Backend: "memory"}
+		if e.State.Backend == v1alpha1.StatePebble {
+			cfg.State.Backend = "pebble"
+			cfg.State.Dir = StateDir
+		}
+	}
+	cfg.Runtime = config.Runtime{
+		SocketDir:      config.DefaultSocketDir,
+		FunctionSocket: config.DefaultFunctionSocket,
+		MetricsPort:    config.DefaultMetricsPort,
+	}
+	cfg.Default()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// kafkaClient is the security part of the Kafka client configuration. Secrets never enter the
+// ConfigMap: the config names files of the mounted credentials Secret.
+func kafkaClient(p *v1alpha1.Pipeline) config.Kafka {
+	var k config.Kafka
+	switch authType(p) {
+	case v1alpha1.AuthScramSha512:
+		k.SASL = &config.SASL{
+			Mechanism:    "SCRAM-SHA-512",
+			Username:     saslUsername(p),
+			PasswordFile: path.Join(CredentialsDir, "password"),
+		}
+	case v1alpha1.AuthTLS:
+		k.TLS = &config.TLS{
+			CAFile:   path.Join(caDir(p), "ca.crt"),
+			CertFile: path.Join(CredentialsDir, "user.crt"),
+			KeyFile:  path.Join(CredentialsDir, "user.key"),
+		}
+	}
+	return k
+}
+
+// saslUsername is the user Strimzi creates for the pipeline's KafkaUser. A user-supplied Secret
+// (without Strimzi) holds its own `username` key, which the executor reads next to the password
+// file when the configured username is empty.
+func saslUsername(p *v1alpha1.Pipeline) string {
+	if p.Spec.Kafka.StrimziCluster != "" && credentialsSecretName(p) == KafkaUserName(p) {
+		return KafkaUserName(p)
+	}
+	return ""
+}
+
+// credentialsSecretName is the Secret with the executors' Kafka credentials: the one the spec
+// names, else the one Strimzi's user operator writes for the pipeline's KafkaUser.
+func credentialsSecretName(p *v1alpha1.Pipeline) string {
+	if a := p.Spec.Kafka.Authentication; a != nil && a.SecretName != "" {
+		return a.SecretName
+	}
+	return KafkaUserName(p)
+}
+
+// caDir is where the CA certificate that signed the brokers is: Strimzi's brokers are signed by
+// the cluster CA, published in the <cluster>-cluster-ca-cert Secret; otherwise the credentials
+// Secret carries ca.crt.
+func caDir(p *v1alpha1.Pipeline) string {
+	if p.Spec.Kafka.StrimziCluster != "" {
+		return ClusterCADir
+	}
+	return CredentialsDir
+}
+
+// clusterCASecretName is the Secret Strimzi publishes its cluster CA certificate in.
+func clusterCASecretName(p *v1alpha1.Pipeline) string {
+	return strings.TrimSpace(p.Spec.Kafka.StrimziCluster) + "-cluster-ca-cert"
+}

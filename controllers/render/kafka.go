@@ -1,0 +1,147 @@
+package render
+
+import (
+	"maps"
+	"slices"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+
+	"github.com/millrace-dev/millrace/apis/streaming/v1alpha1"
+	"github.com/millrace-dev/millrace/apis/strimzi"
+)
+
+// strimziTypeMeta is the apiVersion/kind of a Strimzi object in the version the cluster serves.
+func strimziTypeMeta(f Facts, kind string) metav1.TypeMeta {
+	return metav1.TypeMeta{APIVersion: strimzi.Group + "/" + f.StrimziAPIVersion, Kind: kind}
+}
+
+// kafkaTopics renders a Strimzi KafkaTopic for every topic, when Strimzi manages the topics and
+// is installed. Topics whose policy is Retain get no owner reference: the garbage collector must
+// not delete them (and their data) with the Pipeline.
+func kafkaTopics(p *v1alpha1.Pipeline, f Facts, topics []Topic) []*strimzi.KafkaTopic {
+	if p.Spec.Kafka.Topics != v1alpha1.TopicsStrimzi || f.StrimziAPIVersion == "" {
+		return nil
+	}
+	var out []*strimzi.KafkaTopic
+	for _, t := range topics {
+		var name string
+		var labels map[string]string
+		switch t.Purpose {
+		case TopicStream:
+			name, labels = KafkaTopicName(p, t.Stream), StreamLabels(p, t.Stream)
+		case TopicDeadLetter:
+			name, labels = DeadLetterKafkaTopicName(p, t.Stream), StreamLabels(p, t.Stream)
+		case TopicChangelog:
+			name, labels = ChangelogKafkaTopicName(p, t.Entity), PipelineLabels(p)
+			labels[LabelComponent] = ComponentTopic
+			labels[LabelEntity] = t.Entity
+		}
+		labels[strimzi.LabelCluster] = p.Spec.Kafka.StrimziCluster
+		meta := objectMeta(p, name, labels)
+		if t.DeletionPolicy != v1alpha1.DeletionDelete {
+			meta.OwnerReferences = nil
+		}
+		out = append(out, &strimzi.KafkaTopic{
+			TypeMeta:   strimziTypeMeta(f, "KafkaTopic"),
+			ObjectMeta: meta,
+			Spec: strimzi.KafkaTopicSpec{
+				TopicName:  t.Name,
+				Partitions: ptr.To(t.Partitions),
+				Replicas:   t.Replicas,
+				Config:     cloneMap(t.Config),
+			},
+		})
+	}
+	return out
+}
+
+// Kafka ACL vocabulary of Strimzi's simple authorization.
+const (
+	aclRead            = "Read"
+	aclWrite           = "Write"
+	aclDescribe        = "Describe"
+	aclIdempotentWrite = "IdempotentWrite"
+)
+
+// kafkaUser renders the pipeline's KafkaUser when executors authenticate against a Strimzi
+// cluster. Its ACLs allow exactly what the executors do and nothing else:
+//   - Read and Describe on input topics, Write and Describe on output and dead-letter topics,
+//     all three on changelogs (the state sidecar restores from and writes to them);
+//   - Read and Describe on each entity's consumer group;
+//   - Write and Describe on the transactional ids of ExactlyOnce entities, by prefix, since each
+//     pod appends its ordinal;
+//   - IdempotentWrite on the cluster, which brokers before Kafka 2.8 require of idempotent
+//     producers (every executor produces at least to its dead-letter topics).
+func kafkaUser(p *v1alpha1.Pipeline, f Facts) *strimzi.KafkaUser {
+	at := authType(p)
+	if at == v1alpha1.AuthNone || p.Spec.Kafka.StrimziCluster == "" || f.StrimziAPIVersion == "" {
+		return nil
+	}
+	topicOps := map[string]map[string]bool{}
+	allow := func(topic string, ops ...string) {
+		if topicOps[topic] == nil {
+			topicOps[topic] = map[string]bool{}
+		}
+		for _, op := range ops {
+			topicOps[topic][op] = true
+		}
+	}
+	var groups, txPrefixes []string
+	for i := range p.Spec.Entities {
+		e := &p.Spec.Entities[i]
+		for _, in := range e.Inputs {
+			topic := TopicName(p, in)
+			allow(topic, aclRead, aclDescribe)
+			allow(DeadLetterTopicName(topic), aclWrite, aclDescribe)
+		}
+		for _, out := range e.Outputs {
+			allow(TopicName(p, out), aclWrite, aclDescribe)
+		}
+		if stateEnabled(e) {
+			allow(ChangelogTopicName(p, e.Name), aclRead, aclWrite, aclDescribe)
+		}
+		groups = append(groups, GroupID(p, e.Name))
+		if e.Guarantee == v1alpha1.ExactlyOnce {
+			txPrefixes = append(txPrefixes, TransactionalIDPrefix(p, e.Name))
+		}
+	}
+
+	var acls []strimzi.ACL
+	for _, topic := range slices.Sorted(maps.Keys(topicOps)) {
+		acls = append(acls, acl("topic", topic, "literal", sortedOps(topicOps[topic])...))
+	}
+	for _, g := range groups {
+		acls = append(acls, acl("group", g, "literal", aclDescribe, aclRead))
+	}
+	for _, prefix := range txPrefixes {
+		acls = append(acls, acl("transactionalId", prefix, "prefix", aclDescribe, aclWrite))
+	}
+	acls = append(acls, strimzi.ACL{
+		Resource:   strimzi.ACLResource{Type: "cluster"},
+		Operations: []string{aclIdempotentWrite},
+		Type:       "allow",
+	})
+
+	labels := PipelineLabels(p)
+	labels[LabelComponent] = ComponentUser
+	labels[strimzi.LabelCluster] = p.Spec.Kafka.StrimziCluster
+	return &strimzi.KafkaUser{
+		TypeMeta:   strimziTypeMeta(f, "KafkaUser"),
+		ObjectMeta: objectMeta(p, KafkaUserName(p), labels),
+		Spec: strimzi.KafkaUserSpec{
+			Authentication: &strimzi.KafkaUserAuthentication{Type: string(at)},
+			Authorization:  &strimzi.KafkaUserAuthorization{Type: "simple", ACLs: acls},
+		},
+	}
+}
+
+func acl(resourceType, name, pattern string, ops ...string) strimzi.ACL {
+	return strimzi.ACL{
+		Resource:   strimzi.ACLResource{Type: resourceType, Name: name, PatternType: pattern},
+		Operations: ops,
+		Type:       "allow",
+	}
+}
+
+func sortedOps(set map[string]bool) []string { return slices.Sorted(maps.Keys(set)) }

@@ -1,0 +1,282 @@
+package render
+
+import (
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/millrace-dev/millrace/apis/streaming/v1alpha1"
+	"github.com/millrace-dev/millrace/apis/strimzi"
+	"github.com/millrace-dev/millrace/executor-runtime/config"
+)
+
+func mustRender(t *testing.T, p *v1alpha1.Pipeline, f Facts) *Result {
+	t.Helper()
+	res, err := Render(p, f)
+	if err != nil {
+		t.Fatalf("Render: %v", err)
+	}
+	return res
+}
+
+func find[T client.Object](res *Result, name string) T {
+	var zero T
+	for _, o := range res.Objects {
+		if typed, ok := o.(T); ok && o.GetName() == name {
+			return typed
+		}
+	}
+	return zero
+}
+
+// TestNoRestartOnHotReload pins which changes restart executors: the StatefulSet must stay
+// byte-identical when only hot-reloaded parts change, and change otherwise.
+func TestNoRestartOnHotReload(t *testing.T) {
+	base := wordCount()
+	baseFacts := newFacts()
+	cases := map[string]struct {
+		reason        string
+		pipeline      *v1alpha1.Pipeline
+		facts         Facts
+		wantSTSChange bool
+		wantCMChange  bool
+	}{
+		"UserConfig": {
+			reason:       "entity.config hot-reloads through the ConfigMap: the ConfigMap changes, the StatefulSet does not.",
+			pipeline:     wordCount(onEntity("sum", userConfig("window", "1m"))),
+			facts:        baseFacts,
+			wantCMChange: true,
+		},
+		"StaticMapMoves": {
+			reason:       "A new Static map (here because the replicas changed) hot-reloads too.",
+			pipeline:     wordCount(onEntity("sum", replicas(3))),
+			facts:        baseFacts,
+			wantCMChange: true,
+			// spec.replicas changes, but not the pod template.
+			wantSTSChange: true,
+		},
+		"Image": {
+			reason:        "A new image needs new pods.",
+			pipeline:      wordCount(onEntity("sum", image("millrace/wordcount-sum:v2"))),
+			facts:         baseFacts,
+			wantSTSChange: true,
+		},
+		"Bootstrap": {
+			reason:        "A new Kafka address is read at start only: it restarts the pods.",
+			pipeline:      base,
+			facts:         newFacts(func(f *Facts) { f.BootstrapServers = "elsewhere:9092" }),
+			wantSTSChange: true,
+			wantCMChange:  true,
+		},
+	}
+	before := mustRender(t, base, baseFacts)
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			after := mustRender(t, tc.pipeline, tc.facts)
+			objName := StatefulSetName(base, "sum")
+			stsBefore, stsAfter := find[*appsv1.StatefulSet](before, objName), find[*appsv1.StatefulSet](after, objName)
+			hashBefore := stsBefore.Spec.Template.Annotations[AnnotationPodTemplateHash]
+			hashAfter := stsAfter.Spec.Template.Annotations[AnnotationPodTemplateHash]
+			if tc.wantSTSChange != (cmp.Diff(stsBefore, stsAfter) != "") {
+				t.Errorf("%s\nStatefulSet changed: %v, want %v:\n%s", tc.reason, !tc.wantSTSChange, tc.wantSTSChange, cmp.Diff(stsBefore, stsAfter))
+			}
+			templateChanged := cmp.Diff(stsBefore.Spec.Template.Spec, stsAfter.Spec.Template.Spec) != "" || hashBefore != hashAfter
+			if name == "StaticMapMoves" && templateChanged {
+				t.Errorf("%s\npod template changed", tc.reason)
+			}
+			cmBefore, cmAfter := find[*corev1.ConfigMap](before, objName), find[*corev1.ConfigMap](after, objName)
+			if tc.wantCMChange != (cmp.Diff(cmBefore, cmAfter) != "") {
+				t.Errorf("%s\nConfigMap changed: %v, want %v", tc.reason, !tc.wantCMChange, tc.wantCMChange)
+			}
+		})
+	}
+}
+
+func TestReplicas(t *testing.T) {
+	cases := map[string]struct {
+		reason   string
+		pipeline *v1alpha1.Pipeline
+		facts    Facts
+		want     *int32
+	}{
+		"Default":     {"No replicas means one.", minimal(), newFacts(), ptr.To[int32](1)},
+		"Fixed":       {"Fixed replicas are rendered.", minimal(onEntity("handle", replicas(3))), newFacts(), ptr.To[int32](3)},
+		"FixedZero":   {"Zero replicas are allowed.", minimal(onEntity("handle", replicas(0))), newFacts(), ptr.To[int32](0)},
+		"Explicit":    {"Explicit partition lists fix one pod per list.", newPipeline(withStream("s", partitions(4)), withEntity("e", "i", []string{"s"}, nil, static([]int32{0, 1}, []int32{2}, []int32{3}))), newFacts(), ptr.To[int32](3)},
+		"KEDA":        {"The HPA owns replicas: none rendered.", minimal(onEntity("handle", autoscaling(0, 1))), newFacts(withKEDA()), nil},
+		"NoKEDA":      {"Without KEDA, the minimum, at least one.", minimal(onEntity("handle", autoscaling(0, 1))), newFacts(), ptr.To[int32](1)},
+		"NoKEDAMin":   {"Without KEDA, the minimum.", newPipeline(withStream("s", partitions(4)), withEntity("e", "i", []string{"s"}, nil, autoscaling(2, 4))), newFacts(), ptr.To[int32](2)},
+		"Suspended":   {"Suspended fixed replicas are zero.", minimal(suspended(), onEntity("handle", replicas(3))), newFacts(), ptr.To[int32](0)},
+		"SuspendKEDA": {"Suspended autoscaled entities are paused through KEDA, not replicas.", minimal(suspended(), onEntity("handle", autoscaling(0, 1))), newFacts(withKEDA()), nil},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			res := mustRender(t, tc.pipeline, tc.facts)
+			sts := find[*appsv1.StatefulSet](res, StatefulSetName(tc.pipeline, tc.pipeline.Spec.Entities[0].Name))
+			if diff := cmp.Diff(tc.want, sts.Spec.Replicas); diff != "" {
+				t.Errorf("%s\nspec.replicas: -want, +got:\n%s", tc.reason, diff)
+			}
+		})
+	}
+}
+
+func TestStaticAssignment(t *testing.T) {
+	p := newPipeline(withStream("s", partitions(6)), withEntity("e", "i", []string{"s"}, nil, static(), autoscaling(0, 6)))
+	cases := map[string]struct {
+		reason string
+		facts  Facts
+		want   config.Assignment
+	}{
+		"FirstRender": {
+			reason: "Without a current map or replicas, one pod gets everything, generation 1.",
+			facts:  newFacts(withKEDA()),
+			want:   config.Assignment{Mode: config.StaticAssignment, Static: [][]int32{{0, 1, 2, 3, 4, 5}}, Generation: 1},
+		},
+		"FollowsHPA": {
+			reason: "The map follows the StatefulSet's current replicas, which the HPA sets.",
+			facts:  newFacts(withKEDA(), currentReplicas("e", 3)),
+			want:   config.Assignment{Mode: config.StaticAssignment, Static: [][]int32{{0, 1}, {2, 3}, {4, 5}}, Generation: 1},
+		},
+		"Sticky": {
+			reason: "Scaling 2→3 moves one partition from each pod and bumps the generation.",
+			facts: newFacts(withKEDA(), currentReplicas("e", 3), func(f *Facts) {
+				f.Assignments = map[string]config.Assignment{"e": {Mode: config.StaticAssignment, Static: [][]int32{{0, 2, 4}, {1, 3, 5}}, Generation: 7}}
+			}),
+			want: config.Assignment{Mode: config.StaticAssignment, Static: [][]int32{{0, 2}, {1, 3}, {4, 5}}, Generation: 8},
+		},
+		"Unchanged": {
+			reason: "An unchanged map keeps its generation, so pods see no reassignment.",
+			facts: newFacts(withKEDA(), currentReplicas("e", 2), func(f *Facts) {
+				f.Assignments = map[string]config.Assignment{"e": {Mode: config.StaticAssignment, Static: [][]int32{{0, 2, 4}, {1, 3, 5}}, Generation: 7}}
+			}),
+			want: config.Assignment{Mode: config.StaticAssignment, Static: [][]int32{{0, 2, 4}, {1, 3, 5}}, Generation: 7},
+		},
+		"ScaledToZero": {
+			reason: "At zero replicas the map is kept for one pod, ready for the scale from zero.",
+			facts:  newFacts(withKEDA(), currentReplicas("e", 0)),
+			want:   config.Assignment{Mode: config.StaticAssignment, Static: [][]int32{{0, 1, 2, 3, 4, 5}}, Generation: 1},
+		},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			res := mustRender(t, p, tc.facts)
+			if diff := cmp.Diff(tc.want, res.Assignments["e"]); diff != "" {
+				t.Errorf("%s\nAssignments[e]: -want, +got:\n%s", tc.reason, diff)
+			}
+		})
+	}
+}
+
+func TestTopicOwnership(t *testing.T) {
+	cases := map[string]struct {
+		reason    string
+		policy    v1alpha1.DeletionPolicy
+		wantOwner bool
+	}{
+		"Retain": {"Retained topics outlive the Pipeline: no owner reference.", v1alpha1.DeletionRetain, false},
+		"Delete": {"Deleted topics go with the Pipeline: controller owner reference.", v1alpha1.DeletionDelete, true},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			res := mustRender(t, wordCount(onStreams(deletion(tc.policy))), newFacts())
+			var n int
+			for _, o := range res.Objects {
+				if kt, ok := o.(*strimzi.KafkaTopic); ok {
+					n++
+					if got := len(kt.OwnerReferences) == 1; got != tc.wantOwner {
+						t.Errorf("%s\n%s: owned %v, want %v", tc.reason, kt.Name, got, tc.wantOwner)
+					}
+				}
+			}
+			// 3 streams, 2 dead-letter topics, 1 changelog.
+			if n != 6 {
+				t.Errorf("%d KafkaTopics, want 6", n)
+			}
+		})
+	}
+}
+
+// TestExecutorConfigParses checks that what render writes, the executor reads back unchanged.
+func TestExecutorConfigParses(t *testing.T) {
+	for name, tc := range goldenCases() {
+		t.Run(name, func(t *testing.T) {
+			for _, e := range tc.pipeline.Spec.Entities {
+				cfg, err := ExecutorConfig(tc.pipeline, e.Name, tc.facts)
+				if err != nil {
+					t.Fatalf("ExecutorConfig(%s): %v", e.Name, err)
+				}
+				b, err := config.Marshal(cfg)
+				if err != nil {
+					t.Fatal(err)
+				}
+				parsed, err := config.Parse(b)
+				if err != nil {
+					t.Fatalf("%s\nconfig.Parse of rendered %s: %v", tc.reason, e.Name, err)
+				}
+				if diff := cmp.Diff(cfg, parsed); diff != "" {
+					t.Errorf("round trip of %s: -rendered, +parsed:\n%s", e.Name, diff)
+				}
+				cm := find[*corev1.ConfigMap](mustRender(t, tc.pipeline, tc.facts), ConfigMapName(tc.pipeline, e.Name))
+				if cm.Data[config.FileName] != string(b) {
+					t.Errorf("ConfigMap of %s differs from ExecutorConfig", e.Name)
+				}
+			}
+		})
+	}
+	if _, err := ExecutorConfig(minimal(), "nope", newFacts()); err == nil {
+		t.Error("ExecutorConfig of an unknown entity: no error")
+	}
+}
+
+func TestRenderRejects(t *testing.T) {
+	cases := map[string]struct {
+		reason   string
+		pipeline *v1alpha1.Pipeline
+	}{
+		"UnknownInput":    {"An input must be a declared stream.", newPipeline(withStream("a"), withEntity("e", "i", []string{"b"}, nil))},
+		"UnknownOutput":   {"An output must be a declared stream.", newPipeline(withStream("a"), withEntity("e", "i", []string{"a"}, []string{"b"}))},
+		"NoEntities":      {"A pipeline needs an entity.", newPipeline(withStream("a"))},
+		"DuplicateEntity": {"Entity names are unique.", newPipeline(withStream("a"), withEntity("e", "i", []string{"a"}, nil), withEntity("e", "i", []string{"a"}, nil))},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			if _, err := Render(tc.pipeline, newFacts()); err == nil {
+				t.Errorf("%s\nRender: no error", tc.reason)
+			}
+		})
+	}
+}
+
+func TestKafkaTopicNamesDoNotCollide(t *testing.T) {
+	cases := map[string]struct {
+		reason   string
+		pipeline *v1alpha1.Pipeline
+	}{
+		"StreamNamedLikeDLQ": {
+			reason:   "Stream x-dlq and the dead-letter topic of stream x need distinct KafkaTopics.",
+			pipeline: newPipeline(withStream("x"), withStream("x-dlq"), withEntity("e", "i", []string{"x", "x-dlq"}, nil)),
+		},
+		"StreamNamedLikeChangelog": {
+			reason:   "Stream e-changelog and the changelog of entity e need distinct KafkaTopics.",
+			pipeline: newPipeline(withStream("x"), withStream("e-changelog"), withEntity("e", "i", []string{"x"}, []string{"e-changelog"}, withState(""))),
+		},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			res := mustRender(t, tc.pipeline, newFacts())
+			seen := map[string]bool{}
+			for _, o := range res.Objects {
+				if kt, ok := o.(*strimzi.KafkaTopic); ok {
+					if seen[kt.Name] {
+						t.Errorf("%s\ntwo KafkaTopics named %s", tc.reason, kt.Name)
+					}
+					seen[kt.Name] = true
+				}
+			}
+		})
+	}
+}
