@@ -75,7 +75,7 @@ build: ## Build every binary into bin/.
 	CGO_ENABLED=0 go build -trimpath -o $(LOCALBIN)/ ./cmd/...
 
 .PHONY: verify
-verify: generate manifests fmt vet ## Regenerate everything, then fail if the tree differs from what is committed.
+verify: generate manifests bundle api-docs fmt vet ## Regenerate everything, then fail if the tree differs from what is committed.
 	go mod tidy
 	@if [ -n "$$(git status --porcelain --untracked-files=all -- . ':!bin')" ]; then \
 		echo "make verify: generated files or formatting are out of date:"; git status --porcelain --untracked-files=all -- . ':!bin'; git diff --stat; exit 1; \
@@ -89,3 +89,91 @@ $(LOCALBIN):
 $(CONTROLLER_GEN): | $(LOCALBIN)
 	GOBIN=$(LOCALBIN) go install sigs.k8s.io/controller-tools/cmd/controller-gen@$(CONTROLLER_GEN_VERSION)
 	mv $(LOCALBIN)/controller-gen $(CONTROLLER_GEN)
+
+##@ Deployment
+
+# The OLM bundle: package, channels and image.
+BUNDLE_PACKAGE ?= millrace
+BUNDLE_CHANNELS ?= candidate
+BUNDLE_DEFAULT_CHANNEL ?= candidate
+BUNDLE_REPLACES ?=
+BUNDLE_IMG ?= $(IMAGE_REGISTRY)/millrace-operator-bundle:v$(VERSION)
+# Images of the example functions: $(EXAMPLE_IMG_PREFIX)<binary>:v$(VERSION).
+EXAMPLE_IMG_PREFIX ?= $(IMAGE_REGISTRY)/millrace-example-
+# One image per binary, each a stage of the Dockerfile (hack/bundlegen's TestDockerfile checks
+# that this list and the stages agree).
+IMAGE_BINARIES ?= manager millrace-io millrace-state identity wordcount-split wordcount-sum
+CONTAINER_TOOL ?= docker
+PLATFORMS ?= linux/amd64,linux/arm64
+GOARCH ?= $(shell go env GOARCH)
+
+# image_of maps a binary to its image name.
+image_of = $(if $(filter manager,$(1)),$(IMG),$(if $(filter millrace-io,$(1)),$(IO_SIDECAR_IMG),$(if $(filter millrace-state,$(1)),$(STATE_SIDECAR_IMG),$(EXAMPLE_IMG_PREFIX)$(1):v$(VERSION))))
+
+.PHONY: bundle
+bundle: ## Generate bundle/ and bundle.Dockerfile (OLM) from config/; never edit bundle/ by hand.
+	go run ./hack/bundlegen -version $(VERSION) -image $(IMG) \
+		-io-sidecar-image $(IO_SIDECAR_IMG) -state-sidecar-image $(STATE_SIDECAR_IMG) \
+		-package $(BUNDLE_PACKAGE) -channels $(BUNDLE_CHANNELS) -default-channel $(BUNDLE_DEFAULT_CHANNEL) \
+		-replaces "$(BUNDLE_REPLACES)"
+
+.PHONY: bundle-validate
+bundle-validate: ## Validate bundle/ with the operator-framework validators (OperatorHub, good practices) and check it is up to date.
+	go test ./hack/bundlegen/ -run 'TestBundle|TestValidators|TestGenerate' -count=1
+
+.PHONY: bundle-build
+bundle-build: ## Build the bundle image (needs a container engine).
+	$(CONTAINER_TOOL) build -f bundle.Dockerfile -t $(BUNDLE_IMG) .
+
+.PHONY: bundle-push
+bundle-push: ## Push the bundle image.
+	$(CONTAINER_TOOL) push $(BUNDLE_IMG)
+
+.PHONY: docker-binaries
+docker-binaries: ## Build the images' static binaries into bin/linux/$(GOARCH)/ (GOARCH=arm64 for the other platform).
+	CGO_ENABLED=0 GOOS=linux GOARCH=$(GOARCH) go build -trimpath -ldflags='-s -w' -o $(LOCALBIN)/linux/$(GOARCH)/ $(addprefix ./cmd/,$(IMAGE_BINARIES))
+
+.PHONY: docker-build
+docker-build: docker-binaries ## Build one image per binary (needs a container engine): operator, sidecars, example functions.
+	$(foreach b,$(IMAGE_BINARIES),$(CONTAINER_TOOL) build --build-arg BINARY=$(b) --build-arg TARGETARCH=$(GOARCH) -t $(call image_of,$(b)) . &&) true
+
+.PHONY: docker-push
+docker-push: ## Push the images docker-build built.
+	$(foreach b,$(IMAGE_BINARIES),$(CONTAINER_TOOL) push $(call image_of,$(b)) &&) true
+
+.PHONY: docker-buildx
+docker-buildx: ## Build and push multi-platform images for $(PLATFORMS) (needs docker buildx).
+	$(foreach p,$(subst $(comma), ,$(PLATFORMS)),$(MAKE) docker-binaries GOARCH=$(lastword $(subst /, ,$(p))) &&) true
+	$(foreach b,$(IMAGE_BINARIES),$(CONTAINER_TOOL) buildx build --push --platform $(PLATFORMS) --build-arg BINARY=$(b) -t $(call image_of,$(b)) . &&) true
+
+comma := ,
+
+.PHONY: kustomize
+kustomize: $(KUSTOMIZE) ## Install kustomize into bin/.
+
+# deploy builds config/default with the images of this Makefile's variables, through an overlay
+# outside the tree, so that the tree stays as committed.
+.PHONY: deploy
+deploy: $(KUSTOMIZE) ## Install the CRD and the operator into the cluster of the current kubeconfig (images from IMG, IO_SIDECAR_IMG, STATE_SIDECAR_IMG).
+	@overlay="$$(mktemp -d)"; trap 'rm -rf "$$overlay"' EXIT; \
+	hack/bundle-deploy-overlay.sh "$$overlay" "$(CURDIR)/config/default" "$(IMG)" "$(IO_SIDECAR_IMG)" "$(STATE_SIDECAR_IMG)"; \
+	$(KUSTOMIZE) build "$$overlay" | kubectl apply --server-side --field-manager=millrace-deploy -f -
+
+.PHONY: deploy-monitoring
+deploy-monitoring: $(KUSTOMIZE) ## Install the operator's ServiceMonitor and alerts (Prometheus Operator) and the Grafana dashboard.
+	$(KUSTOMIZE) build config/prometheus | kubectl apply --server-side --field-manager=millrace-deploy -f -
+	$(KUSTOMIZE) build config/grafana | kubectl apply --server-side --field-manager=millrace-deploy -f -
+
+.PHONY: undeploy
+undeploy: $(KUSTOMIZE) ## Remove the operator, its monitoring and the CRD (deleting every Pipeline) from the current cluster.
+	$(KUSTOMIZE) build config/grafana | kubectl delete --ignore-not-found -f -
+	-$(KUSTOMIZE) build config/prometheus | kubectl delete --ignore-not-found -f -
+	$(KUSTOMIZE) build config/default | kubectl delete --ignore-not-found -f -
+
+.PHONY: api-docs
+api-docs: ## Generate docs/api-reference.md from the API types.
+	go run ./hack/apidocs -out docs/api-reference.md ./apis/streaming/v1alpha1
+
+$(KUSTOMIZE): | $(LOCALBIN)
+	GOBIN=$(LOCALBIN) go install sigs.k8s.io/kustomize/kustomize/v5@$(KUSTOMIZE_VERSION)
+	mv $(LOCALBIN)/kustomize $(KUSTOMIZE)

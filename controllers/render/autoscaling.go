@@ -1,8 +1,12 @@
 package render
 
 import (
+	"slices"
 	"strconv"
 	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	kedav1alpha1 "github.com/kedacore/keda/v2/apis/keda/v1alpha1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -34,6 +38,14 @@ func scaledObject(p *v1alpha1.Pipeline, e *v1alpha1.Entity, cfg *config.Executor
 			},
 		})
 	}
+	if auth := triggerAuthentication(p); auth != nil {
+		for i := range triggers {
+			triggers[i].AuthenticationRef = &kedav1alpha1.AuthenticationRef{Name: auth.Name}
+			for k, v := range triggerAuthMetadata(p) {
+				triggers[i].Metadata[k] = v
+			}
+		}
+	}
 	meta := objectMeta(p, ScaledObjectName(p, e.Name), EntityLabels(p, e.Name))
 	if p.Spec.Suspend {
 		// Pausing at zero keeps the ScaledObject (and its HPA's history) while the pipeline is
@@ -56,4 +68,80 @@ func scaledObject(p *v1alpha1.Pipeline, e *v1alpha1.Entity, cfg *config.Executor
 			Triggers:        triggers,
 		},
 	}
+}
+
+// triggerAuthMetadata is the part of KEDA's kafka trigger that says how to authenticate; the
+// credentials themselves come from the TriggerAuthentication.
+func triggerAuthMetadata(p *v1alpha1.Pipeline) map[string]string {
+	switch authType(p) {
+	case v1alpha1.AuthScramSha512:
+		return map[string]string{"sasl": "scram_sha512"}
+	case v1alpha1.AuthTLS:
+		return map[string]string{"tls": "enable"}
+	}
+	return nil
+}
+
+// triggerAuthentication gives KEDA's kafka scaler the executors' own credentials, so that it can
+// read the consumer group's lag on a cluster that requires authentication. It is nil when the
+// pipeline does not authenticate. Without it, the scaler could not connect and the entity would
+// never scale.
+//
+// KEDA reads the scram username only from a TriggerAuthentication, and Strimzi's KafkaUser
+// Secret carries no username key (the username is the KafkaUser's name), so for Strimzi users
+// the username comes from the kafka-client ConfigMap rendered beside it.
+func triggerAuthentication(p *v1alpha1.Pipeline) *kedav1alpha1.TriggerAuthentication {
+	secret := credentialsSecretName(p)
+	var spec kedav1alpha1.TriggerAuthenticationSpec
+	switch authType(p) {
+	case v1alpha1.AuthScramSha512:
+		spec.SecretTargetRef = []kedav1alpha1.AuthSecretTargetRef{{Parameter: "password", Name: secret, Key: "password"}}
+		if saslUsername(p) != "" {
+			spec.ConfigMapTargetRef = []kedav1alpha1.AuthConfigMapTargetRef{{Parameter: "username", Name: KafkaClientConfigMapName(p), Key: "username"}}
+		} else {
+			spec.SecretTargetRef = append(spec.SecretTargetRef, kedav1alpha1.AuthSecretTargetRef{Parameter: "username", Name: secret, Key: "username"})
+		}
+	case v1alpha1.AuthTLS:
+		caSecret, caKey := secret, "ca.crt"
+		if p.Spec.Kafka.StrimziCluster != "" {
+			caSecret = clusterCASecretName(p)
+		}
+		spec.SecretTargetRef = []kedav1alpha1.AuthSecretTargetRef{
+			{Parameter: "ca", Name: caSecret, Key: caKey},
+			{Parameter: "cert", Name: secret, Key: "user.crt"},
+			{Parameter: "key", Name: secret, Key: "user.key"},
+		}
+	default:
+		return nil
+	}
+	return &kedav1alpha1.TriggerAuthentication{
+		TypeMeta:   metav1.TypeMeta{APIVersion: kedav1alpha1.SchemeGroupVersion.String(), Kind: "TriggerAuthentication"},
+		ObjectMeta: objectMeta(p, TriggerAuthenticationName(p), PipelineLabels(p)),
+		Spec:       spec,
+	}
+}
+
+// kafkaClientConfigMap publishes the non-secret identity of the pipeline's Kafka user, for KEDA.
+func kafkaClientConfigMap(p *v1alpha1.Pipeline) *corev1.ConfigMap {
+	return &corev1.ConfigMap{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "ConfigMap"},
+		ObjectMeta: objectMeta(p, KafkaClientConfigMapName(p), PipelineLabels(p)),
+		Data:       map[string]string{"username": saslUsername(p)},
+	}
+}
+
+// autoscalingObjects are the pipeline-level objects KEDA needs to authenticate, when some entity
+// is scaled by KEDA on a cluster that requires authentication.
+func autoscalingObjects(p *v1alpha1.Pipeline, f Facts) []client.Object {
+	if !slices.ContainsFunc(p.Spec.Entities, func(e v1alpha1.Entity) bool { return kedaScaled(&e, f) }) {
+		return nil
+	}
+	auth := triggerAuthentication(p)
+	if auth == nil {
+		return nil
+	}
+	if len(auth.Spec.ConfigMapTargetRef) > 0 {
+		return []client.Object{kafkaClientConfigMap(p), auth}
+	}
+	return []client.Object{auth}
 }

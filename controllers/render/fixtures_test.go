@@ -48,9 +48,9 @@ func wordCount(mods ...pipelineModifier) *v1alpha1.Pipeline {
 		withStream("lines", partitions(6)),
 		withStream("words", partitions(6)),
 		withStream("counts"),
-		withEntity("split", "millrace/wordcount-split:latest", []string{"lines"}, []string{"words"},
+		withEntity("split", "ghcr.io/millrace-dev/millrace-example-wordcount-split:v0.1.0", []string{"lines"}, []string{"words"},
 			command("wordcount-split")),
-		withEntity("sum", "millrace/wordcount-sum:latest", []string{"words"}, []string{"counts"},
+		withEntity("sum", "ghcr.io/millrace-dev/millrace-example-wordcount-sum:v0.1.0", []string{"words"}, []string{"counts"},
 			command("wordcount-sum"), replicas(2), withState(v1alpha1.StateMemory), static(), exactlyOnce()),
 	}, mods...)...)
 }

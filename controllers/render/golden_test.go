@@ -63,6 +63,16 @@ func goldenCases() map[string]goldenCase {
 			pipeline: wordCount(withAuth(v1alpha1.AuthScramSha512, "")),
 			facts:    newFacts(strimziVersion("v1beta2")),
 		},
+		"auth-scram-autoscaled": {
+			reason:   "KEDA must read lag with the executors' credentials: a TriggerAuthentication with the KafkaUser's password and, since Strimzi's Secret has no username key, a ConfigMap with the username.",
+			pipeline: wordCount(withAuth(v1alpha1.AuthScramSha512, ""), onEntity("split", autoscaling(0, 6))),
+			facts:    newFacts(withKEDA()),
+		},
+		"auth-tls-autoscaled": {
+			reason:   "TLS client authentication for KEDA: the cluster CA and the user's certificate and key from their Secrets.",
+			pipeline: minimal(withAuth(v1alpha1.AuthTLS, ""), onEntity("handle", autoscaling(0, 1))),
+			facts:    newFacts(withKEDA()),
+		},
 		"auth-tls-strimzi": {
 			reason:   "TLS client authentication: the user certificate from the KafkaUser Secret, the brokers' CA from the cluster CA Secret.",
 			pipeline: minimal(withAuth(v1alpha1.AuthTLS, "")),

@@ -145,6 +145,18 @@ func KafkaUserName(p *v1alpha1.Pipeline) string {
 	return dnsName(maxNameLength, p.Name, "executor")
 }
 
+// TriggerAuthenticationName is the name of the KEDA TriggerAuthentication holding the pipeline's
+// Kafka credentials for the kafka scaler.
+func TriggerAuthenticationName(p *v1alpha1.Pipeline) string {
+	return dnsName(maxNameLength, p.Name, "kafka")
+}
+
+// KafkaClientConfigMapName is the name of the ConfigMap with the non-secret identity (the
+// username) of the pipeline's Kafka user.
+func KafkaClientConfigMapName(p *v1alpha1.Pipeline) string {
+	return dnsName(maxNameLength, p.Name, "kafka-client")
+}
+
 // ServiceMonitorName is the name of the pipeline's ServiceMonitor.
 func ServiceMonitorName(p *v1alpha1.Pipeline) string { return dnsName(maxNameLength, p.Name) }
 

@@ -93,7 +93,7 @@ type Topic struct {
 type Result struct {
 	// Objects are the desired children, typed, with apiVersion and kind set (server-side apply
 	// needs them), labels and the controller owner reference. Their order is deterministic:
-	// KafkaUser, KafkaTopics, then per entity its ConfigMap, Service, StatefulSet and
+	// KafkaUser, KafkaTopics, KEDA's TriggerAuthentication (with the ConfigMap it reads), then per entity its ConfigMap, Service, StatefulSet and
 	// ScaledObject, then ServiceMonitor and PrometheusRule.
 	Objects []client.Object
 	// Topics are all topics of the pipeline (streams, dead-letter and changelog topics), whoever
@@ -121,6 +121,7 @@ func Render(p *v1alpha1.Pipeline, f Facts) (*Result, error) {
 	for _, t := range kafkaTopics(p, f, res.Topics) {
 		res.Objects = append(res.Objects, t)
 	}
+	res.Objects = append(res.Objects, autoscalingObjects(p, f)...)
 	for i := range p.Spec.Entities {
 		e := &p.Spec.Entities[i]
 		cfg, err := executorConfig(p, e, f)

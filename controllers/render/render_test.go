@@ -61,7 +61,7 @@ func TestNoRestartOnHotReload(t *testing.T) {
 		},
 		"Image": {
 			reason:        "A new image needs new pods.",
-			pipeline:      wordCount(onEntity("sum", image("millrace/wordcount-sum:v2"))),
+			pipeline:      wordCount(onEntity("sum", image("ghcr.io/millrace-dev/millrace-example-wordcount-sum:v0.2.0"))),
 			facts:         baseFacts,
 			wantSTSChange: true,
 		},

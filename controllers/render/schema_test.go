@@ -112,7 +112,7 @@ func TestSchemaConformance(t *testing.T) {
 	for _, want := range []string{
 		"kafka.strimzi.io/v1, Kind=KafkaTopic", "kafka.strimzi.io/v1beta2, Kind=KafkaTopic",
 		"kafka.strimzi.io/v1, Kind=KafkaUser", "kafka.strimzi.io/v1beta2, Kind=KafkaUser",
-		"keda.sh/v1alpha1, Kind=ScaledObject",
+		"keda.sh/v1alpha1, Kind=ScaledObject", "keda.sh/v1alpha1, Kind=TriggerAuthentication",
 		"monitoring.coreos.com/v1, Kind=ServiceMonitor", "monitoring.coreos.com/v1, Kind=PrometheusRule",
 	} {
 		if !checked[want] {

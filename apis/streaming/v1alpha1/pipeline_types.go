@@ -345,7 +345,8 @@ type StateSpec struct {
 
 // MonitoringSpec configures monitoring through the Prometheus Operator.
 type MonitoringSpec struct {
-	// Enabled renders a ServiceMonitor, alert rules and a dashboard for the pipeline.
+	// Enabled renders a ServiceMonitor and alert rules for the pipeline. The Grafana dashboard
+	// ships once with the operator and selects pipelines by label.
 	// +kubebuilder:default=true
 	Enabled bool `json:"enabled"`
 
