@@ -62,6 +62,11 @@ kafka-start: ## Start a real Apache Kafka broker (KRaft) on loopback; prints its
 kafka-stop: ## Stop the broker kafka-start started.
 	@hack/kafka.sh stop
 
+.PHONY: run-wordcount
+run-wordcount: ## Build millrace and the executor runtime into bin/, run the word-count sample locally on an embedded Kafka and print the counts.
+	CGO_ENABLED=0 go build -trimpath -o $(LOCALBIN)/ ./cmd/millrace ./cmd/millrace-io ./cmd/millrace-state ./cmd/wordcount-split ./cmd/wordcount-sum
+	$(LOCALBIN)/millrace run -f config/samples/streaming_v1alpha1_pipeline_wordcount.yaml --bin-dir $(LOCALBIN) --input lines=config/samples/wordcount-input.txt --until-idle --timeout 5m
+
 .PHONY: test
 test: ## Run every test: unit, golden, fuzz seeds, envtest suites, kfake and real-broker tiers.
 	hack/test.sh $(GO_TEST_FLAGS) ./...
