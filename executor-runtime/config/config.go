@@ -24,6 +24,22 @@ const APIVersion = "executor.millrace.dev/v1"
 // file in the mounted directory.
 const FileName = "executor.json"
 
+// EnvFile is the environment variable that tells every container of an executor pod the path
+// of executor.json; the sidecars read it when no --config flag is given.
+const EnvFile = "MILLRACE_CONFIG"
+
+// DefaultPath is where the sidecars look for executor.json when neither --config nor
+// MILLRACE_CONFIG says otherwise: the operator's mount of the entity's ConfigMap.
+const DefaultPath = "/etc/millrace/config/" + FileName
+
+// PathFromEnv returns MILLRACE_CONFIG, or DefaultPath when it is unset.
+func PathFromEnv() string {
+	if p := os.Getenv(EnvFile); p != "" {
+		return p
+	}
+	return DefaultPath
+}
+
 // Guarantee is the delivery guarantee of an entity.
 type Guarantee string
 
@@ -60,7 +76,7 @@ type Executor struct {
 	GroupID string `json:"groupID"`
 	// TransactionalIDPrefix prefixes the transactional ids of ExactlyOnce producers; a pod
 	// appends its ordinal (and, in Group mode, nothing else: one producer per pod).
-	TransactionalIDPrefix string `json:"transactionalIDPrefix,omitempty"`
+	TransactionalIDPrefix string    `json:"transactionalIDPrefix,omitempty"`
 	Guarantee             Guarantee `json:"guarantee"`
 	// OffsetReset is where a group without committed offsets starts: "earliest" or "latest".
 	// KEDA's kafka scaler is configured with the same policy.

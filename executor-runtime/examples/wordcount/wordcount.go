@@ -1,0 +1,49 @@
+// Package wordcount is the Invoker word count of the Millrace examples: Split turns lines into
+// words keyed by word, Sum keeps a running count per word in state and emits it.
+package wordcount
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"unicode"
+
+	"github.com/millrace-dev/millrace/executor-runtime/sdk"
+)
+
+// Split emits ("word", "1") for every word of the line in the record's value. Words are
+// lower-cased runs of letters and digits.
+func Split() sdk.Handler {
+	return sdk.FlatMap(func(_ context.Context, r sdk.Record, emit func(sdk.Output)) error {
+		for _, w := range strings.FieldsFunc(string(r.Value), func(c rune) bool { return !unicode.IsLetter(c) && !unicode.IsNumber(c) }) {
+			emit(sdk.Output{Key: []byte(strings.ToLower(w)), Value: []byte("1")})
+		}
+		return nil
+	})
+}
+
+// Sum adds the record's value (a decimal count) to the count of its key and emits the new
+// total. A value that is not a number is an error: the record goes to the dead-letter topic.
+func Sum() sdk.Handler {
+	return sdk.Stateful(func(_ context.Context, r sdk.Record, st sdk.State, emit func(sdk.Output)) error {
+		n, err := strconv.ParseInt(string(r.Value), 10, 64)
+		if err != nil {
+			return fmt.Errorf("count %q is not a number: %w", r.Value, err)
+		}
+		var total int64
+		if v, ok, err := st.Get(); err != nil {
+			return err
+		} else if ok {
+			if total, err = strconv.ParseInt(string(v), 10, 64); err != nil {
+				return fmt.Errorf("stored count %q is not a number: %w", v, err)
+			}
+		}
+		total += n
+		if err := st.Put([]byte(strconv.FormatInt(total, 10))); err != nil {
+			return err
+		}
+		emit(sdk.Output{Key: r.Key, Value: []byte(strconv.FormatInt(total, 10))})
+		return nil
+	})
+}

@@ -1,0 +1,73 @@
+package iosidecar
+
+import (
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Option configures Run.
+type Option func(*options)
+
+type options struct {
+	log             *slog.Logger
+	registry        *prometheus.Registry
+	metricsAddr     string
+	onMetrics       func(net.Addr)
+	socketDir       string
+	functionSocket  string
+	stateSocket     string
+	ordinal         *int
+	pollConfig      time.Duration
+	shutdownTimeout time.Duration
+	hooks           Hooks
+}
+
+// Hooks observe the sidecar; they run synchronously, so keep them fast. Any may be nil.
+type Hooks struct {
+	// OnAssigned is called with the partitions (per input topic) this pod processes, after the
+	// state of gained partitions is restored.
+	OnAssigned func(map[string][]int32)
+	// OnCommit is called after each commit interval that committed input offsets.
+	OnCommit func()
+	// OnSessionEnd is called when a session ends, with nil when it ended for a configuration
+	// change or shutdown.
+	OnSessionEnd func(error)
+}
+
+// WithLogger sets the logger.
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
+
+// WithRegistry collects metrics into reg.
+func WithRegistry(reg *prometheus.Registry) Option { return func(o *options) { o.registry = reg } }
+
+// WithMetricsAddr overrides the listen address of /metrics, /healthz and /readyz (default
+// ":<runtime.metricsPort>"); "-" disables it. bound, if not nil, receives the bound address.
+func WithMetricsAddr(addr string, bound func(net.Addr)) Option {
+	return func(o *options) { o.metricsAddr, o.onMetrics = addr, bound }
+}
+
+// WithSocketDir overrides runtime.socketDir, the directory of the function and state sockets
+// (several pods of one entity on one machine, as in local mode, each need their own).
+func WithSocketDir(dir string) Option { return func(o *options) { o.socketDir = dir } }
+
+// WithFunctionSocket overrides the function socket path (default runtime.socketDir/functionSocket).
+func WithFunctionSocket(path string) Option { return func(o *options) { o.functionSocket = path } }
+
+// WithStateSocket overrides the state socket path (default runtime.socketDir/stateSocket).
+func WithStateSocket(path string) Option { return func(o *options) { o.stateSocket = path } }
+
+// WithOrdinal sets the pod ordinal instead of reading MILLRACE_ORDINAL, POD_NAME or the hostname.
+func WithOrdinal(n int) Option { return func(o *options) { o.ordinal = &n } }
+
+// WithConfigPollInterval sets how often the config file is checked for changes (default 1s).
+func WithConfigPollInterval(d time.Duration) Option { return func(o *options) { o.pollConfig = d } }
+
+// WithShutdownTimeout bounds the drain on shutdown (default 20s, inside Kubernetes' default 30s
+// grace period).
+func WithShutdownTimeout(d time.Duration) Option { return func(o *options) { o.shutdownTimeout = d } }
+
+// WithHooks installs hooks.
+func WithHooks(h Hooks) Option { return func(o *options) { o.hooks = h } }

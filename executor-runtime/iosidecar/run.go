@@ -1,0 +1,183 @@
+// Package iosidecar is the Millrace I/O sidecar: it consumes an entity's input topics with
+// franz-go, sends record batches to the function over the function protocol
+// (executor-runtime/proto/function/v1), produces the outputs, dead-letters poison records,
+// writes the state sidecar's changes to the changelog and commits, with AtLeastOnce or
+// ExactlyOnce guarantees. See docs/executor.md.
+package iosidecar
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/millrace-dev/millrace/executor-runtime/config"
+	"github.com/millrace-dev/millrace/executor-runtime/internal/configwatch"
+	"github.com/millrace-dev/millrace/executor-runtime/internal/health"
+	"github.com/millrace-dev/millrace/executor-runtime/internal/ordinal"
+)
+
+// Run runs the I/O sidecar of the entity configured at cfgPath until ctx ends, then drains:
+// it stops fetching, waits for the function to answer what it was sent, commits and returns
+// (within the shutdown timeout). A changed configuration file starts a new session with the new
+// configuration, without a restart of the process.
+func Run(ctx context.Context, cfgPath string, opts ...Option) error {
+	o := options{log: slog.Default(), pollConfig: configwatch.DefaultInterval, shutdownTimeout: 20 * time.Second}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	raw, err := os.ReadFile(cfgPath)
+	if err != nil {
+		return fmt.Errorf("read executor config: %w", err)
+	}
+	cfg, err := config.Parse(raw)
+	if err != nil {
+		return err
+	}
+	ord := 0
+	// identity names this pod in the group (instance id) and in the transactional id: the
+	// ordinal of a StatefulSet pod, or, for a pod without one (Group mode only), its hostname,
+	// so that two such pods never fence each other.
+	identity := ""
+	if o.ordinal != nil {
+		ord = *o.ordinal
+	} else if n, err := ordinal.FromEnv(); err == nil {
+		ord = n
+	} else if cfg.Assignment.Mode == config.StaticAssignment {
+		return err
+	} else {
+		host, herr := os.Hostname()
+		if herr != nil {
+			return fmt.Errorf("no pod ordinal (%v) and no hostname: %w", err, herr)
+		}
+		identity = host
+		o.log.Warn("no pod ordinal found; identifying this pod by its hostname", "hostname", host, "err", err)
+	}
+	if identity == "" {
+		identity = strconv.Itoa(ord)
+	}
+	if o.registry == nil {
+		o.registry = prometheus.NewRegistry()
+		o.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	}
+	socketDir := cfg.Runtime.SocketDir
+	if o.socketDir != "" {
+		socketDir = o.socketDir
+	}
+	if o.functionSocket == "" {
+		o.functionSocket = filepath.Join(socketDir, cfg.Runtime.FunctionSocket)
+	}
+	if o.stateSocket == "" && cfg.State != nil {
+		o.stateSocket = filepath.Join(socketDir, cfg.Runtime.StateSocket)
+	}
+	if o.metricsAddr == "" {
+		o.metricsAddr = ":" + strconv.Itoa(int(cfg.Runtime.MetricsPort))
+	}
+	m := newMetrics(o.registry)
+	var ready atomic.Bool
+
+	// work outlives ctx by the shutdown timeout so the last interval can commit.
+	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelWork()
+	go func() {
+		<-ctx.Done()
+		t := time.NewTimer(o.shutdownTimeout)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			o.log.Error("drain exceeded the shutdown timeout; stopping without a final commit")
+			cancelWork()
+		case <-work.Done():
+		}
+	}()
+
+	errc := make(chan error, 1)
+	if o.metricsAddr != "-" {
+		go func() {
+			err := health.Serve(work, o.metricsAddr, o.registry, func() error {
+				if !ready.Load() {
+					return errors.New("no assignment with restored state yet")
+				}
+				return nil
+			}, o.onMetrics)
+			if err != nil {
+				errc <- err
+			}
+		}()
+	}
+	updates := make(chan *config.Executor, 1)
+	go configwatch.Watch(work, cfgPath, o.pollConfig, raw, o.log, func(c *config.Executor, _ []byte) {
+		select {
+		case <-updates:
+		default:
+		}
+		updates <- c
+	})
+
+	backoff := time.Second
+	for {
+		stop := make(chan struct{})
+		s := newSession(cfg, ord, identity, &o, m, &ready)
+		done := make(chan error, 1)
+		started := time.Now()
+		go func() { done <- s.run(work, stop) }()
+
+		var next *config.Executor
+		var sessErr error
+		select {
+		case sessErr = <-done:
+		case next = <-updates:
+			o.log.Info("executor config changed; starting a new session")
+			close(stop)
+			sessErr = <-done
+		case <-ctx.Done():
+			close(stop)
+			sessErr = <-done
+		case err := <-errc:
+			close(stop)
+			<-done
+			s.close()
+			return err
+		}
+		s.close()
+		ready.Store(false)
+		if errors.Is(sessErr, errStopped) {
+			sessErr = nil
+		}
+		if o.hooks.OnSessionEnd != nil {
+			o.hooks.OnSessionEnd(sessErr)
+		}
+		if ctx.Err() != nil {
+			m.sessions.WithLabelValues("shutdown").Inc()
+			o.log.Info("I/O sidecar stopped", "err", sessErr)
+			return nil
+		}
+		if next != nil {
+			m.sessions.WithLabelValues("reconfigured").Inc()
+			cfg = next
+			backoff = time.Second
+			continue
+		}
+		m.sessions.WithLabelValues("failed").Inc()
+		o.log.Error("session ended; starting a new one", "err", sessErr, "backoff", backoff)
+		if time.Since(started) > time.Minute {
+			backoff = time.Second
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case next = <-updates:
+			cfg = next
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 30*time.Second)
+	}
+}

@@ -1,0 +1,787 @@
+package iosidecar
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/millrace-dev/millrace/executor-runtime/internal/wirecodec"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	"github.com/millrace-dev/millrace/executor-runtime/config"
+	"github.com/millrace-dev/millrace/executor-runtime/internal/kafkaclient"
+	functionv1 "github.com/millrace-dev/millrace/executor-runtime/proto/function/v1"
+	statev1 "github.com/millrace-dev/millrace/executor-runtime/proto/state/v1"
+	"github.com/millrace-dev/millrace/executor-runtime/state"
+)
+
+// Dead-letter headers name the origin of a poison record.
+const (
+	HeaderSourceTopic     = "millrace.source.topic"
+	HeaderSourcePartition = "millrace.source.partition"
+	HeaderSourceOffset    = "millrace.source.offset"
+	HeaderError           = "millrace.error"
+)
+
+const maxMessageBytes = 64 << 20
+
+// errStopped ends a session that was asked to stop (shutdown or configuration change).
+var errStopped = errors.New("session stopped")
+
+// session is one life of the data plane: a Kafka client in the entity's group, a stream to the
+// function and a session of the state sidecar. Any failure of one of them ends the session
+// without committing; Run starts a new one, which resumes from the last commit. That is the
+// whole recovery story, and it is the same for every failure.
+type session struct {
+	cfg      *config.Executor
+	ordinal  int
+	identity string // the ordinal, or the hostname of a pod without one
+	o        *options
+	log      *slog.Logger
+	m        *metrics
+	ready    *atomic.Bool
+
+	cl  *kgo.Client
+	txn *kgo.GroupTransactSession // nil under AtLeastOnce
+
+	fnConn *grpc.ClientConn
+	fn     functionv1.Function_ProcessClient
+	stConn *grpc.ClientConn
+	st     statev1.StateClient
+	stSess string
+
+	streamOf map[string]string // input topic -> stream
+	dlqOf    map[string]string // input topic -> dead-letter topic
+	topicOf  map[string]string // output stream -> topic
+	only     string            // the topic of the only output stream, if there is one
+
+	// assignment, written by the group callbacks and read by the processing loop.
+	amu      sync.Mutex
+	assigned map[string][]int32
+	changed  bool
+	synced   map[int32]bool
+
+	// in-flight batches.
+	sem     chan struct{}
+	bmu     sync.Mutex
+	batches map[uint64]*sentBatch
+	nextID  uint64
+	notify  chan struct{}
+	broken  chan struct{}
+	fail    atomic.Pointer[error]
+	// produced is s.promise, bound once rather than per record.
+	produced func(*kgo.Record, error)
+	// outCounts counts a batch's outputs per topic, for one metric update per batch.
+	outCounts map[string]int
+}
+
+type sentBatch struct {
+	records []*kgo.Record
+	polled  time.Time
+	sent    time.Time
+}
+
+func (s *session) setFail(err error) {
+	// A cancelled stream is the session being closed, not a failure worth an error log.
+	if s.fail.CompareAndSwap(nil, &err) && !errors.Is(err, context.Canceled) && status.Code(errors.Unwrap(err)) != codes.Canceled {
+		s.log.Error("session failing", "err", err)
+	}
+}
+
+func (s *session) failure() error {
+	if p := s.fail.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+func newSession(cfg *config.Executor, ordinal int, identity string, o *options, m *metrics, ready *atomic.Bool) *session {
+	s := &session{
+		cfg: cfg, ordinal: ordinal, identity: identity, o: o, m: m, ready: ready,
+		log:      o.log.With("entity", cfg.Entity, "ordinal", ordinal),
+		streamOf: map[string]string{}, dlqOf: map[string]string{}, topicOf: map[string]string{},
+		assigned: map[string][]int32{}, synced: map[int32]bool{},
+		sem:       make(chan struct{}, cfg.Runtime.MaxInFlightBatches),
+		batches:   map[uint64]*sentBatch{},
+		notify:    make(chan struct{}, 1),
+		broken:    make(chan struct{}),
+		outCounts: map[string]int{},
+	}
+	s.produced = s.promise
+	for _, in := range cfg.Inputs {
+		s.streamOf[in.Topic] = in.Stream
+		s.dlqOf[in.Topic] = in.DeadLetterTopic
+	}
+	for _, out := range cfg.Outputs {
+		s.topicOf[out.Stream] = out.Topic
+	}
+	if len(cfg.Outputs) == 1 {
+		s.only = cfg.Outputs[0].Topic
+	}
+	return s
+}
+
+// routingPartitioner writes changelog records to the partition of their state (the input
+// partition) and hashes keys everywhere else, as Kafka's Java client does.
+type routingPartitioner struct {
+	manual string
+}
+
+func (p routingPartitioner) ForTopic(topic string) kgo.TopicPartitioner {
+	if topic == p.manual {
+		return kgo.ManualPartitioner().ForTopic(topic)
+	}
+	return kgo.StickyKeyPartitioner(nil).ForTopic(topic)
+}
+
+func (s *session) kafkaOptions(ctx context.Context) ([]kgo.Opt, error) {
+	base, err := kafkaclient.Options(s.cfg.Kafka, s.log)
+	if err != nil {
+		return nil, err
+	}
+	topics := make([]string, 0, len(s.cfg.Inputs))
+	for _, in := range s.cfg.Inputs {
+		topics = append(topics, in.Topic)
+	}
+	reset := kgo.NewOffset().AtStart()
+	if s.cfg.OffsetReset == "latest" {
+		reset = kgo.NewOffset().AtEnd()
+	}
+	changelog := ""
+	if s.cfg.State != nil {
+		changelog = s.cfg.State.ChangelogTopic
+	}
+	maxRecords := int(s.cfg.Runtime.MaxBatchRecords * s.cfg.Runtime.MaxInFlightBatches)
+	opts := append(base,
+		kgo.ConsumerGroup(s.cfg.GroupID),
+		kgo.ConsumeTopics(topics...),
+		kgo.ConsumeResetOffset(reset),
+		kgo.DisableAutoCommit(),
+		kgo.BlockRebalanceOnPoll(),
+		// Control records (transaction markers) are returned so that committed offsets move past
+		// them: otherwise a drained partition of a transactional input keeps a lag of 1 forever
+		// and KEDA never scales the entity to zero (kedacore/keda#5675).
+		kgo.KeepControlRecords(),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.RecordPartitioner(routingPartitioner{manual: changelog}),
+		kgo.ProducerLinger(0),
+		kgo.MaxBufferedRecords(max(10_000, 4*maxRecords)),
+		kgo.OnPartitionsAssigned(s.onAssigned),
+		kgo.OnPartitionsRevoked(s.onRevoked),
+		kgo.OnPartitionsLost(s.onRevoked),
+	)
+	// Static membership (KIP-345) in the classic protocol: a restarted pod rejoins under its
+	// StatefulSet identity and takes its partitions back at once, instead of waiting out the
+	// session timeout of its dead predecessor, and a duplicate of the same ordinal is fenced.
+	// Not with KIP-848, where a member that died without leaving holds its instance id until
+	// the broker's group.consumer.session.timeout.ms, so a restarted pod could not rejoin.
+	staticMember := kgo.InstanceID(s.cfg.GroupID + "-" + s.identity)
+	switch s.cfg.Assignment.Mode {
+	case config.StaticAssignment:
+		opts = append(opts, kgo.Balancers(newStaticBalancer(s.ordinal, s.cfg.Assignment)), staticMember)
+	default:
+		use848 := s.cfg.Runtime.GroupProtocol == config.GroupProtocolConsumer
+		if s.cfg.Runtime.GroupProtocol == "" {
+			use848 = brokersSupportKIP848(ctx, base)
+		}
+		if use848 {
+			opts = append(opts, kgo.Balancers(kgo.StickyBalancer()), kgo.ServerSideBalancer())
+		} else {
+			opts = append(opts, kgo.Balancers(kgo.CooperativeStickyBalancer()), staticMember)
+		}
+		s.log.Info("group protocol", "kip848", use848)
+	}
+	if s.cfg.Guarantee == config.ExactlyOnce {
+		opts = append(opts,
+			kgo.TransactionalID(s.cfg.TransactionalIDPrefix+"-"+s.identity),
+			kgo.TransactionTimeout(state.TransactionTimeout(s.cfg)),
+			kgo.RequireStableFetchOffsets(),
+		)
+	}
+	return opts, nil
+}
+
+// brokersSupportKIP848 reports whether every broker serves ConsumerGroupHeartbeat v1 (Kafka 4.0).
+func brokersSupportKIP848(ctx context.Context, base []kgo.Opt) bool {
+	cl, err := kgo.NewClient(base...)
+	if err != nil {
+		return false
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	vs, err := kadm.NewClient(cl).ApiVersions(ctx)
+	if err != nil || len(vs) == 0 {
+		return false
+	}
+	for _, v := range vs {
+		if v.Err != nil {
+			return false
+		}
+		if max, ok := v.KeyMaxVersion(68); !ok || max < 1 {
+			return false
+		}
+	}
+	return true
+}
+
+func (s *session) onAssigned(_ context.Context, _ *kgo.Client, added map[string][]int32) {
+	s.amu.Lock()
+	defer s.amu.Unlock()
+	for t, ps := range added {
+		s.assigned[t] = append(s.assigned[t], ps...)
+		slices.Sort(s.assigned[t])
+		s.assigned[t] = slices.Compact(s.assigned[t])
+	}
+	s.changed = true
+	s.m.rebalances.Inc()
+}
+
+func (s *session) onRevoked(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
+	s.amu.Lock()
+	defer s.amu.Unlock()
+	for t, ps := range lost {
+		s.assigned[t] = slices.DeleteFunc(s.assigned[t], func(p int32) bool { return slices.Contains(ps, p) })
+		for _, p := range ps {
+			s.m.lag.DeleteLabelValues(t, strconv.Itoa(int(p)))
+		}
+	}
+	s.changed = true
+	s.m.rebalances.Inc()
+}
+
+// syncAssignment hands a changed assignment to the state sidecar, which restores gained
+// partitions before any of their records reach the function.
+func (s *session) syncAssignment(ctx context.Context) error {
+	s.amu.Lock()
+	if !s.changed {
+		s.amu.Unlock()
+		return nil
+	}
+	s.changed = false
+	snapshot := map[string][]int32{}
+	parts := map[int32]bool{}
+	for t, ps := range s.assigned {
+		snapshot[t] = slices.Clone(ps)
+		for _, p := range ps {
+			parts[p] = true
+		}
+	}
+	s.amu.Unlock()
+	if s.st != nil {
+		list := slices.Sorted(maps.Keys(parts))
+		if _, err := s.st.Assign(ctx, &statev1.AssignRequest{Session: s.stSess, Partitions: list}, grpc.WaitForReady(true)); err != nil {
+			return fmt.Errorf("assign partitions %v to the state sidecar: %w", list, err)
+		}
+	}
+	s.synced = parts
+	for _, in := range s.cfg.Inputs {
+		s.m.assigned.WithLabelValues(in.Topic).Set(float64(len(snapshot[in.Topic])))
+	}
+	s.ready.Store(true)
+	s.log.Info("assignment", "partitions", snapshot)
+	if s.o.hooks.OnAssigned != nil {
+		s.o.hooks.OnAssigned(snapshot)
+	}
+	return nil
+}
+
+// open connects the session's three parties. Under ExactlyOnce the producer id is initialised
+// first, which fences a predecessor with the same transactional id and aborts its open
+// transaction, so that the state restore that follows sees only committed changelog writes.
+func (s *session) open(ctx context.Context) error {
+	opts, err := s.kafkaOptions(ctx)
+	if err != nil {
+		return err
+	}
+	if s.cfg.Guarantee == config.ExactlyOnce {
+		s.txn, err = kgo.NewGroupTransactSession(opts...)
+		if err != nil {
+			return fmt.Errorf("kafka client: %w", err)
+		}
+		s.cl = s.txn.Client()
+		if _, _, err := s.cl.ProducerID(ctx); err != nil {
+			return fmt.Errorf("initialize transactional producer: %w", err)
+		}
+	} else {
+		s.cl, err = kgo.NewClient(opts...)
+		if err != nil {
+			return fmt.Errorf("kafka client: %w", err)
+		}
+	}
+	dial := append(wirecodec.DialOptions(),
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxMessageBytes), grpc.MaxCallSendMsgSize(maxMessageBytes)),
+	)
+	if s.cfg.State != nil {
+		s.stConn, err = grpc.NewClient("unix://"+s.o.stateSocket, dial...)
+		if err != nil {
+			return fmt.Errorf("connect to state sidecar: %w", err)
+		}
+		s.st = statev1.NewStateClient(s.stConn)
+		res, err := s.st.Begin(ctx, &statev1.BeginRequest{}, grpc.WaitForReady(true))
+		if err != nil {
+			return fmt.Errorf("begin state session: %w", err)
+		}
+		s.stSess = res.GetSession()
+	}
+	s.fnConn, err = grpc.NewClient("unix://"+s.o.functionSocket, dial...)
+	if err != nil {
+		return fmt.Errorf("connect to function: %w", err)
+	}
+	s.fn, err = functionv1.NewFunctionClient(s.fnConn).Process(ctx, grpc.WaitForReady(true))
+	if err != nil {
+		return fmt.Errorf("open function stream: %w", err)
+	}
+	open := &functionv1.Open{
+		ProtocolVersion: 1,
+		Namespace:       s.cfg.Namespace, Pipeline: s.cfg.Pipeline, Entity: s.cfg.Entity,
+		UserConfig: s.cfg.UserConfig,
+	}
+	for _, in := range s.cfg.Inputs {
+		open.InputStreams = append(open.InputStreams, in.Stream)
+	}
+	for _, out := range s.cfg.Outputs {
+		open.OutputStreams = append(open.OutputStreams, out.Stream)
+	}
+	if s.cfg.State != nil {
+		open.StateSocket = s.cfg.Runtime.StateSocket
+	}
+	if err := s.fn.Send(&functionv1.ProcessRequest{Request: &functionv1.ProcessRequest_Open{Open: open}}); err != nil {
+		return fmt.Errorf("send Open to function: %w", err)
+	}
+	res, err := s.fn.Recv()
+	if err != nil {
+		return fmt.Errorf("receive Opened from function: %w", err)
+	}
+	if res.GetOpened() == nil {
+		return errors.New("function answered Open with something other than Opened")
+	}
+	s.log.Info("session open", "function_sdk", res.GetOpened().GetSdk(), "guarantee", s.cfg.Guarantee, "mode", s.cfg.Assignment.Mode)
+	return nil
+}
+
+func (s *session) close() {
+	if s.cl != nil {
+		// Leaving the group now, rather than after a session timeout, hands the partitions to
+		// the other pods at once.
+		s.cl.CloseAllowingRebalance()
+	}
+	if s.fn != nil {
+		_ = s.fn.CloseSend()
+	}
+	if s.fnConn != nil {
+		s.fnConn.Close()
+	}
+	if s.stConn != nil {
+		s.stConn.Close()
+	}
+}
+
+// run processes until stop is closed (then it finishes the current interval, commits and
+// returns errStopped) or something fails.
+func (s *session) run(ctx context.Context, stop <-chan struct{}) error {
+	// Until the session is open, stopping cancels it: the function or the state sidecar may not
+	// be up, and there is nothing to drain yet.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	opened := make(chan struct{})
+	go func() {
+		select {
+		case <-stop:
+			cancel()
+		case <-opened:
+		}
+	}()
+	err := s.open(ctx)
+	close(opened)
+	if err != nil {
+		select {
+		case <-stop:
+			return errStopped
+		default:
+			return err
+		}
+	}
+	go s.receive(ctx)
+	for {
+		if err := s.interval(ctx, stop); err != nil {
+			return err
+		}
+		select {
+		case <-stop:
+			return errStopped
+		default:
+		}
+	}
+}
+
+// interval is one commit interval: begin, poll and dispatch until the interval ends, drain,
+// write state to the changelog, commit.
+func (s *session) interval(ctx context.Context, stop <-chan struct{}) error {
+	if s.txn != nil {
+		if err := s.txn.Begin(); err != nil {
+			return fmt.Errorf("begin transaction: %w", err)
+		}
+	}
+	if err := s.syncAssignment(ctx); err != nil {
+		return s.abort(ctx, err)
+	}
+	deadline := time.Now().Add(s.cfg.Runtime.CommitInterval.Duration)
+	polled := 0
+	for time.Now().Before(deadline) {
+		pollCtx, cancel := context.WithDeadline(ctx, deadline)
+		go func() {
+			select {
+			case <-stop:
+				cancel()
+			case <-pollCtx.Done():
+			}
+		}()
+		fetches := s.cl.PollRecords(pollCtx, int(s.cfg.Runtime.MaxBatchRecords*s.cfg.Runtime.MaxInFlightBatches))
+		cancel()
+		if err := s.failure(); err != nil {
+			return s.abort(ctx, err)
+		}
+		if ctx.Err() != nil {
+			return s.abort(ctx, ctx.Err())
+		}
+		if fetches.IsClientClosed() {
+			return s.abort(ctx, errors.New("kafka client closed"))
+		}
+		var ferr error
+		fetches.EachError(func(t string, p int32, err error) {
+			if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+				return
+			}
+			ferr = errors.Join(ferr, fmt.Errorf("fetch %s/%d: %w", t, p, err))
+		})
+		if ferr != nil {
+			return s.abort(ctx, ferr)
+		}
+		if err := s.syncAssignment(ctx); err != nil {
+			return s.abort(ctx, err)
+		}
+		now := time.Now()
+		var derr error
+		fetches.EachPartition(func(fp kgo.FetchTopicPartition) {
+			if derr != nil || len(fp.Records) == 0 {
+				return
+			}
+			last := fp.Records[len(fp.Records)-1]
+			s.m.lag.WithLabelValues(fp.Topic, strconv.Itoa(int(fp.Partition))).Set(float64(max(0, fp.HighWatermark-last.Offset-1)))
+			derr = s.dispatch(ctx, fp.Records, now)
+			polled += len(fp.Records)
+		})
+		if derr != nil {
+			return s.abort(ctx, derr)
+		}
+		select {
+		case <-stop:
+			deadline = time.Now()
+		default:
+		}
+	}
+	return s.commit(ctx, polled)
+}
+
+// dispatch sends the data records of one partition's fetch to the function in batches of at most
+// MaxBatchRecords, blocking while MaxInFlightBatches are outstanding: that bound, with franz-go's
+// bounded fetch buffer, is the sidecar's backpressure.
+func (s *session) dispatch(ctx context.Context, recs []*kgo.Record, polled time.Time) error {
+	data := make([]*kgo.Record, 0, len(recs))
+	for _, r := range recs {
+		if !r.Attrs.IsControl() {
+			data = append(data, r)
+		}
+	}
+	n := int(s.cfg.Runtime.MaxBatchRecords)
+	for len(data) > 0 {
+		chunk := data[:min(n, len(data))]
+		data = data[len(chunk):]
+		select {
+		case s.sem <- struct{}{}:
+		case <-s.broken:
+			return s.failure()
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		s.bmu.Lock()
+		s.nextID++
+		id := s.nextID
+		sb := &sentBatch{records: chunk, polled: polled, sent: time.Now()}
+		s.batches[id] = sb
+		s.bmu.Unlock()
+		s.m.inFlight.Inc()
+		first := chunk[0]
+		b := &functionv1.Batch{
+			Id: id, StateSession: s.stSess,
+			Stream: s.streamOf[first.Topic], Topic: first.Topic, Partition: first.Partition,
+			Records: make([]*functionv1.Record, len(chunk)),
+		}
+		msgs := make([]functionv1.Record, len(chunk))
+		for i, r := range chunk {
+			pr := &msgs[i]
+			pr.Offset, pr.Key, pr.Value, pr.TimestampMs = r.Offset, r.Key, r.Value, r.Timestamp.UnixMilli()
+			if len(r.Headers) > 0 {
+				pr.Headers = make([]*functionv1.Header, len(r.Headers))
+				for j, h := range r.Headers {
+					pr.Headers[j] = &functionv1.Header{Key: h.Key, Value: h.Value}
+				}
+			}
+			b.Records[i] = pr
+		}
+		s.m.recordsIn.WithLabelValues(chunk[0].Topic).Add(float64(len(chunk)))
+		if err := s.fn.Send(&functionv1.ProcessRequest{Request: &functionv1.ProcessRequest_Batch{Batch: b}}); err != nil {
+			err = fmt.Errorf("send batch to function: %w", err)
+			s.setFail(err)
+			return err
+		}
+	}
+	return nil
+}
+
+// receive handles the function's results: it produces outputs and dead letters and frees the
+// batch's in-flight slot. Produce errors fail the session; nothing is skipped.
+func (s *session) receive(ctx context.Context) {
+	defer close(s.broken)
+	for {
+		res, err := s.fn.Recv()
+		if err != nil {
+			s.setFail(fmt.Errorf("receive from function: %w", err))
+			return
+		}
+		r := res.GetResult()
+		if r == nil {
+			s.setFail(errors.New("function sent something other than a BatchResult"))
+			return
+		}
+		s.bmu.Lock()
+		sb, ok := s.batches[r.GetId()]
+		delete(s.batches, r.GetId())
+		s.bmu.Unlock()
+		if !ok {
+			s.setFail(fmt.Errorf("function answered unknown batch %d", r.GetId()))
+			return
+		}
+		if len(r.GetRecords()) != len(sb.records) {
+			s.setFail(fmt.Errorf("function answered batch %d with %d results for %d records", r.GetId(), len(r.GetRecords()), len(sb.records)))
+			return
+		}
+		now := time.Now()
+		s.m.functionLat.Observe(now.Sub(sb.sent).Seconds())
+		s.m.batchLatency.Observe(now.Sub(sb.polled).Seconds())
+		for i, rr := range r.GetRecords() {
+			s.handleResult(ctx, sb.records[i], rr)
+		}
+		for topic, n := range s.outCounts {
+			s.m.recordsOut.WithLabelValues(topic).Add(float64(n))
+		}
+		clear(s.outCounts)
+		<-s.sem
+		s.m.inFlight.Dec()
+		select {
+		case s.notify <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// recordPool recycles produced records: franz-go is done with a record once its promise runs.
+var recordPool = sync.Pool{New: func() any { return new(kgo.Record) }}
+
+func newRecord() *kgo.Record { return recordPool.Get().(*kgo.Record) }
+
+func (s *session) promise(r *kgo.Record, err error) {
+	if err != nil {
+		s.setFail(fmt.Errorf("produce to %s: %w", r.Topic, err))
+		return
+	}
+	*r = kgo.Record{}
+	recordPool.Put(r)
+}
+
+func (s *session) produce(ctx context.Context, rec *kgo.Record) {
+	if s.txn != nil {
+		s.txn.Produce(ctx, rec, s.produced)
+	} else {
+		s.cl.Produce(ctx, rec, s.produced)
+	}
+}
+
+func (s *session) handleResult(ctx context.Context, in *kgo.Record, rr *functionv1.RecordResult) {
+	if msg := rr.GetError(); msg != "" {
+		s.deadLetter(ctx, in, msg)
+		return
+	}
+	// All outputs are checked before any is produced: a record with one bad output produces none.
+	for _, o := range rr.GetOutputs() {
+		if s.outputTopic(o) == "" {
+			s.deadLetter(ctx, in, fmt.Sprintf("output stream %q is not an output of entity %s", o.GetStream(), s.cfg.Entity))
+			return
+		}
+	}
+	for _, o := range rr.GetOutputs() {
+		rec := newRecord()
+		rec.Topic, rec.Key, rec.Value, rec.Timestamp = s.outputTopic(o), o.GetKey(), o.GetValue(), in.Timestamp
+		if ts := o.GetTimestampMs(); ts != 0 {
+			rec.Timestamp = time.UnixMilli(ts)
+		}
+		if len(o.GetHeaders()) > 0 {
+			rec.Headers = make([]kgo.RecordHeader, len(o.GetHeaders()))
+			for i, h := range o.GetHeaders() {
+				rec.Headers[i] = kgo.RecordHeader{Key: h.GetKey(), Value: h.GetValue()}
+			}
+		}
+		s.outCounts[rec.Topic]++
+		s.produce(ctx, rec)
+	}
+}
+
+func (s *session) outputTopic(o *functionv1.OutputRecord) string {
+	if o.GetStream() == "" {
+		return s.only
+	}
+	return s.topicOf[o.GetStream()]
+}
+
+func (s *session) deadLetter(ctx context.Context, in *kgo.Record, msg string) {
+	headers := append(slices.Clone(in.Headers),
+		kgo.RecordHeader{Key: HeaderSourceTopic, Value: []byte(in.Topic)},
+		kgo.RecordHeader{Key: HeaderSourcePartition, Value: []byte(strconv.Itoa(int(in.Partition)))},
+		kgo.RecordHeader{Key: HeaderSourceOffset, Value: []byte(strconv.FormatInt(in.Offset, 10))},
+		kgo.RecordHeader{Key: HeaderError, Value: []byte(msg)},
+	)
+	s.produce(ctx, &kgo.Record{Topic: s.dlqOf[in.Topic], Key: in.Key, Value: in.Value, Headers: headers, Timestamp: in.Timestamp})
+	s.m.deadLettered.WithLabelValues(in.Topic).Inc()
+	s.log.Warn("dead-lettered record", "topic", in.Topic, "partition", in.Partition, "offset", in.Offset, "err", msg)
+}
+
+// drain waits until the function has answered every batch sent.
+func (s *session) drain(ctx context.Context) error {
+	for {
+		s.bmu.Lock()
+		n := len(s.batches)
+		s.bmu.Unlock()
+		if n == 0 {
+			return s.failure()
+		}
+		select {
+		case <-s.notify:
+		case <-s.broken:
+			return s.failure()
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// abort ends a failed interval without committing and returns err, which ends the session.
+func (s *session) abort(ctx context.Context, err error) error {
+	s.m.commits.WithLabelValues("failed").Inc()
+	if s.txn != nil {
+		// The transaction's outcome does not matter for correctness (the next session fences it
+		// anyway); aborting now just frees the partitions' last stable offset sooner.
+		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_, _ = s.txn.End(actx, kgo.TryAbort)
+	}
+	return err
+}
+
+// commit ends an interval: once every batch is answered and every output acknowledged, the
+// state writes go to the changelog, then offsets commit (in the same transaction under
+// ExactlyOnce, strictly after under AtLeastOnce).
+func (s *session) commit(ctx context.Context, polled int) error {
+	if err := s.drain(ctx); err != nil {
+		return s.abort(ctx, err)
+	}
+	if s.st != nil {
+		fl, err := s.st.Flush(ctx, &statev1.FlushRequest{Session: s.stSess})
+		if err != nil {
+			return s.abort(ctx, fmt.Errorf("flush state: %w", err))
+		}
+		for _, m := range fl.GetMutations() {
+			rec := &kgo.Record{Topic: s.cfg.State.ChangelogTopic, Partition: m.GetPartition(), Key: m.GetKey()}
+			if !m.GetDelete() {
+				rec.Value = m.GetValue()
+				if rec.Value == nil {
+					rec.Value = []byte{}
+				}
+			}
+			s.produce(ctx, rec)
+		}
+	}
+	if err := s.cl.Flush(ctx); err != nil {
+		return s.abort(ctx, fmt.Errorf("flush producer: %w", err))
+	}
+	if err := s.failure(); err != nil {
+		return s.abort(ctx, err)
+	}
+	if s.txn != nil {
+		committed, err := s.txn.End(ctx, kgo.TryCommit)
+		if err != nil {
+			// The outcome is unknown; the state sidecar keeps the flush in doubt and the next
+			// session restores from the changelog.
+			s.m.commits.WithLabelValues("failed").Inc()
+			return fmt.Errorf("end transaction: %w", err)
+		}
+		if err := s.completeState(ctx, committed); err != nil {
+			return err
+		}
+		if committed {
+			s.m.commits.WithLabelValues("committed").Inc()
+			s.afterCommit(polled)
+		} else {
+			// A rebalance interrupted the transaction: franz-go rewound consumption to the last
+			// commit, and the aborted state writes are discarded.
+			s.m.commits.WithLabelValues("aborted").Inc()
+			s.log.Info("transaction aborted by a rebalance; reprocessing from the last commit")
+		}
+		s.txn.AllowRebalance()
+		return nil
+	}
+	if err := s.completeState(ctx, true); err != nil {
+		return err
+	}
+	if polled > 0 {
+		if err := s.cl.CommitUncommittedOffsets(ctx); err != nil {
+			// Another pod reprocesses these records: duplicates, never loss.
+			s.m.commits.WithLabelValues("failed").Inc()
+			s.log.Warn("commit offsets", "err", err)
+		} else {
+			s.m.commits.WithLabelValues("committed").Inc()
+			s.afterCommit(polled)
+		}
+	}
+	s.cl.AllowRebalance()
+	return nil
+}
+
+func (s *session) afterCommit(polled int) {
+	if polled > 0 && s.o.hooks.OnCommit != nil {
+		s.o.hooks.OnCommit()
+	}
+}
+
+func (s *session) completeState(ctx context.Context, commit bool) error {
+	if s.st == nil {
+		return nil
+	}
+	if _, err := s.st.Complete(ctx, &statev1.CompleteRequest{Session: s.stSess, Commit: commit}); err != nil {
+		return fmt.Errorf("complete state: %w", err)
+	}
+	return nil
+}

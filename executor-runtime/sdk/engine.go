@@ -1,0 +1,226 @@
+package sdk
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"time"
+
+	functionv1 "github.com/millrace-dev/millrace/executor-runtime/proto/function/v1"
+	statev1 "github.com/millrace-dev/millrace/executor-runtime/proto/state/v1"
+)
+
+// stateBackend is where state lives: the state sidecar behind gRPC, or memory for Local.
+type stateBackend interface {
+	Get(ctx context.Context, session string, partition int32, key []byte) ([]byte, bool, error)
+	Write(ctx context.Context, session string, muts []*statev1.Mutation) error
+}
+
+// errNoState is returned by State calls when the entity has no state configured.
+var errNoState = errors.New("state is not configured for this entity")
+
+type stateKey struct {
+	partition int32
+	key       string
+}
+
+type pendingWrite struct {
+	value   []byte
+	deleted bool
+}
+
+// engine turns batches into results. It is not safe for concurrent use: a session processes its
+// batches one after another, which is what makes a batch see the state writes of the one before.
+type engine struct {
+	handler Handler
+	hooks   Hooks
+	state   stateBackend
+	session SessionInfo
+
+	// batchWrites are the writes of the records of the current batch that succeeded; order keeps
+	// the changelog deterministic.
+	batchWrites map[stateKey]pendingWrite
+	order       []stateKey
+}
+
+func newEngine(h Handler, hooks Hooks, st stateBackend, session SessionInfo) *engine {
+	return &engine{handler: h, hooks: hooks, state: st, session: session, batchWrites: map[stateKey]pendingWrite{}}
+}
+
+// recordState is the State of one record: its writes stay local until the record succeeds.
+type recordState struct {
+	ctx       context.Context
+	e         *engine
+	session   string
+	partition int32
+	k         stateKey
+	kset      bool
+	written   bool
+	pending   pendingWrite
+	keyBytes  []byte
+	// backendErr is a failure of the state store itself, which fails the batch rather than
+	// dead-lettering the record: the record is not at fault.
+	backendErr error
+}
+
+// key builds the map key only for functions that use state.
+func (s *recordState) key() stateKey {
+	if !s.kset {
+		s.k, s.kset = stateKey{s.partition, string(s.keyBytes)}, true
+	}
+	return s.k
+}
+
+// noState fails the batch, not the record: a stateful function deployed without a state
+// sidecar is a configuration error, and dead-lettering every record would hide it.
+func (s *recordState) noState() error {
+	s.backendErr = errNoState
+	return errNoState
+}
+
+func (s *recordState) Get() ([]byte, bool, error) {
+	if s.e.state == nil {
+		return nil, false, s.noState()
+	}
+	if s.written {
+		return s.pending.value, !s.pending.deleted, nil
+	}
+	if w, ok := s.e.batchWrites[s.key()]; ok {
+		return w.value, !w.deleted, nil
+	}
+	v, ok, err := s.e.state.Get(s.ctx, s.session, s.partition, s.keyBytes)
+	if err != nil {
+		s.backendErr = err
+	}
+	return v, ok, err
+}
+
+func (s *recordState) Put(value []byte) error {
+	if s.e.state == nil {
+		return s.noState()
+	}
+	s.key()
+	s.written, s.pending = true, pendingWrite{value: append([]byte(nil), value...)}
+	return nil
+}
+
+func (s *recordState) Delete() error {
+	if s.e.state == nil {
+		return s.noState()
+	}
+	s.key()
+	s.written, s.pending = true, pendingWrite{deleted: true}
+	return nil
+}
+
+// batchRun holds the per-batch buffers that make processing allocate little per record.
+type batchRun struct {
+	outs  []*functionv1.OutputRecord // outputs of the batch; a record's are a sub-slice
+	slab  []functionv1.OutputRecord  // preallocated output messages
+	slabN int
+}
+
+func (b *batchRun) emit(o Output) {
+	if b.slabN == len(b.slab) {
+		b.slab = make([]functionv1.OutputRecord, max(16, len(b.slab)))
+		b.slabN = 0
+	}
+	out := &b.slab[b.slabN]
+	b.slabN++
+	out.Stream, out.Key, out.Value = o.Stream, o.Key, o.Value
+	if !o.Timestamp.IsZero() {
+		out.TimestampMs = o.Timestamp.UnixMilli()
+	}
+	if len(o.Headers) > 0 {
+		out.Headers = make([]*functionv1.Header, len(o.Headers))
+		for i, h := range o.Headers {
+			out.Headers[i] = &functionv1.Header{Key: h.Key, Value: h.Value}
+		}
+	}
+	b.outs = append(b.outs, out)
+}
+
+// processOne runs the handler on one record, turning a panic into an error so that one poison
+// record does not crash the function (and, restarted, crash it again on the same record).
+func (e *engine) processOne(ctx context.Context, r Record, st *recordState, emit func(Output)) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("function panicked: %v\n%s", p, debug.Stack())
+		}
+	}()
+	return e.handler.Process(ctx, r, st, emit)
+}
+
+// process handles one batch and writes its state changes before returning, so that the next
+// batch reads them. The State handed to the handler is reused across records: a handler must not
+// keep it after it returns.
+func (e *engine) process(ctx context.Context, b *functionv1.Batch) (*functionv1.BatchResult, error) {
+	start := time.Now()
+	clear(e.batchWrites)
+	e.order = e.order[:0]
+	n := len(b.Records)
+	results := make([]functionv1.RecordResult, n)
+	res := &functionv1.BatchResult{Id: b.GetId(), Records: make([]*functionv1.RecordResult, n)}
+	info := BatchInfo{Records: n}
+	run := &batchRun{slab: make([]functionv1.OutputRecord, n), outs: make([]*functionv1.OutputRecord, 0, n)}
+	emit := run.emit
+	st := &recordState{ctx: ctx, e: e, session: b.GetStateSession()}
+	r := Record{Stream: b.GetStream(), Topic: b.GetTopic(), Partition: b.GetPartition()}
+	for i, pr := range b.Records {
+		r.Offset, r.Key, r.Value = pr.GetOffset(), pr.GetKey(), pr.GetValue()
+		r.Timestamp = time.UnixMilli(pr.GetTimestampMs())
+		r.Headers = nil
+		if len(pr.Headers) > 0 {
+			r.Headers = make([]Header, len(pr.Headers))
+			for j, h := range pr.Headers {
+				r.Headers[j] = Header{Key: h.GetKey(), Value: h.GetValue()}
+			}
+		}
+		rr := &results[i]
+		*st = recordState{ctx: ctx, e: e, session: st.session, partition: r.Partition, keyBytes: r.Key}
+		first := len(run.outs)
+		err := e.processOne(ctx, r, st, emit)
+		if st.backendErr != nil {
+			return nil, fmt.Errorf("record %s/%d@%d: %w", r.Topic, r.Partition, r.Offset, st.backendErr)
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			run.outs = run.outs[:first]
+			rr.Error = err.Error()
+			info.Errors++
+			if e.hooks.OnRecordError != nil {
+				e.hooks.OnRecordError(r, err)
+			}
+		} else {
+			if last := len(run.outs); last > first {
+				rr.Outputs = run.outs[first:last:last]
+			}
+			info.Outputs += len(rr.Outputs)
+			if st.written {
+				if _, seen := e.batchWrites[st.k]; !seen {
+					e.order = append(e.order, st.k)
+				}
+				e.batchWrites[st.k] = st.pending
+			}
+		}
+		res.Records[i] = rr
+	}
+	if len(e.order) > 0 {
+		muts := make([]*statev1.Mutation, len(e.order))
+		for i, k := range e.order {
+			w := e.batchWrites[k]
+			muts[i] = &statev1.Mutation{Partition: k.partition, Key: []byte(k.key), Value: w.value, Delete: w.deleted}
+		}
+		if err := e.state.Write(ctx, b.GetStateSession(), muts); err != nil {
+			return nil, fmt.Errorf("write state of batch %d: %w", b.GetId(), err)
+		}
+	}
+	info.Duration = time.Since(start)
+	if e.hooks.OnBatch != nil {
+		e.hooks.OnBatch(info)
+	}
+	return res, nil
+}

@@ -1,0 +1,106 @@
+package sdk_test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/millrace-dev/millrace/executor-runtime/examples/identity"
+	"github.com/millrace-dev/millrace/executor-runtime/internal/wirecodec"
+	functionv1 "github.com/millrace-dev/millrace/executor-runtime/proto/function/v1"
+	"github.com/millrace-dev/millrace/executor-runtime/sdk"
+)
+
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// BenchmarkSocketHop measures the function protocol's hop: batches of 100-byte records sent
+// by a client (the I/O sidecar's side) over a Unix socket to the identity function served by the
+// SDK, and the results back, as fast as gRPC flow control lets the client send. Both ends run in this process, so
+// cpu-ns/record is the CPU of both sides of the hop per record.
+func BenchmarkSocketHop(b *testing.B) {
+	for _, size := range []int{100, 500} {
+		b.Run(fmt.Sprintf("batch=%d", size), func(b *testing.B) { benchHop(b, size) })
+	}
+}
+
+func benchHop(b *testing.B, batchSize int) {
+	dir, err := os.MkdirTemp("", "hop-")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	sock := filepath.Join(dir, "f.sock")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	served := make(chan error, 1)
+	go func() {
+		served <- sdk.Serve(ctx, identity.Handler(), sdk.WithSocket(sock), sdk.WithLogger(slog.New(slog.DiscardHandler)))
+	}()
+	conn, err := grpc.NewClient("unix://"+sock, append(wirecodec.DialOptions(), grpc.WithTransportCredentials(insecure.NewCredentials()))...)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close()
+	stream, err := functionv1.NewFunctionClient(conn).Process(ctx, grpc.WaitForReady(true))
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := stream.Send(&functionv1.ProcessRequest{Request: &functionv1.ProcessRequest_Open{Open: &functionv1.Open{ProtocolVersion: 1, OutputStreams: []string{"out"}}}}); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := stream.Recv(); err != nil {
+		b.Fatal(err)
+	}
+	value := make([]byte, 100)
+	batch := &functionv1.Batch{Stream: "in", Topic: "in", Records: make([]*functionv1.Record, batchSize)}
+	for i := range batch.Records {
+		batch.Records[i] = &functionv1.Record{Offset: int64(i), Key: []byte(fmt.Sprintf("key-%06d", i)), Value: value, TimestampMs: 1}
+	}
+	batches := max(1, b.N/batchSize)
+	errc := make(chan error, 1)
+	b.ResetTimer()
+	startCPU := cpuTime()
+	go func() {
+		for i := 0; i < batches; i++ {
+			res, err := stream.Recv()
+			if err != nil {
+				errc <- err
+				return
+			}
+			if len(res.GetResult().GetRecords()) != batchSize {
+				errc <- fmt.Errorf("result has %d records, want %d", len(res.GetResult().GetRecords()), batchSize)
+				return
+			}
+		}
+		errc <- nil
+	}()
+	for i := 0; i < batches; i++ {
+		batch.Id = uint64(i)
+		if err := stream.Send(&functionv1.ProcessRequest{Request: &functionv1.ProcessRequest_Batch{Batch: batch}}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := <-errc; err != nil {
+		b.Fatal(err)
+	}
+	cpu := cpuTime() - startCPU
+	b.StopTimer()
+	records := float64(batches * batchSize)
+	b.ReportMetric(float64(cpu.Nanoseconds())/records, "cpu-ns/record")
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/records, "wall-ns/record")
+	_ = stream.CloseSend()
+	cancel()
+	<-served
+}

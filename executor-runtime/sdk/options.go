@@ -1,0 +1,86 @@
+package sdk
+
+import (
+	"log/slog"
+	"os"
+	"time"
+)
+
+// Environment variables a function binary reads.
+const (
+	// EnvFunctionSocket is the path of the socket the function serves on.
+	EnvFunctionSocket = "MILLRACE_FUNCTION_SOCKET"
+	// EnvStateSocket overrides the path of the state sidecar's socket.
+	EnvStateSocket = "MILLRACE_STATE_SOCKET"
+	// DefaultSocket is used when neither an option nor the environment names a socket.
+	DefaultSocket = "/var/run/millrace/function.sock"
+)
+
+// Option configures Serve and Local.
+type Option func(*options)
+
+type options struct {
+	socket      string
+	stateSocket string
+	logger      *slog.Logger
+	hooks       Hooks
+	userConfig  map[string]string
+}
+
+func newOptions(opts []Option) options {
+	o := options{
+		socket:      os.Getenv(EnvFunctionSocket),
+		stateSocket: os.Getenv(EnvStateSocket),
+		logger:      slog.Default(),
+	}
+	if o.socket == "" {
+		o.socket = DefaultSocket
+	}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	return o
+}
+
+// WithSocket sets the path of the Unix domain socket to serve on, overriding
+// MILLRACE_FUNCTION_SOCKET.
+func WithSocket(path string) Option { return func(o *options) { o.socket = path } }
+
+// WithStateSocket sets the path of the state sidecar's socket. By default it is the file the I/O
+// sidecar names, in the directory of the function socket.
+func WithStateSocket(path string) Option { return func(o *options) { o.stateSocket = path } }
+
+// WithLogger sets the logger; the default is slog.Default().
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
+
+// WithHooks installs hooks, for metrics or logging of your own.
+func WithHooks(h Hooks) Option { return func(o *options) { o.hooks = h } }
+
+// WithUserConfig sets the user configuration a Local runner hands the function; Serve receives
+// it from the I/O sidecar instead.
+func WithUserConfig(m map[string]string) Option { return func(o *options) { o.userConfig = m } }
+
+// Hooks are called synchronously on the processing path; keep them fast. Any may be nil.
+type Hooks struct {
+	// OnSession is called when the I/O sidecar opens a session.
+	OnSession func(SessionInfo)
+	// OnBatch is called after a batch is processed.
+	OnBatch func(BatchInfo)
+	// OnRecordError is called for each record whose handler failed.
+	OnRecordError func(r Record, err error)
+}
+
+// SessionInfo describes a session opened by the I/O sidecar.
+type SessionInfo struct {
+	Namespace, Pipeline, Entity string
+	UserConfig                  map[string]string
+	OutputStreams               []string
+}
+
+// BatchInfo describes one processed batch.
+type BatchInfo struct {
+	Records  int
+	Errors   int
+	Outputs  int
+	Duration time.Duration
+}

@@ -1,0 +1,201 @@
+package sdk
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/millrace-dev/millrace/executor-runtime/internal/wirecodec"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	functionv1 "github.com/millrace-dev/millrace/executor-runtime/proto/function/v1"
+	statev1 "github.com/millrace-dev/millrace/executor-runtime/proto/state/v1"
+)
+
+// ProtocolVersion is the function protocol version this SDK speaks.
+const ProtocolVersion = 1
+
+// MaxMessageBytes bounds one gRPC message on the function and state sockets.
+const MaxMessageBytes = 64 << 20
+
+const sdkName = "millrace-go/1"
+
+// Main is the whole main function of a function binary: it reads --socket (or
+// MILLRACE_FUNCTION_SOCKET), serves until SIGTERM or SIGINT, and exits non-zero on failure.
+func Main(h Handler, opts ...Option) {
+	socket := flag.String("socket", "", "path of the Unix domain socket to serve on (default $"+EnvFunctionSocket+" or "+DefaultSocket+")")
+	flag.Parse()
+	if *socket != "" {
+		opts = append(opts, WithSocket(*socket))
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	if err := Serve(ctx, h, opts...); err != nil {
+		slog.Error("function failed", "err", err)
+		os.Exit(1)
+	}
+}
+
+// Serve runs h as a Millrace function on a Unix domain socket until ctx ends.
+func Serve(ctx context.Context, h Handler, opts ...Option) error {
+	o := newOptions(opts)
+	if err := os.MkdirAll(filepath.Dir(o.socket), 0o755); err != nil {
+		return fmt.Errorf("create socket directory: %w", err)
+	}
+	// A socket file left by a killed predecessor would make Listen fail.
+	if err := os.Remove(o.socket); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("remove stale socket %s: %w", o.socket, err)
+	}
+	lis, err := net.Listen("unix", o.socket)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", o.socket, err)
+	}
+	srv := grpc.NewServer(append(wirecodec.ServerOptions(), grpc.MaxRecvMsgSize(MaxMessageBytes), grpc.MaxSendMsgSize(MaxMessageBytes))...)
+	fs := &functionServer{handler: h, opts: o}
+	defer fs.close()
+	functionv1.RegisterFunctionServer(srv, fs)
+	o.logger.Info("function serving", "socket", o.socket)
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(lis) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve function: %w", err)
+	case <-ctx.Done():
+		// Keep serving the open session while the I/O sidecar drains (it closes the stream when
+		// it is done), but not past the pod's grace period.
+		stopped := make(chan struct{})
+		go func() { srv.GracefulStop(); close(stopped) }()
+		select {
+		case <-stopped:
+		case <-time.After(25 * time.Second):
+			srv.Stop()
+		}
+		return nil
+	}
+}
+
+type functionServer struct {
+	functionv1.UnimplementedFunctionServer
+	handler Handler
+	opts    options
+
+	mu    sync.Mutex
+	conns map[string]*grpc.ClientConn
+}
+
+func (s *functionServer) close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, c := range s.conns {
+		c.Close()
+	}
+}
+
+// stateClient returns a connection to the state sidecar, shared across sessions.
+func (s *functionServer) stateClient(open *functionv1.Open) (stateBackend, error) {
+	path := s.opts.stateSocket
+	if path == "" {
+		if open.GetStateSocket() == "" {
+			return nil, nil
+		}
+		path = filepath.Join(filepath.Dir(s.opts.socket), open.GetStateSocket())
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if c, ok := s.conns[path]; ok {
+		return grpcState{statev1.NewStateClient(c)}, nil
+	}
+	c, err := grpc.NewClient("unix://"+path, append(wirecodec.DialOptions(),
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxMessageBytes), grpc.MaxCallSendMsgSize(MaxMessageBytes)))...)
+	if err != nil {
+		return nil, fmt.Errorf("connect to state sidecar at %s: %w", path, err)
+	}
+	if s.conns == nil {
+		s.conns = map[string]*grpc.ClientConn{}
+	}
+	s.conns[path] = c
+	return grpcState{statev1.NewStateClient(c)}, nil
+}
+
+func (s *functionServer) Process(stream functionv1.Function_ProcessServer) error {
+	ctx := stream.Context()
+	first, err := stream.Recv()
+	if err != nil {
+		return err
+	}
+	open := first.GetOpen()
+	if open == nil {
+		return status.Error(codes.FailedPrecondition, "the first message of a session must be Open")
+	}
+	if open.GetProtocolVersion() != ProtocolVersion {
+		return status.Errorf(codes.FailedPrecondition, "protocol version %d is not supported: this function speaks %d", open.GetProtocolVersion(), ProtocolVersion)
+	}
+	st, err := s.stateClient(open)
+	if err != nil {
+		return status.Error(codes.Unavailable, err.Error())
+	}
+	info := SessionInfo{
+		Namespace: open.GetNamespace(), Pipeline: open.GetPipeline(), Entity: open.GetEntity(),
+		UserConfig: open.GetUserConfig(), OutputStreams: open.GetOutputStreams(),
+	}
+	if s.opts.hooks.OnSession != nil {
+		s.opts.hooks.OnSession(info)
+	}
+	s.opts.logger.Info("session opened", "entity", info.Entity, "outputs", info.OutputStreams)
+	if err := stream.Send(&functionv1.ProcessResponse{Response: &functionv1.ProcessResponse_Opened{Opened: &functionv1.Opened{ProtocolVersion: ProtocolVersion, Sdk: sdkName}}}); err != nil {
+		return err
+	}
+	e := newEngine(s.handler, s.opts.hooks, st, info)
+	ctx = withUserConfig(ctx, info.UserConfig)
+	for {
+		req, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		b := req.GetBatch()
+		if b == nil {
+			return status.Error(codes.InvalidArgument, "expected a Batch after Open")
+		}
+		res, err := e.process(ctx, b)
+		if err != nil {
+			return status.Error(codes.Aborted, err.Error())
+		}
+		if err := stream.Send(&functionv1.ProcessResponse{Response: &functionv1.ProcessResponse_Result{Result: res}}); err != nil {
+			return err
+		}
+	}
+}
+
+type grpcState struct{ c statev1.StateClient }
+
+func (g grpcState) Get(ctx context.Context, session string, partition int32, key []byte) ([]byte, bool, error) {
+	res, err := g.c.Get(ctx, &statev1.GetRequest{Session: session, Partition: partition, Key: key})
+	if err != nil {
+		return nil, false, fmt.Errorf("get state: %w", err)
+	}
+	return res.GetValue(), res.GetFound(), nil
+}
+
+func (g grpcState) Write(ctx context.Context, session string, muts []*statev1.Mutation) error {
+	if _, err := g.c.Write(ctx, &statev1.WriteRequest{Session: session, Mutations: muts}); err != nil {
+		return fmt.Errorf("write state: %w", err)
+	}
+	return nil
+}
