@@ -133,8 +133,8 @@ func invalidCases() []invalidCase {
 		},
 		{
 			reason: "static assignment needs co-partitioned inputs",
-			p: pipeline(entity("sum", func(e *v1alpha1.Entity) { e.Inputs = []string{"words", "counts"}; e.Outputs = nil })),
-			want: `spec: Invalid value: spec.entities[].assignment: Static assignment requires co-partitioned inputs (equal partitions on every input stream)`,
+			p:      pipeline(entity("sum", func(e *v1alpha1.Entity) { e.Inputs = []string{"words", "counts"}; e.Outputs = nil })),
+			want:   `spec: Invalid value: spec.entities[].assignment: Static assignment requires co-partitioned inputs (equal partitions on every input stream)`,
 		},
 		{
 			reason: "Strimzi topics need a Strimzi cluster",
@@ -221,7 +221,7 @@ func invalidUpdates() []struct {
 // validPipelines must be accepted.
 func validPipelines() map[string]*v1alpha1.Pipeline {
 	return map[string]*v1alpha1.Pipeline{
-		"wordcount": pipeline(),
+		"wordcount":          pipeline(),
 		"autoscaled to zero": pipeline(entity("split", autoscaling(0, 6))),
 		"explicit static lists": pipeline(entity("sum", func(e *v1alpha1.Entity) {
 			e.Replicas = ptr.To[int32](2)

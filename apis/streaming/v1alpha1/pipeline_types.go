@@ -111,9 +111,9 @@ type PipelineSpec struct {
 }
 
 // KafkaSpec says how the pipeline reaches Kafka.
-// +kubebuilder:validation:XValidation:rule="self.topics != 'Strimzi' || (has(self.strimziCluster) && self.strimziCluster != '')",message="spec.kafka.strimziCluster is required when spec.kafka.topics is Strimzi"
-// +kubebuilder:validation:XValidation:rule="(has(self.strimziCluster) && self.strimziCluster != '') || (has(self.bootstrapServers) && self.bootstrapServers != '')",message="spec.kafka: set strimziCluster or bootstrapServers"
-// +kubebuilder:validation:XValidation:rule="!has(self.authentication) || self.authentication.type == 'none' || (has(self.strimziCluster) && self.strimziCluster != '') || (has(self.authentication.secretName) && self.authentication.secretName != '')",message="spec.kafka.authentication.secretName is required when authenticating without a Strimzi cluster"
+// +kubebuilder:validation:XValidation:rule="self.topics != 'Strimzi' || (has(self.strimziCluster) && size(self.strimziCluster) > 0)",message="spec.kafka.strimziCluster is required when spec.kafka.topics is Strimzi"
+// +kubebuilder:validation:XValidation:rule="(has(self.strimziCluster) && size(self.strimziCluster) > 0) || (has(self.bootstrapServers) && size(self.bootstrapServers) > 0)",message="spec.kafka: set strimziCluster or bootstrapServers"
+// +kubebuilder:validation:XValidation:rule="!has(self.authentication) || self.authentication.type == 'none' || (has(self.strimziCluster) && size(self.strimziCluster) > 0) || (has(self.authentication.secretName) && size(self.authentication.secretName) > 0)",message="spec.kafka.authentication.secretName is required when authenticating without a Strimzi cluster"
 type KafkaSpec struct {
 	// StrimziCluster names a Strimzi Kafka in the Pipeline's namespace. Topics and users are
 	// labelled for it and the bootstrap address is read from its status.
@@ -156,7 +156,7 @@ type KafkaAuthentication struct {
 }
 
 // Stream is a named Kafka topic.
-// +kubebuilder:validation:XValidation:rule="(has(self.topicName) ? self.topicName : '') == (has(oldSelf.topicName) ? oldSelf.topicName : '')",message="spec.streams[].topicName is immutable: create a new stream to read another topic"
+// +kubebuilder:validation:XValidation:rule="has(self.topicName) == has(oldSelf.topicName) && (!has(self.topicName) || self.topicName == oldSelf.topicName)",message="spec.streams[].topicName is immutable: create a new stream to read another topic"
 type Stream struct {
 	// Name of the stream, unique in the pipeline; a DNS label.
 	// +kubebuilder:validation:MinLength=1
