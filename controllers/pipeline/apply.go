@@ -1,0 +1,321 @@
+package pipeline
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/klog/v2"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/millrace-dev/millrace/apis/streaming/v1alpha1"
+	"github.com/millrace-dev/millrace/apis/strimzi"
+	"github.com/millrace-dev/millrace/controllers/pipeline/topics"
+	"github.com/millrace-dev/millrace/controllers/render"
+)
+
+var (
+	errApply  = errors.New("apply children")
+	errTopics = errors.New("ensure kafka topics")
+)
+
+// applyConcurrency bounds the applies in flight for one Pipeline.
+const applyConcurrency = 4
+
+// AnnotationStrimziManaged set to "false" makes Strimzi's (unidirectional) Topic Operator stop
+// managing a KafkaTopic: deleting the KafkaTopic then removes only the resource and keeps the
+// Kafka topic and its data. See finalize.go for how Millrace uses it.
+const AnnotationStrimziManaged = "strimzi.io/managed"
+
+// apply makes the cluster match s.desired: Direct-mode topics through the Kafka admin API, every
+// object by server-side apply, and the children no longer desired deleted. Nothing is pruned
+// unless every apply succeeded, so a partial failure never removes what still runs.
+func (r *Reconciler) apply(ctx context.Context, s *scope) error {
+	log := ctrl.LoggerFrom(ctx)
+	if s.p.Spec.Kafka.Topics == v1alpha1.TopicsDirect {
+		states, err := r.kafka.Ensure(ctx, s.facts.BootstrapServers, directSpecs(s.desired.Topics))
+		s.topicStates = states
+		if err != nil {
+			s.topicsErr = fmt.Errorf("%w of pipeline %s/%s: %w", errTopics, s.p.Namespace, s.p.Name, err)
+		}
+	}
+
+	desired := map[schema.GroupVersionKind]map[string]bool{}
+	var todo []*unstructured.Unstructured
+	var errs []error
+	for _, obj := range s.desired.Objects {
+		u, err := applied(obj)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		gvk := u.GroupVersionKind()
+		if desired[gvk] == nil {
+			desired[gvk] = map[string]bool{}
+		}
+		desired[gvk][u.GetName()] = true
+		if live := s.child(gvk, u.GetName()); live == nil || !upToDate(u, live) {
+			todo = append(todo, u)
+		}
+	}
+
+	// The objects are independent (a pod waits for its ConfigMap to be mounted), so they are
+	// applied a few at a time: a new 5-entity Pipeline is some 30 writes.
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, applyConcurrency)
+	for _, u := range todo {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			gvk := u.GroupVersionKind()
+			err := r.client.Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(FieldManager), client.ForceOwnership)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				errs = append(errs, fmt.Errorf("apply %s %s/%s: %w", gvk.Kind, u.GetNamespace(), u.GetName(), err))
+				return
+			}
+			childrenApplied.WithLabelValues(gvk.Kind).Inc()
+			s.applied++
+			if s.child(gvk, u.GetName()) == nil {
+				s.created++
+			}
+			log.V(1).Info("applied", "kind", gvk.Kind, "object", klog.KObj(u))
+		}()
+	}
+	wg.Wait()
+	if len(errs) > 0 {
+		return fmt.Errorf("%w: %w", errApply, errors.Join(errs...))
+	}
+	return r.prune(ctx, s, desired)
+}
+
+// prune deletes the children that render no longer wants. It deletes only objects this Pipeline
+// controls; a Retain KafkaTopic (deliberately without owner) is first released from Strimzi's
+// management so that deleting it keeps the Kafka topic.
+func (r *Reconciler) prune(ctx context.Context, s *scope, desired map[schema.GroupVersionKind]map[string]bool) error {
+	var errs []error
+	for gvk, objs := range s.children {
+		for _, name := range sortedKeys(objs) {
+			if desired[gvk][name] {
+				continue
+			}
+			live := objs[name]
+			if err := r.deleteChild(ctx, s.p, live); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("%w: prune: %w", errApply, errors.Join(errs...))
+	}
+	return nil
+}
+
+// deleteChild deletes one child of p according to who controls it.
+func (r *Reconciler) deleteChild(ctx context.Context, p *v1alpha1.Pipeline, live *unstructured.Unstructured) error {
+	log := ctrl.LoggerFrom(ctx)
+	gvk := live.GroupVersionKind()
+	controlled := metav1.IsControlledBy(live, p)
+	retainTopic := gvk.Group == strimzi.Group && gvk.Kind == "KafkaTopic" && !controlled &&
+		live.GetLabels()[render.LabelPipeline] == p.Name && live.GetLabels()[render.LabelManagedBy] == render.ValueManagedBy
+	if !controlled && !retainTopic {
+		return nil
+	}
+	if retainTopic && live.GetAnnotations()[AnnotationStrimziManaged] != "false" {
+		patch := []byte(`{"metadata":{"annotations":{"` + AnnotationStrimziManaged + `":"false"}}}`)
+		if err := r.client.Patch(ctx, live, client.RawPatch(types.MergePatchType, patch), client.FieldOwner(FieldManager)); err != nil {
+			if apierrors.IsNotFound(err) {
+				return nil
+			}
+			return fmt.Errorf("release KafkaTopic %s/%s from Strimzi: %w", live.GetNamespace(), live.GetName(), err)
+		}
+	}
+	uid := live.GetUID()
+	if err := r.client.Delete(ctx, live, client.Preconditions{UID: &uid}, client.PropagationPolicy(metav1.DeletePropagationBackground)); err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("delete %s %s/%s: %w", gvk.Kind, live.GetNamespace(), live.GetName(), err)
+	}
+	log.Info("deleted child that is no longer desired", "kind", gvk.Kind, "object", klog.KObj(live), "retainedTopic", retainTopic)
+	return nil
+}
+
+// applied turns a rendered object into the configuration to apply: unstructured, without status
+// or null fields, with a hash of itself in an annotation.
+func applied(obj client.Object) (*unstructured.Unstructured, error) {
+	gvk := obj.GetObjectKind().GroupVersionKind()
+	if gvk.Kind == "" {
+		return nil, fmt.Errorf("rendered %T %s has no kind", obj, obj.GetName())
+	}
+	m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(obj)
+	if err != nil {
+		return nil, fmt.Errorf("convert %s %s: %w", gvk.Kind, obj.GetName(), err)
+	}
+	delete(m, "status")
+	pruneNulls(m)
+	raw, err := json.Marshal(m)
+	if err != nil {
+		return nil, fmt.Errorf("hash %s %s: %w", gvk.Kind, obj.GetName(), err)
+	}
+	sum := sha256.Sum256(raw)
+	u := &unstructured.Unstructured{Object: m}
+	ann := u.GetAnnotations()
+	if ann == nil {
+		ann = map[string]string{}
+	}
+	ann[AnnotationAppliedHash] = hex.EncodeToString(sum[:8])
+	u.SetAnnotations(ann)
+	u.SetGroupVersionKind(gvk)
+	return u, nil
+}
+
+// upToDate reports whether applying u would change nothing: the live object carries the hash of
+// the same applied configuration (so no field was added or removed from it) and still holds
+// every value of it (so nobody changed one behind the operator's back).
+func upToDate(u, live *unstructured.Unstructured) bool {
+	if live.GetAnnotations()[AnnotationAppliedHash] != u.GetAnnotations()[AnnotationAppliedHash] {
+		return false
+	}
+	return covers(live.Object, u.Object)
+}
+
+// covers reports whether live holds every value of desired. Maps may hold more keys (defaults,
+// other managers' fields); lists must match element by element; empty desired values match
+// absent ones.
+func covers(live, desired any) bool {
+	switch d := desired.(type) {
+	case map[string]any:
+		l, ok := live.(map[string]any)
+		if !ok {
+			return len(d) == 0 && live == nil
+		}
+		for k, dv := range d {
+			lv, ok := l[k]
+			if !ok {
+				if isEmpty(dv) {
+					continue
+				}
+				return false
+			}
+			if !covers(lv, dv) {
+				return false
+			}
+		}
+		return true
+	case []any:
+		l, ok := live.([]any)
+		if !ok {
+			return len(d) == 0 && live == nil
+		}
+		if len(l) != len(d) {
+			return false
+		}
+		for i := range d {
+			if !covers(l[i], d[i]) {
+				return false
+			}
+		}
+		return true
+	case nil:
+		return true
+	default:
+		if df, ok := number(desired); ok {
+			lf, ok := number(live)
+			return ok && lf == df
+		}
+		if live == nil {
+			return isEmpty(desired)
+		}
+		return live == desired
+	}
+}
+
+func number(v any) (float64, bool) {
+	switch n := v.(type) {
+	case int64:
+		return float64(n), true
+	case int32:
+		return float64(n), true
+	case int:
+		return float64(n), true
+	case float64:
+		return n, true
+	case json.Number:
+		f, err := n.Float64()
+		return f, err == nil
+	}
+	return 0, false
+}
+
+func isEmpty(v any) bool {
+	switch t := v.(type) {
+	case nil:
+		return true
+	case map[string]any:
+		return len(t) == 0
+	case []any:
+		return len(t) == 0
+	case string:
+		return t == ""
+	case bool:
+		return !t
+	}
+	if f, ok := number(v); ok {
+		return f == 0
+	}
+	return false
+}
+
+// pruneNulls removes null values, which typed objects produce for unset timestamps and which
+// server-side apply would read as "remove this field".
+func pruneNulls(m map[string]any) {
+	for k, v := range m {
+		switch t := v.(type) {
+		case nil:
+			delete(m, k)
+		case map[string]any:
+			pruneNulls(t)
+		case []any:
+			for _, e := range t {
+				if em, ok := e.(map[string]any); ok {
+					pruneNulls(em)
+				}
+			}
+		}
+	}
+}
+
+// directSpecs converts render's topics for the Kafka admin API.
+func directSpecs(ts []render.Topic) []topics.Spec {
+	out := make([]topics.Spec, 0, len(ts))
+	for _, t := range ts {
+		spec := topics.Spec{Name: t.Name, Partitions: t.Partitions, Configs: t.Config}
+		if t.Replicas != nil {
+			spec.Replicas = int16(*t.Replicas)
+		}
+		out = append(out, spec)
+	}
+	return out
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}

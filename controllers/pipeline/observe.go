@@ -1,0 +1,204 @@
+package pipeline
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/millrace-dev/millrace/apis/streaming/v1alpha1"
+	"github.com/millrace-dev/millrace/controllers/render"
+	"github.com/millrace-dev/millrace/executor-runtime/config"
+)
+
+var (
+	gvkStatefulSet = appsv1.SchemeGroupVersion.WithKind("StatefulSet")
+	gvkConfigMap   = corev1.SchemeGroupVersion.WithKind("ConfigMap")
+	gvkService     = corev1.SchemeGroupVersion.WithKind("Service")
+)
+
+// childSelector selects the children of one Pipeline.
+func childSelector(p *v1alpha1.Pipeline) client.MatchingLabels {
+	return client.MatchingLabels{render.LabelManagedBy: render.ValueManagedBy, render.LabelPipeline: p.Name}
+}
+
+// observe reads what render needs and what status reports: served APIs, children, facts.
+func (r *Reconciler) observe(ctx context.Context, s *scope) error {
+	log := ctrl.LoggerFrom(ctx)
+	snap, err := r.caps.get()
+	if err != nil {
+		// Discovery failing is transient; keep the last snapshot and say so.
+		log.Error(err, "discovery failed, using the last known API groups")
+	}
+	s.caps = snap
+	if err := r.watches.ensure(snap); err != nil {
+		return err
+	}
+
+	if err := r.observeCore(ctx, s); err != nil {
+		return err
+	}
+	for _, gvk := range snap.thirdParty() {
+		if err := r.observeUnstructured(ctx, s, gvk); err != nil {
+			return err
+		}
+	}
+
+	s.facts = render.Facts{
+		StrimziAPIVersion:  snap.strimzi,
+		KEDA:               snap.keda,
+		PrometheusOperator: snap.prometheus && snap.promRules,
+		Replicas:           map[string]int32{},
+		Assignments:        map[string]config.Assignment{},
+		Images:             r.images,
+	}
+	for entity, sts := range s.statefulSets {
+		if sts.Spec.Replicas != nil {
+			s.facts.Replicas[entity] = *sts.Spec.Replicas
+		}
+	}
+	for entity, cm := range s.configMaps {
+		raw, ok := cm.Data[config.FileName]
+		if !ok {
+			continue
+		}
+		var ex config.Executor
+		if err := json.Unmarshal([]byte(raw), &ex); err != nil {
+			log.Info("ignoring unreadable executor configuration", "configmap", cm.Name, "error", err.Error())
+			continue
+		}
+		s.facts.Assignments[entity] = ex.Assignment
+	}
+	s.facts.BootstrapServers, err = r.bootstrap(ctx, s)
+	return err
+}
+
+func (r *Reconciler) observeCore(ctx context.Context, s *scope) error {
+	ns, sel := client.InNamespace(s.p.Namespace), childSelector(s.p)
+	var stss appsv1.StatefulSetList
+	if err := r.cache.List(ctx, &stss, ns, sel); err != nil {
+		return fmt.Errorf("list statefulsets of %s: %w", s.p.Name, err)
+	}
+	for i := range stss.Items {
+		sts := &stss.Items[i]
+		if e := sts.Labels[render.LabelEntity]; e != "" {
+			s.statefulSets[e] = sts
+		}
+		if err := s.addTyped(gvkStatefulSet, sts); err != nil {
+			return err
+		}
+	}
+	var cms corev1.ConfigMapList
+	if err := r.cache.List(ctx, &cms, ns, sel); err != nil {
+		return fmt.Errorf("list configmaps of %s: %w", s.p.Name, err)
+	}
+	for i := range cms.Items {
+		cm := &cms.Items[i]
+		if e := cm.Labels[render.LabelEntity]; e != "" {
+			s.configMaps[e] = cm
+		}
+		if err := s.addTyped(gvkConfigMap, cm); err != nil {
+			return err
+		}
+	}
+	var svcs corev1.ServiceList
+	if err := r.cache.List(ctx, &svcs, ns, sel); err != nil {
+		return fmt.Errorf("list services of %s: %w", s.p.Name, err)
+	}
+	for i := range svcs.Items {
+		if err := s.addTyped(gvkService, &svcs.Items[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *scope) addTyped(gvk schema.GroupVersionKind, o runtime.Object) error {
+	m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(o)
+	if err != nil {
+		return fmt.Errorf("convert %s: %w", gvk.Kind, err)
+	}
+	u := &unstructured.Unstructured{Object: m}
+	u.SetGroupVersionKind(gvk)
+	s.addChild(gvk, u)
+	return nil
+}
+
+func (s *scope) addChild(gvk schema.GroupVersionKind, u *unstructured.Unstructured) {
+	if s.children[gvk] == nil {
+		s.children[gvk] = map[string]*unstructured.Unstructured{}
+	}
+	s.children[gvk][u.GetName()] = u
+}
+
+func (r *Reconciler) observeUnstructured(ctx context.Context, s *scope, gvk schema.GroupVersionKind) error {
+	list := &unstructured.UnstructuredList{}
+	list.SetGroupVersionKind(gvk.GroupVersion().WithKind(gvk.Kind + "List"))
+	if err := r.cache.List(ctx, list, client.InNamespace(s.p.Namespace), childSelector(s.p)); err != nil {
+		if meta.IsNoMatchError(err) || apierrors.IsNotFound(err) {
+			// The CRD went away since discovery: see it again next time.
+			r.caps.invalidate()
+			return nil
+		}
+		return fmt.Errorf("list %s of %s: %w", gvk.Kind, s.p.Name, err)
+	}
+	for i := range list.Items {
+		u := &list.Items[i]
+		u.SetGroupVersionKind(gvk)
+		s.addChild(gvk, u)
+	}
+	return nil
+}
+
+// bootstrap is spec.kafka.bootstrapServers, or the address of the named Strimzi Kafka's
+// listener that fits the authentication.
+func (r *Reconciler) bootstrap(ctx context.Context, s *scope) (string, error) {
+	k := s.p.Spec.Kafka
+	if k.BootstrapServers != "" {
+		return k.BootstrapServers, nil
+	}
+	if k.StrimziCluster == "" || !s.caps.strimziKafka {
+		return "", nil
+	}
+	kafka := &unstructured.Unstructured{}
+	kafka.SetGroupVersionKind(s.caps.strimziGVK("Kafka"))
+	if err := r.cache.Get(ctx, client.ObjectKey{Namespace: s.p.Namespace, Name: k.StrimziCluster}, kafka); err != nil {
+		if apierrors.IsNotFound(err) || meta.IsNoMatchError(err) {
+			s.kafkaMissing = true
+			return "", nil
+		}
+		return "", fmt.Errorf("read Kafka %s/%s: %w", s.p.Namespace, k.StrimziCluster, err)
+	}
+	listeners, _, _ := unstructured.NestedSlice(kafka.Object, "status", "listeners")
+	want := "plain"
+	if k.Authentication != nil && k.Authentication.Type == v1alpha1.AuthTLS {
+		want = "tls"
+	}
+	var first string
+	for _, l := range listeners {
+		m, ok := l.(map[string]any)
+		if !ok {
+			continue
+		}
+		addr, _ := m["bootstrapServers"].(string)
+		if addr == "" {
+			continue
+		}
+		if name, _ := m["name"].(string); name == want {
+			return addr, nil
+		}
+		if first == "" {
+			first = addr
+		}
+	}
+	return first, nil
+}

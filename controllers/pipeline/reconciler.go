@@ -1,0 +1,252 @@
+// Package pipeline is the reconciler of Millrace Pipelines. A reconcile is four visible steps over a
+// per-request scope:
+//
+//  1. observe: read the Pipeline, its children (by label, and by owner for deletion), and the
+//     facts render needs (which composed operators the cluster serves, the Kafka bootstrap
+//     address, the current replicas and Static assignments);
+//  2. render: the pure controllers/render turns the Pipeline and the facts into desired objects;
+//  3. apply: server-side apply every desired object under one field manager, create Direct-mode
+//     topics, and delete the children that are no longer desired;
+//  4. status: compute the status once from what was observed and the reconcile error, and write
+//     it only when it changed.
+//
+// History (ControllerRevisions), declarative rollback and deletion (finalizer) wrap these steps.
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/tools/events"
+	"k8s.io/klog/v2"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+
+	"github.com/millrace-dev/millrace/apis/streaming/v1alpha1"
+	"github.com/millrace-dev/millrace/controllers/pipeline/topics"
+	"github.com/millrace-dev/millrace/controllers/render"
+	"github.com/millrace-dev/millrace/controllers/validate"
+)
+
+// FieldManager is the one field owner of everything the operator applies.
+const FieldManager = "millrace-operator"
+
+// Finalizer holds a Pipeline's deletion until its topics were dealt with according to their
+// deletionPolicy (see finalize.go).
+const Finalizer = "streaming.millrace.dev/topics"
+
+// AnnotationAppliedHash, on every applied child, is a hash of the applied configuration. With a
+// field-by-field comparison against the live object it lets a reconcile skip an apply that
+// would change nothing, so an unchanged Pipeline costs no API writes.
+const AnnotationAppliedHash = "streaming.millrace.dev/applied-hash"
+
+// indexStrimziCluster indexes Pipelines by spec.kafka.strimziCluster, to find the Pipelines of a
+// Kafka whose status changed.
+const indexStrimziCluster = "spec.kafka.strimziCluster"
+
+// RBAC, least privilege: the operator reads and writes exactly the kinds it composes, with the
+// verbs it uses (server-side apply is patch, and create for new objects; no update of children),
+// and reads no secrets (executors mount theirs; the operator never handles credentials).
+//
+// +kubebuilder:rbac:groups=streaming.millrace.dev,resources=pipelines,verbs=get;list;watch;update;patch
+// +kubebuilder:rbac:groups=streaming.millrace.dev,resources=pipelines/status,verbs=get;patch
+// +kubebuilder:rbac:groups=streaming.millrace.dev,resources=pipelines/finalizers,verbs=update
+// +kubebuilder:rbac:groups=apps,resources=statefulsets;controllerrevisions,verbs=get;list;watch;create;patch;delete
+// +kubebuilder:rbac:groups="",resources=configmaps;services,verbs=get;list;watch;create;patch;delete
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+// +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;create;update
+// +kubebuilder:rbac:groups=apiextensions.k8s.io,resources=customresourcedefinitions,verbs=get;list;watch
+// +kubebuilder:rbac:groups=kafka.strimzi.io,resources=kafkatopics;kafkausers,verbs=get;list;watch;create;patch;delete
+// +kubebuilder:rbac:groups=kafka.strimzi.io,resources=kafkas,verbs=get;list;watch
+// +kubebuilder:rbac:groups=keda.sh,resources=scaledobjects;triggerauthentications,verbs=get;list;watch;create;patch;delete
+// +kubebuilder:rbac:groups=monitoring.coreos.com,resources=servicemonitors;prometheusrules,verbs=get;list;watch;create;patch;delete
+
+// Options configure the reconciler.
+type Options struct {
+	Images render.Images
+	// MaxConcurrentReconciles is the number of Pipelines reconciled at once; default 4.
+	MaxConcurrentReconciles int
+	// Client, when set, is used instead of the manager's client (tests wrap it to count writes).
+	Client client.Client
+}
+
+// Reconciler reconciles Pipelines.
+type Reconciler struct {
+	client   client.Client
+	cache    cache.Cache
+	recorder events.EventRecorder
+	images   render.Images
+	caps     *capabilities
+	watches  *dynamicWatches
+	kafka    *topics.Admin
+}
+
+// SetupWithManager builds the reconciler and registers its controller with the manager. The
+// controller watches Pipelines, the core children (filtered to Millrace's by the cache), and the
+// CustomResourceDefinitions of the composed operators by name, so that installing KEDA, the
+// Prometheus Operator or Strimzi later is noticed and watches for their kinds start then.
+func SetupWithManager(ctx context.Context, mgr ctrl.Manager, o Options) (*Reconciler, error) {
+	disc, err := discovery.NewDiscoveryClientForConfig(mgr.GetConfig())
+	if err != nil {
+		return nil, fmt.Errorf("build discovery client: %w", err)
+	}
+	c := o.Client
+	if c == nil {
+		c = mgr.GetClient()
+	}
+	r := &Reconciler{
+		client:   c,
+		cache:    mgr.GetCache(),
+		recorder: mgr.GetEventRecorder(FieldManager),
+		images:   o.Images,
+		caps:     newCapabilities(disc),
+		kafka:    topics.NewAdmin(),
+	}
+	if err := mgr.GetFieldIndexer().IndexField(ctx, &v1alpha1.Pipeline{}, indexStrimziCluster, func(o client.Object) []string {
+		if s := o.(*v1alpha1.Pipeline).Spec.Kafka.StrimziCluster; s != "" {
+			return []string{s}
+		}
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("index pipelines by strimzi cluster: %w", err)
+	}
+	workers := o.MaxConcurrentReconciles
+	if workers <= 0 {
+		workers = 4
+	}
+	c2, err := ctrl.NewControllerManagedBy(mgr).
+		Named("pipeline").
+		For(&v1alpha1.Pipeline{}, builder.WithPredicates(predicate.Or(
+			predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
+		Owns(&appsv1.StatefulSet{}).
+		Owns(&corev1.ConfigMap{}).
+		Owns(&corev1.Service{}).
+		WatchesMetadata(&apiextensionsv1.CustomResourceDefinition{},
+			handler.EnqueueRequestsFromMapFunc(r.crdChanged),
+			builder.WithPredicates(predicate.NewPredicateFuncs(func(o client.Object) bool { return composedCRDs[o.GetName()] }))).
+		WithOptions(controller.Options{MaxConcurrentReconciles: workers}).
+		Build(r)
+	if err != nil {
+		return nil, fmt.Errorf("build pipeline controller: %w", err)
+	}
+	r.watches = newDynamicWatches(c2, mgr.GetCache(), r)
+	return r, nil
+}
+
+// Close releases the Kafka admin connections.
+func (r *Reconciler) Close() { r.kafka.Close() }
+
+// Reconcile brings one Pipeline's children and status in line with its spec.
+func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.Result, retErr error) {
+	log := ctrl.LoggerFrom(ctx)
+	p := &v1alpha1.Pipeline{}
+	if err := r.client.Get(ctx, req.NamespacedName, p); err != nil {
+		if apierrors.IsNotFound(err) {
+			forgetPhase(req.NamespacedName)
+			return ctrl.Result{}, nil
+		}
+		return ctrl.Result{}, err
+	}
+	defer func() {
+		if retErr != nil {
+			reconcileErrors.WithLabelValues(errorReason(retErr)).Inc()
+		}
+	}()
+
+	if !p.DeletionTimestamp.IsZero() {
+		return r.finalize(ctx, p)
+	}
+
+	s := newScope(p)
+	if errs := validate.Topology(p); len(errs) > 0 {
+		s.invalid = errs.ToAggregate().Error()
+		return ctrl.Result{}, r.writeStatus(ctx, s)
+	}
+
+	// History first: a rollback replaces the spec, and the next reconcile renders that.
+	if done, err := r.rollback(ctx, s); done || err != nil {
+		return ctrl.Result{}, err
+	}
+
+	if err := r.ensureFinalizer(ctx, p); err != nil {
+		return ctrl.Result{}, err
+	}
+	if err := r.recordRevision(ctx, s); err != nil {
+		return ctrl.Result{}, err
+	}
+
+	// 1. observe
+	if err := r.observe(ctx, s); err != nil {
+		return ctrl.Result{}, err
+	}
+	res = r.requeueForCRDs(ctx, s)
+
+	// 2. render
+	result, err := render.Render(p, s.facts)
+	if err != nil {
+		s.renderErr = err
+		if waitingForBootstrap(s) {
+			// The Kafka watch brings the address; the requeue covers a Kafka without Strimzi.
+			log.Info("waiting for the Kafka bootstrap address", "pipeline", klog.KObj(p))
+			return ctrl.Result{RequeueAfter: time.Minute}, r.writeStatus(ctx, s)
+		}
+		log.Error(err, "render failed", "pipeline", klog.KObj(p))
+		return res, errors.Join(err, r.writeStatus(ctx, s))
+	}
+	s.desired = result
+
+	// 3. apply, 4. status
+	s.applyErr = r.apply(ctx, s)
+	if err := r.writeStatus(ctx, s); err != nil {
+		return res, errors.Join(s.applyErr, err)
+	}
+	if s.applyErr != nil {
+		return res, s.applyErr
+	}
+	if s.topicsErr != nil {
+		// Direct topics failed (Kafka unreachable): retry with the controller's backoff.
+		return res, s.topicsErr
+	}
+	return res, nil
+}
+
+// requeueForCRDs asks for a short requeue when a composed operator's CRD exists but discovery
+// does not serve it yet (it is being established), so recovery does not wait for another event.
+func (r *Reconciler) requeueForCRDs(ctx context.Context, s *scope) ctrl.Result {
+	if r.caps.pending(ctx, r.cache) {
+		r.caps.invalidate()
+		return ctrl.Result{RequeueAfter: 2 * time.Second}
+	}
+	return ctrl.Result{}
+}
+
+func errorReason(err error) string {
+	switch {
+	case apierrors.IsConflict(err):
+		return "Conflict"
+	case apierrors.IsForbidden(err):
+		return "Forbidden"
+	case apierrors.IsInvalid(err):
+		return "Invalid"
+	case apierrors.IsNotFound(err):
+		return "NotFound"
+	case errors.Is(err, errTopics):
+		return "Topics"
+	case errors.Is(err, errApply):
+		return "Apply"
+	default:
+		return "Other"
+	}
+}

@@ -1,0 +1,59 @@
+package pipeline
+
+import (
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+
+	"github.com/millrace-dev/millrace/apis/streaming/v1alpha1"
+	"github.com/millrace-dev/millrace/controllers/pipeline/topics"
+	"github.com/millrace-dev/millrace/controllers/render"
+)
+
+// scope is everything one reconcile of one Pipeline learns and decides. observe fills the
+// observed part, render the desired part, apply the outcome; status reads it all once.
+type scope struct {
+	p *v1alpha1.Pipeline
+	// before is the status as read, to write the status only when it changed.
+	before *v1alpha1.PipelineStatus
+
+	// observed
+	caps         snapshot
+	facts        render.Facts
+	kafkaMissing bool                           // the named Strimzi Kafka does not exist
+	statefulSets map[string]*appsv1.StatefulSet // by entity
+	configMaps   map[string]*corev1.ConfigMap   // by entity
+	// children are the live children by kind and name, as unstructured objects.
+	children map[schema.GroupVersionKind]map[string]*unstructured.Unstructured
+	// revisions
+	revisions      []appsv1.ControllerRevision
+	updateRevision string
+
+	// desired
+	desired *render.Result
+
+	// outcome
+	invalid     string
+	renderErr   error
+	applyErr    error
+	topicsErr   error
+	topicStates []topics.State
+	applied     int // objects written by this reconcile
+	created     int // objects that did not exist before
+}
+
+func newScope(p *v1alpha1.Pipeline) *scope {
+	return &scope{
+		p:            p,
+		before:       p.Status.DeepCopy(),
+		statefulSets: map[string]*appsv1.StatefulSet{},
+		configMaps:   map[string]*corev1.ConfigMap{},
+		children:     map[schema.GroupVersionKind]map[string]*unstructured.Unstructured{},
+	}
+}
+
+// child returns the live child of that kind and name, or nil.
+func (s *scope) child(gvk schema.GroupVersionKind, name string) *unstructured.Unstructured {
+	return s.children[gvk][name]
+}

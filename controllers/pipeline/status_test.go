@@ -1,0 +1,121 @@
+package pipeline
+
+import (
+	"context"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"k8s.io/apimachinery/pkg/api/equality"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/millrace-dev/millrace/apis/streaming/v1alpha1"
+	"github.com/millrace-dev/millrace/controllers/render"
+)
+
+// TestComputeStatus covers the decisions of the status computation without an API server.
+func TestComputeStatus(t *testing.T) {
+	type want struct {
+		phase             v1alpha1.Phase
+		ready, topics     string // reasons
+		autoscaling, mon  string
+		degradedStatus    metav1.ConditionStatus
+		readyMessageHints string
+	}
+	cases := []struct {
+		reason string
+		p      *v1alpha1.Pipeline
+		scope  func(*scope)
+		want   want
+	}{
+		{
+			reason: "Strimzi topics without Strimzi installed say what to install and stay Pending",
+			p:      newPipeline("ns"),
+			want: want{phase: v1alpha1.PhasePending, ready: v1alpha1.ReasonStrimziNotInstalled, topics: v1alpha1.ReasonStrimziNotInstalled,
+				autoscaling: v1alpha1.ReasonAutoscalingNotUsed, mon: v1alpha1.ReasonMonitoringDisabled, degradedStatus: metav1.ConditionFalse},
+		},
+		{
+			reason: "an autoscaled entity without KEDA degrades the pipeline",
+			p:      newPipeline("ns", withAutoscaling("count", 1, 3), withMonitoring()),
+			scope:  func(s *scope) { s.caps, s.facts.StrimziAPIVersion = snapshot{strimzi: "v1"}, "v1" },
+			want: want{phase: v1alpha1.PhaseDegraded, ready: v1alpha1.ReasonTopicsPending, topics: v1alpha1.ReasonTopicsPending,
+				autoscaling: v1alpha1.ReasonKEDANotInstalled, mon: v1alpha1.ReasonPrometheusNotFound, degradedStatus: metav1.ConditionTrue},
+		},
+		{
+			reason: "Unmanaged topics are ready by definition",
+			p:      newPipeline("ns", func(p *v1alpha1.Pipeline) { p.Spec.Kafka.Topics = v1alpha1.TopicsUnmanaged }),
+			want: want{phase: v1alpha1.PhasePending, ready: v1alpha1.ReasonExecutorsPending, topics: v1alpha1.ReasonTopicsNotManaged,
+				autoscaling: v1alpha1.ReasonAutoscalingNotUsed, mon: v1alpha1.ReasonMonitoringDisabled, degradedStatus: metav1.ConditionFalse},
+		},
+		{
+			reason: "Direct topics without a bootstrap address say where to set it",
+			p:      newPipeline("ns", withDirect("")),
+			want: want{phase: v1alpha1.PhasePending, ready: v1alpha1.ReasonBootstrapUnknown, topics: v1alpha1.ReasonBootstrapUnknown,
+				autoscaling: v1alpha1.ReasonAutoscalingNotUsed, mon: v1alpha1.ReasonMonitoringDisabled, degradedStatus: metav1.ConditionFalse},
+		},
+		{
+			reason: "a suspended pipeline is Suspended whatever else holds",
+			p:      newPipeline("ns", func(p *v1alpha1.Pipeline) { p.Spec.Suspend = true }),
+			scope:  func(s *scope) { s.caps, s.facts.StrimziAPIVersion = snapshot{strimzi: "v1"}, "v1" },
+			want: want{phase: v1alpha1.PhaseSuspended, ready: v1alpha1.ReasonSuspended, topics: v1alpha1.ReasonTopicsPending,
+				autoscaling: v1alpha1.ReasonAutoscalingNotUsed, mon: v1alpha1.ReasonMonitoringDisabled, degradedStatus: metav1.ConditionFalse},
+		},
+	}
+	for _, c := range cases {
+		t.Run(c.reason, func(t *testing.T) {
+			c.p.Generation = 3
+			s := newScope(c.p)
+			if c.scope != nil {
+				c.scope(s)
+			}
+			if res, err := render.Render(c.p, s.facts); err != nil {
+				s.renderErr = err
+			} else {
+				s.desired = res
+			}
+			s.facts.BootstrapServers = c.p.Spec.Kafka.BootstrapServers
+			st := computeStatus(s)
+			reason := func(ct string) string {
+				if c := condOf(&v1alpha1.Pipeline{Status: *st}, ct); c != nil {
+					if c.ObservedGeneration != 3 {
+						t.Errorf("%s: condition %s has observedGeneration %d", c.Reason, ct, c.ObservedGeneration)
+					}
+					return c.Reason
+				}
+				return ""
+			}
+			got := want{
+				phase: st.Phase, ready: reason(v1alpha1.ConditionReady), topics: reason(v1alpha1.ConditionTopicsReady),
+				autoscaling: reason(v1alpha1.ConditionAutoscalingReady), mon: reason(v1alpha1.ConditionMonitoringReady),
+				degradedStatus: condOf(&v1alpha1.Pipeline{Status: *st}, v1alpha1.ConditionDegraded).Status,
+			}
+			if diff := cmp.Diff(c.want, got, cmp.AllowUnexported(want{})); diff != "" {
+				t.Errorf("%s: -want +got:\n%s", c.reason, diff)
+			}
+			// Computing again from the computed status changes nothing: conditions never flap.
+			s.before = st.DeepCopy()
+			if again := computeStatus(s); !equality.Semantic.DeepEqual(st, again) {
+				t.Errorf("%s: status is not stable: %s", c.reason, cmp.Diff(st, again))
+			}
+		})
+	}
+}
+
+// TestInvalidTopology: a cycle CEL cannot see is reported as InvalidSpec, phase Failed, and
+// nothing is applied.
+func TestInvalidTopology(t *testing.T) {
+	e := envV1
+	ns := e.namespace(t)
+	e.startOperator(t, ns)
+	p := e.create(t, newPipeline(ns, func(p *v1alpha1.Pipeline) {
+		// count writes lines, which split reads: lines -> split -> words -> count -> lines.
+		entity(p, "count").Outputs = []string{"lines"}
+	}))
+	p = e.wantCondition(t, p, v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonInvalidSpec)
+	if p.Status.Phase != v1alpha1.PhaseFailed {
+		t.Errorf("phase %s, want Failed", p.Status.Phase)
+	}
+	if _, err := e.statefulSet(p, "split"); err == nil {
+		t.Error("an invalid pipeline must not be applied")
+	}
+	_ = context.Background()
+}
