@@ -7,6 +7,7 @@ import (
 
 	v1alpha1 "github.com/millrace-dev/millrace/apis/streaming/v1alpha1"
 	"github.com/millrace-dev/millrace/controllers/validate"
+	vt "github.com/millrace-dev/millrace/controllers/validate/validatetest"
 )
 
 func equalSpecs(t *testing.T, a, b v1alpha1.PipelineSpec) bool {
@@ -27,19 +28,19 @@ func TestTopology(t *testing.T) {
 		p      *v1alpha1.Pipeline
 		want   string // "" when valid
 	}{
-		{reason: "a chain is acyclic", p: pipeline()},
+		{reason: "a chain is acyclic", p: vt.Pipeline()},
 		{
 			reason: "a fan-in is acyclic",
-			p:      pipeline(addEntity(v1alpha1.Entity{Name: "echo", Image: "x", Inputs: []string{"lines"}, Outputs: []string{"counts"}})),
+			p:      vt.Pipeline(addEntity(v1alpha1.Entity{Name: "echo", Image: "x", Inputs: []string{"lines"}, Outputs: []string{"counts"}})),
 		},
 		{
 			reason: "feeding counts back to lines is a cycle",
-			p:      pipeline(addEntity(v1alpha1.Entity{Name: "feedback", Image: "x", Inputs: []string{"counts"}, Outputs: []string{"lines"}})),
+			p:      vt.Pipeline(addEntity(v1alpha1.Entity{Name: "feedback", Image: "x", Inputs: []string{"counts"}, Outputs: []string{"lines"}})),
 			want:   `spec.entities: Invalid value: "split -> words -> sum -> counts -> feedback -> lines -> split": the stream graph must be acyclic: entities feed each other in a cycle`,
 		},
 		{
 			reason: "two entities writing each other's input is a cycle",
-			p: pipeline(
+			p: vt.Pipeline(
 				addEntity(v1alpha1.Entity{Name: "ping", Image: "x", Inputs: []string{"counts"}, Outputs: []string{"lines2"}}),
 				addEntity(v1alpha1.Entity{Name: "pong", Image: "x", Inputs: []string{"lines2"}, Outputs: []string{"counts"}}),
 				func(p *v1alpha1.Pipeline) { p.Spec.Streams = append(p.Spec.Streams, v1alpha1.Stream{Name: "lines2"}) },

@@ -14,6 +14,7 @@ import (
 	v1alpha1 "github.com/millrace-dev/millrace/apis/streaming/v1alpha1"
 	"github.com/millrace-dev/millrace/controllers/testenv"
 	"github.com/millrace-dev/millrace/controllers/validate"
+	vt "github.com/millrace-dev/millrace/controllers/validate/validatetest"
 )
 
 var apiServer client.Client
@@ -45,24 +46,24 @@ func TestMain(m *testing.M) {
 // errors.
 func TestAPIServerRejectsInvalidPipelines(t *testing.T) {
 	ctx := context.Background()
-	for _, tc := range invalidCases() {
-		t.Run(tc.reason, func(t *testing.T) {
-			err := apiServer.Create(ctx, tc.p.DeepCopy(), client.DryRunAll)
+	for _, tc := range vt.InvalidCases() {
+		t.Run(tc.Reason, func(t *testing.T) {
+			err := apiServer.Create(ctx, tc.Pipeline.DeepCopy(), client.DryRunAll)
 			if err == nil {
-				t.Fatalf("%s: the API server accepted the Pipeline", tc.reason)
+				t.Fatalf("%s: the API server accepted the Pipeline", tc.Reason)
 			}
 			if !apierrors.IsInvalid(err) {
-				t.Fatalf("%s: want an Invalid error, got %v", tc.reason, err)
+				t.Fatalf("%s: want an Invalid error, got %v", tc.Reason, err)
 			}
-			if !strings.Contains(err.Error(), tc.want) {
-				t.Errorf("%s: API server message\n  %s\ndoes not contain\n  %s", tc.reason, err, tc.want)
+			if !strings.Contains(err.Error(), tc.Want) {
+				t.Errorf("%s: API server message\n  %s\ndoes not contain\n  %s", tc.Reason, err, tc.Want)
 			}
-			offline := validate.Schema(ctx, tc.p, nil)
+			offline := validate.Schema(ctx, tc.Pipeline, nil)
 			if len(offline) == 0 {
-				t.Fatalf("%s: validate.Schema accepted what the API server rejected: %v", tc.reason, err)
+				t.Fatalf("%s: validate.Schema accepted what the API server rejected: %v", tc.Reason, err)
 			}
 			if got := offline.ToAggregate().Error(); !strings.Contains(err.Error(), got) {
-				t.Errorf("%s: offline and API server messages differ\n  offline: %s\n  server:  %s", tc.reason, got, err)
+				t.Errorf("%s: offline and API server messages differ\n  offline: %s\n  server:  %s", tc.Reason, got, err)
 			}
 		})
 	}
@@ -70,27 +71,27 @@ func TestAPIServerRejectsInvalidPipelines(t *testing.T) {
 
 func TestAPIServerRejectsInvalidUpdates(t *testing.T) {
 	ctx := context.Background()
-	for i, tc := range invalidUpdates() {
-		t.Run(tc.reason, func(t *testing.T) {
-			old := tc.old.DeepCopy()
+	for i, tc := range vt.InvalidUpdates() {
+		t.Run(tc.Reason, func(t *testing.T) {
+			old := tc.Old.DeepCopy()
 			old.Name = old.Name + "-update-" + string(rune('a'+i))
 			if err := apiServer.Create(ctx, old); err != nil {
 				t.Fatalf("create the old Pipeline: %v", err)
 			}
 			t.Cleanup(func() { _ = apiServer.Delete(ctx, old) })
-			updated := tc.new.DeepCopy()
+			updated := tc.New.DeepCopy()
 			updated.Name = old.Name
 			updated.ResourceVersion = old.ResourceVersion
 			err := apiServer.Update(ctx, updated)
 			if err == nil {
-				t.Fatalf("%s: the API server accepted the update", tc.reason)
+				t.Fatalf("%s: the API server accepted the update", tc.Reason)
 			}
-			if !strings.Contains(err.Error(), tc.want) {
-				t.Errorf("%s: API server message\n  %s\ndoes not contain\n  %s", tc.reason, err, tc.want)
+			if !strings.Contains(err.Error(), tc.Want) {
+				t.Errorf("%s: API server message\n  %s\ndoes not contain\n  %s", tc.Reason, err, tc.Want)
 			}
-			offline := validate.Schema(ctx, tc.new, tc.old)
+			offline := validate.Schema(ctx, tc.New, tc.Old)
 			if got := offline.ToAggregate(); got == nil || !strings.Contains(err.Error(), got.Error()) {
-				t.Errorf("%s: offline and API server messages differ\n  offline: %v\n  server:  %s", tc.reason, got, err)
+				t.Errorf("%s: offline and API server messages differ\n  offline: %v\n  server:  %s", tc.Reason, got, err)
 			}
 		})
 	}
@@ -98,7 +99,7 @@ func TestAPIServerRejectsInvalidUpdates(t *testing.T) {
 
 func TestAPIServerAcceptsValidPipelines(t *testing.T) {
 	ctx := context.Background()
-	for name, p := range validPipelines() {
+	for name, p := range vt.ValidPipelines() {
 		t.Run(name, func(t *testing.T) {
 			if err := apiServer.Create(ctx, p.DeepCopy(), client.DryRunAll); err != nil {
 				t.Errorf("%s: the API server rejected a valid Pipeline: %v", name, err)
@@ -112,7 +113,7 @@ func TestAPIServerAcceptsValidPipelines(t *testing.T) {
 
 func TestAPIServerAcceptsValidUpdates(t *testing.T) {
 	ctx := context.Background()
-	p := pipeline()
+	p := vt.Pipeline()
 	p.Name = "grows"
 	if err := apiServer.Create(ctx, p); err != nil {
 		t.Fatal(err)
@@ -127,7 +128,7 @@ func TestAPIServerAcceptsValidUpdates(t *testing.T) {
 
 func TestDefaultMatchesAPIServer(t *testing.T) {
 	ctx := context.Background()
-	p := pipeline()
+	p := vt.Pipeline()
 	p.Name = "defaults"
 	stored := p.DeepCopy()
 	if err := apiServer.Create(ctx, stored); err != nil {

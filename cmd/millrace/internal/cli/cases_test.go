@@ -1,118 +1,53 @@
 package cli
 
 import (
-	"go/ast"
-	"go/parser"
-	"go/token"
 	"os"
 	"path/filepath"
-	"regexp"
-	"strconv"
 	"strings"
 	"testing"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/utils/ptr"
 	"sigs.k8s.io/yaml"
 
 	v1alpha1 "github.com/millrace-dev/millrace/apis/streaming/v1alpha1"
+	vt "github.com/millrace-dev/millrace/controllers/validate/validatetest"
 )
 
-// The API issue's table of invalid Pipelines lives in controllers/validate/cases_test.go, where
-// a real API server rejects each one. This test reads that table's reasons and API-server
-// messages from the source, and runs `millrace validate` on each Pipeline, written as YAML in
-// testdata/invalid from the same constructions (mirrored below; -update rewrites the files).
-
-type apiServerCase struct{ reason, want string }
-
-// apiServerCases parses the reasons and messages of invalidCases() in the validate package.
-func apiServerCases(t *testing.T) []apiServerCase {
-	t.Helper()
-	path := filepath.Join(repoRoot(t), "controllers", "validate", "cases_test.go")
-	f, err := parser.ParseFile(token.NewFileSet(), path, nil, 0)
-	if err != nil {
-		t.Fatalf("parse the API server's cases: %v", err)
-	}
-	var out []apiServerCase
-	for _, decl := range f.Decls {
-		fn, ok := decl.(*ast.FuncDecl)
-		if !ok || fn.Name.Name != "invalidCases" {
-			continue
-		}
-		ast.Inspect(fn.Body, func(n ast.Node) bool {
-			lit, ok := n.(*ast.CompositeLit)
-			if !ok {
-				return true
-			}
-			var c apiServerCase
-			for _, elt := range lit.Elts {
-				kv, ok := elt.(*ast.KeyValueExpr)
-				if !ok {
-					continue
-				}
-				key, _ := kv.Key.(*ast.Ident)
-				val, _ := kv.Value.(*ast.BasicLit)
-				if key == nil || val == nil || val.Kind != token.STRING {
-					continue
-				}
-				s, err := strconv.Unquote(val.Value)
-				if err != nil {
-					t.Fatalf("unquote %s: %v", val.Value, err)
-				}
-				switch key.Name {
-				case "reason":
-					c.reason = s
-				case "want":
-					c.want = s
-				}
-			}
-			if c.reason != "" && c.want != "" {
-				out = append(out, c)
-				return false
-			}
-			return true
-		})
-	}
-	if len(out) == 0 {
-		t.Fatalf("found no cases in %s", path)
-	}
-	return out
-}
-
-func slug(reason string) string {
-	return strings.Trim(regexp.MustCompile(`[^a-z0-9]+`).ReplaceAllString(strings.ToLower(reason), "-"), "-")
-}
-
+// TestValidateRejectsTheAPIServersInvalidPipelines runs `millrace validate` on every Pipeline of
+// the table that controllers/validate's suite applies to a real API server, written as the YAML
+// a user would write, and checks the CLI exits 1 with the API server's message.
 func TestValidateRejectsTheAPIServersInvalidPipelines(t *testing.T) {
-	cases := apiServerCases(t)
-	mirror := invalidMirror()
-	if *update {
-		for reason, p := range mirror {
-			writePipelineYAML(t, filepath.Join("testdata", "invalid", slug(reason)+".yaml"), reason, p)
-		}
-	}
-	for _, c := range cases {
-		t.Run(c.reason, func(t *testing.T) {
-			file := filepath.Join("testdata", "invalid", slug(c.reason)+".yaml")
-			if _, ok := mirror[c.reason]; !ok {
-				t.Fatalf("the API server's case %q has no mirror in cases_test.go of the CLI: add it, then go test ./cmd/... -update", c.reason)
-			}
+	dir := t.TempDir()
+	for i, c := range vt.InvalidCases() {
+		t.Run(c.Reason, func(t *testing.T) {
+			file := filepath.Join(dir, strings.Repeat("x", i+1)+".yaml")
+			writePipelineYAML(t, file, c.Pipeline)
 			res := run(t, "millrace", "", "validate", "-f", file)
 			if res.code != 1 {
-				t.Errorf("%s: exit code %d, want 1; output:\n%s%s", c.reason, res.code, res.out, res.errOut)
+				t.Errorf("%s: exit code %d, want 1; output:\n%s%s", c.Reason, res.code, res.out, res.errOut)
 			}
-			if !strings.Contains(res.errOut, c.want) {
-				t.Errorf("%s: validate says\n  %s\nwhich lacks the API server's message\n  %s", c.reason, res.errOut, c.want)
+			if !strings.Contains(res.errOut, c.Want) {
+				t.Errorf("%s: validate says\n  %s\nwhich lacks the API server's message\n  %s", c.Reason, res.errOut, c.Want)
 			}
 		})
 	}
-	if len(mirror) != len(cases) {
-		t.Errorf("the CLI mirrors %d cases, the API server's table has %d", len(mirror), len(cases))
+}
+
+// TestValidateAcceptsValidPipelines: what the API server accepts, the CLI accepts.
+func TestValidateAcceptsValidPipelines(t *testing.T) {
+	dir := t.TempDir()
+	for name, p := range vt.ValidPipelines() {
+		t.Run(name, func(t *testing.T) {
+			file := filepath.Join(dir, strings.ReplaceAll(name, " ", "-")+".yaml")
+			writePipelineYAML(t, file, p)
+			if res := run(t, "millrace", "", "validate", "-f", file); res.code != 0 {
+				t.Errorf("%s: exit code %d, want 0; output:\n%s%s", name, res.code, res.out, res.errOut)
+			}
+		})
 	}
 }
 
-func writePipelineYAML(t *testing.T, path, reason string, p *v1alpha1.Pipeline) {
+func writePipelineYAML(t *testing.T, path string, p *v1alpha1.Pipeline) {
 	t.Helper()
 	obj, err := runtime.DefaultUnstructuredConverter.ToUnstructured(p)
 	if err != nil {
@@ -123,141 +58,7 @@ func writePipelineYAML(t *testing.T, path, reason string, p *v1alpha1.Pipeline) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+	if err := os.WriteFile(path, y, 0o644); err != nil {
 		t.Fatal(err)
-	}
-	header := "# The API server rejects this Pipeline: " + reason + ".\n# Generated by go test ./cmd/... -update from controllers/validate/cases_test.go's table.\n"
-	if err := os.WriteFile(path, append([]byte(header), y...), 0o644); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// The builders and cases below mirror controllers/validate's fixtures_test.go and
-// cases_test.go.
-
-func pipeline(mods ...func(*v1alpha1.Pipeline)) *v1alpha1.Pipeline {
-	p := &v1alpha1.Pipeline{
-		TypeMeta:   metav1.TypeMeta{APIVersion: v1alpha1.GroupVersion.String(), Kind: "Pipeline"},
-		ObjectMeta: metav1.ObjectMeta{Name: "wordcount", Namespace: "default"},
-		Spec: v1alpha1.PipelineSpec{
-			Kafka: v1alpha1.KafkaSpec{StrimziCluster: "my-cluster"},
-			Streams: []v1alpha1.Stream{
-				{Name: "lines", Partitions: 6},
-				{Name: "words", Partitions: 6},
-				{Name: "counts", Partitions: 3},
-			},
-			Entities: []v1alpha1.Entity{
-				{Name: "split", Image: "millrace/wordcount-split:latest", Inputs: []string{"lines"}, Outputs: []string{"words"}, Replicas: ptr.To[int32](2)},
-				{Name: "sum", Image: "millrace/wordcount-sum:latest", Inputs: []string{"words"}, Outputs: []string{"counts"},
-					State: &v1alpha1.StateSpec{Enabled: true}, Assignment: &v1alpha1.AssignmentSpec{Mode: v1alpha1.AssignmentStatic}},
-			},
-		},
-	}
-	for _, m := range mods {
-		m(p)
-	}
-	return p
-}
-
-func withEntity(name string, m func(*v1alpha1.Entity)) func(*v1alpha1.Pipeline) {
-	return func(p *v1alpha1.Pipeline) {
-		for i := range p.Spec.Entities {
-			if p.Spec.Entities[i].Name == name {
-				m(&p.Spec.Entities[i])
-			}
-		}
-	}
-}
-
-func withStream(name string, m func(*v1alpha1.Stream)) func(*v1alpha1.Pipeline) {
-	return func(p *v1alpha1.Pipeline) {
-		for i := range p.Spec.Streams {
-			if p.Spec.Streams[i].Name == name {
-				m(&p.Spec.Streams[i])
-			}
-		}
-	}
-}
-
-func withKafka(m func(*v1alpha1.KafkaSpec)) func(*v1alpha1.Pipeline) {
-	return func(p *v1alpha1.Pipeline) { m(&p.Spec.Kafka) }
-}
-
-func withAutoscaling(minR, maxR int32) func(*v1alpha1.Entity) {
-	return func(e *v1alpha1.Entity) {
-		e.Replicas = nil
-		e.Autoscaling = &v1alpha1.AutoscalingSpec{MinReplicas: ptr.To(minR), MaxReplicas: maxR}
-	}
-}
-
-func invalidMirror() map[string]*v1alpha1.Pipeline {
-	return map[string]*v1alpha1.Pipeline{
-		"stream names must be unique": pipeline(func(p *v1alpha1.Pipeline) {
-			p.Spec.Streams = append(p.Spec.Streams, v1alpha1.Stream{Name: "lines"})
-		}),
-		"entity names must be unique": pipeline(func(p *v1alpha1.Pipeline) {
-			p.Spec.Entities = append(p.Spec.Entities, v1alpha1.Entity{Name: "split", Image: "x", Inputs: []string{"lines"}})
-		}),
-		"stream names are DNS labels":              pipeline(withStream("lines", func(s *v1alpha1.Stream) { s.Name = "Lines_1" })),
-		"entity names are DNS labels":              pipeline(withEntity("split", func(e *v1alpha1.Entity) { e.Name = "split.words" })),
-		"topic names use Kafka's legal characters": pipeline(withStream("lines", func(s *v1alpha1.Stream) { s.TopicName = "lines/raw" })),
-		"topic name '..' is illegal in Kafka":      pipeline(withStream("lines", func(s *v1alpha1.Stream) { s.TopicName = ".." })),
-		"inputs must name declared streams":        pipeline(withEntity("split", func(e *v1alpha1.Entity) { e.Inputs = []string{"nosuch"} })),
-		"outputs must name declared streams":       pipeline(withEntity("split", func(e *v1alpha1.Entity) { e.Outputs = []string{"nosuch"} })),
-		"an entity must not read a stream it writes": pipeline(withEntity("split", func(e *v1alpha1.Entity) {
-			e.Outputs = []string{"lines", "words"}
-		})),
-		"an entity needs at least one input":               pipeline(withEntity("split", func(e *v1alpha1.Entity) { e.Inputs = []string{} })),
-		"minReplicas must not exceed maxReplicas":          pipeline(withEntity("split", withAutoscaling(4, 2))),
-		"maxReplicas must not exceed the input partitions": pipeline(withEntity("split", withAutoscaling(0, 7))),
-		"ExactlyOnce needs outputs or state": pipeline(withEntity("split", func(e *v1alpha1.Entity) {
-			e.Outputs = nil
-			e.Guarantee = v1alpha1.ExactlyOnce
-		})),
-		"replicas and autoscaling are exclusive": pipeline(withEntity("split", func(e *v1alpha1.Entity) {
-			e.Autoscaling = &v1alpha1.AutoscalingSpec{MaxReplicas: 3}
-		})),
-		"static lists must not repeat a partition": pipeline(withEntity("sum", func(e *v1alpha1.Entity) {
-			e.Assignment.Partitions = []v1alpha1.PartitionList{{0, 1, 2}, {2, 3, 4, 5}}
-		})),
-		"static lists must cover every partition": pipeline(withEntity("sum", func(e *v1alpha1.Entity) {
-			e.Assignment.Partitions = []v1alpha1.PartitionList{{0, 1, 2}, {3, 4}}
-		})),
-		"static lists must name existing partitions": pipeline(withEntity("sum", func(e *v1alpha1.Entity) {
-			e.Assignment.Partitions = []v1alpha1.PartitionList{{0, 1, 2}, {3, 4, 9}}
-		})),
-		"static lists need mode Static": pipeline(withEntity("split", func(e *v1alpha1.Entity) {
-			e.Assignment = &v1alpha1.AssignmentSpec{Mode: v1alpha1.AssignmentGroup, Partitions: []v1alpha1.PartitionList{{0, 1, 2, 3, 4, 5}}}
-			e.Replicas = ptr.To[int32](1)
-		})),
-		"replicas must match the static lists": pipeline(withEntity("sum", func(e *v1alpha1.Entity) {
-			e.Replicas = ptr.To[int32](3)
-			e.Assignment.Partitions = []v1alpha1.PartitionList{{0, 1, 2}, {3, 4, 5}}
-		})),
-		"static assignment needs co-partitioned inputs": pipeline(withEntity("sum", func(e *v1alpha1.Entity) {
-			e.Inputs = []string{"words", "counts"}
-			e.Outputs = nil
-		})),
-		"Strimzi topics need a Strimzi cluster": pipeline(withKafka(func(k *v1alpha1.KafkaSpec) {
-			k.StrimziCluster = ""
-			k.BootstrapServers = "kafka:9092"
-		})),
-		"Kafka must be reachable somehow": pipeline(withKafka(func(k *v1alpha1.KafkaSpec) {
-			k.StrimziCluster = ""
-			k.Topics = v1alpha1.TopicsDirect
-		})),
-		"authentication without Strimzi needs a Secret": pipeline(withKafka(func(k *v1alpha1.KafkaSpec) {
-			k.StrimziCluster = ""
-			k.BootstrapServers = "kafka:9092"
-			k.Topics = v1alpha1.TopicsUnmanaged
-			k.Authentication = &v1alpha1.KafkaAuthentication{Type: v1alpha1.AuthScramSha512}
-		})),
-		"topics mode is an enum":  pipeline(withKafka(func(k *v1alpha1.KafkaSpec) { k.Topics = "Manual" })),
-		"guarantee is an enum":    pipeline(withEntity("split", func(e *v1alpha1.Entity) { e.Guarantee = "AtMostOnce" })),
-		"partitions are positive": pipeline(withStream("counts", func(s *v1alpha1.Stream) { s.Partitions = -1 })),
-		"pipeline names fit in a DNS label": pipeline(func(p *v1alpha1.Pipeline) {
-			p.Name = "a-very-long-pipeline-name-that-goes-on-and-on-beyond-the-dns-label-limit"
-		}),
-		"an entity needs an image": pipeline(withEntity("split", func(e *v1alpha1.Entity) { e.Image = "" })),
 	}
 }

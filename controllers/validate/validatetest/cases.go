@@ -1,0 +1,301 @@
+// Package validatetest holds the table of invalid and valid Pipelines that every validator of
+// Millrace must agree on: the API server (controllers/validate's envtest suite), the offline
+// validate package, and the CLI's `millrace validate`. Keeping one table is what makes "the same
+// messages everywhere" checkable.
+package validatetest
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+
+	v1alpha1 "github.com/millrace-dev/millrace/apis/streaming/v1alpha1"
+)
+
+// Pipeline builds the word count: lines -> split -> words -> sum -> counts, modified by mods.
+func Pipeline(mods ...func(*v1alpha1.Pipeline)) *v1alpha1.Pipeline {
+	p := &v1alpha1.Pipeline{
+		TypeMeta:   metav1.TypeMeta{APIVersion: v1alpha1.GroupVersion.String(), Kind: "Pipeline"},
+		ObjectMeta: metav1.ObjectMeta{Name: "wordcount", Namespace: "default"},
+		Spec: v1alpha1.PipelineSpec{
+			Kafka: v1alpha1.KafkaSpec{StrimziCluster: "my-cluster"},
+			Streams: []v1alpha1.Stream{
+				{Name: "lines", Partitions: 6},
+				{Name: "words", Partitions: 6},
+				{Name: "counts", Partitions: 3},
+			},
+			Entities: []v1alpha1.Entity{
+				{Name: "split", Image: "millrace/wordcount-split:latest", Inputs: []string{"lines"}, Outputs: []string{"words"}, Replicas: ptr.To[int32](2)},
+				{Name: "sum", Image: "millrace/wordcount-sum:latest", Inputs: []string{"words"}, Outputs: []string{"counts"},
+					State: &v1alpha1.StateSpec{Enabled: true}, Assignment: &v1alpha1.AssignmentSpec{Mode: v1alpha1.AssignmentStatic}},
+			},
+		},
+	}
+	for _, m := range mods {
+		m(p)
+	}
+	return p
+}
+
+func Entity(name string, m func(*v1alpha1.Entity)) func(*v1alpha1.Pipeline) {
+	return func(p *v1alpha1.Pipeline) {
+		for i := range p.Spec.Entities {
+			if p.Spec.Entities[i].Name == name {
+				m(&p.Spec.Entities[i])
+			}
+		}
+	}
+}
+
+func Stream(name string, m func(*v1alpha1.Stream)) func(*v1alpha1.Pipeline) {
+	return func(p *v1alpha1.Pipeline) {
+		for i := range p.Spec.Streams {
+			if p.Spec.Streams[i].Name == name {
+				m(&p.Spec.Streams[i])
+			}
+		}
+	}
+}
+
+func Kafka(m func(*v1alpha1.KafkaSpec)) func(*v1alpha1.Pipeline) {
+	return func(p *v1alpha1.Pipeline) { m(&p.Spec.Kafka) }
+}
+
+func Autoscaling(minR, maxR int32) func(*v1alpha1.Entity) {
+	return func(e *v1alpha1.Entity) {
+		e.Replicas = nil
+		e.Autoscaling = &v1alpha1.AutoscalingSpec{MinReplicas: ptr.To(minR), MaxReplicas: maxR}
+	}
+}
+
+// InvalidCase is a Pipeline the API server must reject, with a part of the message it must give.
+type InvalidCase struct {
+	Reason   string
+	Pipeline *v1alpha1.Pipeline
+	// Want is a part of the API server's message.
+	Want string
+}
+
+// InvalidCases is the table shared by the API server test and the offline Schema test: both must
+// reject every Pipeline with the same message.
+func InvalidCases() []InvalidCase {
+	return []InvalidCase{
+		{
+			Reason:   "stream names must be unique",
+			Pipeline: Pipeline(func(p *v1alpha1.Pipeline) { p.Spec.Streams = append(p.Spec.Streams, v1alpha1.Stream{Name: "lines"}) }),
+			Want:     `spec.streams[3]: Duplicate value: {"name":"lines"}`,
+		},
+		{
+			Reason: "entity names must be unique",
+			Pipeline: Pipeline(func(p *v1alpha1.Pipeline) {
+				p.Spec.Entities = append(p.Spec.Entities, v1alpha1.Entity{Name: "split", Image: "x", Inputs: []string{"lines"}})
+			}),
+			Want: `spec.entities[2]: Duplicate value: {"name":"split"}`,
+		},
+		{
+			Reason:   "stream names are DNS labels",
+			Pipeline: Pipeline(Stream("lines", func(s *v1alpha1.Stream) { s.Name = "Lines_1" })),
+			Want:     `spec.streams[0].name: Invalid value: "Lines_1": spec.streams[0].name in body should match '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$'`,
+		},
+		{
+			Reason:   "entity names are DNS labels",
+			Pipeline: Pipeline(Entity("split", func(e *v1alpha1.Entity) { e.Name = "split.words" })),
+			Want:     `spec.entities[0].name in body should match '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$'`,
+		},
+		{
+			Reason:   "topic names use Kafka's legal characters",
+			Pipeline: Pipeline(Stream("lines", func(s *v1alpha1.Stream) { s.TopicName = "lines/raw" })),
+			Want:     `spec.streams[0].topicName in body should match '^[a-zA-Z0-9._-]+$'`,
+		},
+		{
+			Reason:   "topic name '..' is illegal in Kafka",
+			Pipeline: Pipeline(Stream("lines", func(s *v1alpha1.Stream) { s.TopicName = ".." })),
+			Want:     `spec.streams[0].topicName: Invalid value: "..": spec.streams[].topicName must not be '.' or '..'`,
+		},
+		{
+			Reason:   "inputs must name declared streams",
+			Pipeline: Pipeline(Entity("split", func(e *v1alpha1.Entity) { e.Inputs = []string{"nosuch"} })),
+			Want:     `spec: Invalid value: spec.entities[].inputs must name streams declared in spec.streams`,
+		},
+		{
+			Reason:   "outputs must name declared streams",
+			Pipeline: Pipeline(Entity("split", func(e *v1alpha1.Entity) { e.Outputs = []string{"nosuch"} })),
+			Want:     `spec: Invalid value: spec.entities[].outputs must name streams declared in spec.streams`,
+		},
+		{
+			Reason:   "an entity must not read a stream it writes",
+			Pipeline: Pipeline(Entity("split", func(e *v1alpha1.Entity) { e.Outputs = []string{"lines", "words"} })),
+			Want:     `spec.entities[0]: Invalid value: spec.entities[].outputs: an entity must not write a stream it reads`,
+		},
+		{
+			Reason:   "an entity needs at least one input",
+			Pipeline: Pipeline(Entity("split", func(e *v1alpha1.Entity) { e.Inputs = []string{} })),
+			Want:     `spec.entities[0].inputs: Invalid value: 0: spec.entities[0].inputs in body should have at least 1 items`,
+		},
+		{
+			Reason:   "minReplicas must not exceed maxReplicas",
+			Pipeline: Pipeline(Entity("split", Autoscaling(4, 2))),
+			Want:     `spec.entities[0].autoscaling: Invalid value: spec.entities[].autoscaling.minReplicas must not exceed maxReplicas`,
+		},
+		{
+			Reason:   "maxReplicas must not exceed the input partitions",
+			Pipeline: Pipeline(Entity("split", Autoscaling(0, 7))),
+			Want:     `spec: Invalid value: spec.entities[].autoscaling.maxReplicas must not exceed the total partitions of the entity's input streams (extra consumers would idle)`,
+		},
+		{
+			Reason: "ExactlyOnce needs outputs or state",
+			Pipeline: Pipeline(Entity("split", func(e *v1alpha1.Entity) {
+				e.Outputs = nil
+				e.Guarantee = v1alpha1.ExactlyOnce
+			})),
+			Want: `spec.entities[0]: Invalid value: spec.entities[].guarantee: ExactlyOnce requires outputs or state`,
+		},
+		{
+			Reason: "replicas and autoscaling are exclusive",
+			Pipeline: Pipeline(Entity("split", func(e *v1alpha1.Entity) {
+				e.Autoscaling = &v1alpha1.AutoscalingSpec{MaxReplicas: 3}
+			})),
+			Want: `spec.entities[0]: Invalid value: spec.entities[]: replicas and autoscaling are mutually exclusive`,
+		},
+		{
+			Reason: "static lists must not repeat a partition",
+			Pipeline: Pipeline(Entity("sum", func(e *v1alpha1.Entity) {
+				e.Assignment.Partitions = []v1alpha1.PartitionList{{0, 1, 2}, {2, 3, 4, 5}}
+			})),
+			Want: `spec.entities[1].assignment: Invalid value: spec.entities[].assignment.partitions must cover each input partition exactly once`,
+		},
+		{
+			Reason: "static lists must cover every partition",
+			Pipeline: Pipeline(Entity("sum", func(e *v1alpha1.Entity) {
+				e.Assignment.Partitions = []v1alpha1.PartitionList{{0, 1, 2}, {3, 4}}
+			})),
+			Want: `spec: Invalid value: spec.entities[].assignment.partitions must cover each input partition exactly once`,
+		},
+		{
+			Reason: "static lists must name existing partitions",
+			Pipeline: Pipeline(Entity("sum", func(e *v1alpha1.Entity) {
+				e.Assignment.Partitions = []v1alpha1.PartitionList{{0, 1, 2}, {3, 4, 9}}
+			})),
+			Want: `spec.entities[1].assignment: Invalid value: spec.entities[].assignment.partitions must cover each input partition exactly once`,
+		},
+		{
+			Reason: "static lists need mode Static",
+			Pipeline: Pipeline(Entity("split", func(e *v1alpha1.Entity) {
+				e.Assignment = &v1alpha1.AssignmentSpec{Mode: v1alpha1.AssignmentGroup, Partitions: []v1alpha1.PartitionList{{0, 1, 2, 3, 4, 5}}}
+				e.Replicas = ptr.To[int32](1)
+			})),
+			Want: `spec.entities[0].assignment: Invalid value: spec.entities[].assignment.partitions requires mode Static`,
+		},
+		{
+			Reason: "replicas must match the static lists",
+			Pipeline: Pipeline(Entity("sum", func(e *v1alpha1.Entity) {
+				e.Replicas = ptr.To[int32](3)
+				e.Assignment.Partitions = []v1alpha1.PartitionList{{0, 1, 2}, {3, 4, 5}}
+			})),
+			Want: `spec.entities[1]: Invalid value: spec.entities[].replicas must equal the number of lists in assignment.partitions`,
+		},
+		{
+			Reason:   "static assignment needs co-partitioned inputs",
+			Pipeline: Pipeline(Entity("sum", func(e *v1alpha1.Entity) { e.Inputs = []string{"words", "counts"}; e.Outputs = nil })),
+			Want:     `spec: Invalid value: spec.entities[].assignment: Static assignment requires co-partitioned inputs (equal partitions on every input stream)`,
+		},
+		{
+			Reason: "Strimzi topics need a Strimzi cluster",
+			Pipeline: Pipeline(Kafka(func(k *v1alpha1.KafkaSpec) {
+				k.StrimziCluster = ""
+				k.BootstrapServers = "kafka:9092"
+			})),
+			Want: `spec.kafka: Invalid value: spec.kafka.strimziCluster is required when spec.kafka.topics is Strimzi`,
+		},
+		{
+			Reason: "Kafka must be reachable somehow",
+			Pipeline: Pipeline(Kafka(func(k *v1alpha1.KafkaSpec) {
+				k.StrimziCluster = ""
+				k.Topics = v1alpha1.TopicsDirect
+			})),
+			Want: `spec.kafka: Invalid value: spec.kafka: set strimziCluster or bootstrapServers`,
+		},
+		{
+			Reason: "authentication without Strimzi needs a Secret",
+			Pipeline: Pipeline(Kafka(func(k *v1alpha1.KafkaSpec) {
+				k.StrimziCluster = ""
+				k.BootstrapServers = "kafka:9092"
+				k.Topics = v1alpha1.TopicsUnmanaged
+				k.Authentication = &v1alpha1.KafkaAuthentication{Type: v1alpha1.AuthScramSha512}
+			})),
+			Want: `spec.kafka: Invalid value: spec.kafka.authentication.secretName is required when authenticating without a Strimzi cluster`,
+		},
+		{
+			Reason:   "topics mode is an enum",
+			Pipeline: Pipeline(Kafka(func(k *v1alpha1.KafkaSpec) { k.Topics = "Manual" })),
+			Want:     `spec.kafka.topics: Unsupported value: "Manual": supported values: "Strimzi", "Direct", "Unmanaged"`,
+		},
+		{
+			Reason:   "guarantee is an enum",
+			Pipeline: Pipeline(Entity("split", func(e *v1alpha1.Entity) { e.Guarantee = "AtMostOnce" })),
+			Want:     `spec.entities[0].guarantee: Unsupported value: "AtMostOnce": supported values: "AtLeastOnce", "ExactlyOnce"`,
+		},
+		{
+			Reason:   "partitions are positive",
+			Pipeline: Pipeline(Stream("counts", func(s *v1alpha1.Stream) { s.Partitions = -1 })),
+			Want:     `spec.streams[2].partitions: Invalid value: -1: spec.streams[2].partitions in body should be greater than or equal to 1`,
+		},
+		{
+			Reason: "pipeline names fit in a DNS label",
+			Pipeline: Pipeline(func(p *v1alpha1.Pipeline) {
+				p.Name = "a-very-long-pipeline-name-that-goes-on-and-on-beyond-the-dns-label-limit"
+			}),
+			Want: `<nil>: Invalid value: metadata.name must be at most 63 characters`,
+		},
+		{
+			Reason:   "an entity needs an image",
+			Pipeline: Pipeline(Entity("split", func(e *v1alpha1.Entity) { e.Image = "" })),
+			Want:     `spec.entities[0].image: Invalid value: "": spec.entities[0].image in body should be at least 1 chars long`,
+		},
+	}
+}
+
+// InvalidUpdate is an update the API server must reject.
+type InvalidUpdate struct {
+	Reason   string
+	Old, New *v1alpha1.Pipeline
+	Want     string
+}
+
+// InvalidUpdates are updates the API server must reject through transition rules.
+func InvalidUpdates() []InvalidUpdate {
+	return []InvalidUpdate{
+		{
+			Reason: "partitions never decrease",
+			Old:    Pipeline(),
+			New:    Pipeline(Stream("counts", func(s *v1alpha1.Stream) { s.Partitions = 2 })),
+			Want:   `spec.streams[2].partitions: Invalid value: 2: spec.streams[].partitions cannot decrease`,
+		},
+		{
+			Reason: "topicName never changes",
+			Old:    Pipeline(),
+			New:    Pipeline(Stream("lines", func(s *v1alpha1.Stream) { s.TopicName = "other" })),
+			Want:   `spec.streams[0]: Invalid value: spec.streams[].topicName is immutable: create a new stream to read another topic`,
+		},
+	}
+}
+
+// ValidPipelines must be accepted.
+func ValidPipelines() map[string]*v1alpha1.Pipeline {
+	return map[string]*v1alpha1.Pipeline{
+		"wordcount":          Pipeline(),
+		"autoscaled to zero": Pipeline(Entity("split", Autoscaling(0, 6))),
+		"explicit static lists": Pipeline(Entity("sum", func(e *v1alpha1.Entity) {
+			e.Replicas = ptr.To[int32](2)
+			e.Assignment.Partitions = []v1alpha1.PartitionList{{0, 2, 4}, {1, 3, 5}}
+		})),
+		"exactly once": Pipeline(Entity("sum", func(e *v1alpha1.Entity) { e.Guarantee = v1alpha1.ExactlyOnce })),
+		"direct topics with bootstrap": Pipeline(Kafka(func(k *v1alpha1.KafkaSpec) {
+			k.StrimziCluster = ""
+			k.BootstrapServers = "kafka-0:9092,kafka-1:9092"
+			k.Topics = v1alpha1.TopicsDirect
+		})),
+		"strimzi with scram": Pipeline(Kafka(func(k *v1alpha1.KafkaSpec) {
+			k.Authentication = &v1alpha1.KafkaAuthentication{Type: v1alpha1.AuthScramSha512}
+		})),
+	}
+}
