@@ -25,9 +25,36 @@ import (
 	"github.com/millrace-dev/millrace/executor-runtime/internal/ordinal"
 )
 
+// ErrShutdownTimeout is returned by Run when the drain after ctx ended did not finish within the
+// shutdown timeout: the interval in progress was aborted (not committed) and Run returned anyway,
+// so that the pod exits inside its termination grace period. Nothing is lost: the next session,
+// in this pod or another, resumes from the last commit.
+var ErrShutdownTimeout = errors.New("drain exceeded the shutdown timeout")
+
+// abortGrace bounds, after the shutdown timeout, the wait for the session to abort its
+// transaction and for its Kafka client to close: 20 s of drain + 5 s stays inside Kubernetes'
+// default 30 s grace period.
+const abortGrace = 5 * time.Second
+
+func closedWith(err error) <-chan error {
+	ch := make(chan error, 1)
+	ch <- err
+	return ch
+}
+
+func isClosed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}
+
 // Run runs the I/O sidecar of the entity configured at cfgPath until ctx ends, then drains:
 // it stops fetching, waits for the function to answer what it was sent, commits and returns
-// (within the shutdown timeout). A changed configuration file starts a new session with the new
+// nil. If that takes longer than the shutdown timeout, it aborts the interval and returns
+// ErrShutdownTimeout within abortGrace (5 s) more, whatever the session was waiting for. A changed configuration file starts a new session with the new
 // configuration, without a restart of the process.
 func Run(ctx context.Context, cfgPath string, opts ...Option) error {
 	o := options{log: slog.Default(), pollConfig: configwatch.DefaultInterval, shutdownTimeout: 20 * time.Second}
@@ -84,20 +111,57 @@ func Run(ctx context.Context, cfgPath string, opts ...Option) error {
 	m := newMetrics(o.registry)
 	var ready atomic.Bool
 
-	// work outlives ctx by the shutdown timeout so the last interval can commit.
+	// work outlives ctx by the shutdown timeout so the last interval can commit. When the
+	// timeout passes, expired closes and work is cancelled: the session aborts its transaction
+	// and Run returns ErrShutdownTimeout, also when some call ignores the cancellation (then it
+	// waits abortGrace at most for the session and for closing it).
 	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelWork()
+	expired, graceOver := make(chan struct{}), make(chan struct{})
 	go func() {
-		<-ctx.Done()
+		select {
+		case <-ctx.Done():
+		case <-work.Done():
+			return
+		}
 		t := time.NewTimer(o.shutdownTimeout)
 		defer t.Stop()
 		select {
 		case <-t.C:
-			o.log.Error("drain exceeded the shutdown timeout; stopping without a final commit")
+			o.log.Error("drain exceeded the shutdown timeout; aborting the interval and stopping without a final commit", "timeout", o.shutdownTimeout)
+			close(expired)
+			time.AfterFunc(abortGrace, func() { close(graceOver) })
 			cancelWork()
 		case <-work.Done():
 		}
 	}()
+	// bounded waits for ch until it is ready, or until abortGrace after the shutdown timeout
+	// expired; false means it gave up.
+	bounded := func(ch <-chan struct{}) bool {
+		select {
+		case <-ch:
+			return true
+		case <-graceOver:
+			return false
+		}
+	}
+	// end waits for a session to return and then closes it, both bounded.
+	end := func(s *session, done <-chan error) (error, bool) {
+		var err error
+		returned := make(chan struct{})
+		go func() { err = <-done; close(returned) }()
+		if !bounded(returned) {
+			o.log.Error("session did not return after the shutdown timeout; exiting without waiting for it", "grace", abortGrace)
+			return nil, false
+		}
+		closed := make(chan struct{})
+		go func() { s.close(); close(closed) }()
+		if !bounded(closed) {
+			o.log.Error("closing the session did not finish after the shutdown timeout; exiting without waiting for it", "grace", abortGrace)
+			return err, false
+		}
+		return err, true
+	}
 
 	errc := make(chan error, 1)
 	if o.metricsAddr != "-" {
@@ -132,23 +196,27 @@ func Run(ctx context.Context, cfgPath string, opts ...Option) error {
 
 		var next *config.Executor
 		var sessErr error
+		finished := true
 		select {
 		case sessErr = <-done:
+			sessErr, finished = end(s, closedWith(sessErr))
 		case next = <-updates:
 			o.log.Info("executor config changed; starting a new session")
 			close(stop)
-			sessErr = <-done
+			sessErr, finished = end(s, done)
 		case <-ctx.Done():
 			close(stop)
-			sessErr = <-done
+			sessErr, finished = end(s, done)
 		case err := <-errc:
 			close(stop)
-			<-done
-			s.close()
+			end(s, done)
 			return err
 		}
-		s.close()
 		ready.Store(false)
+		if !finished || isClosed(expired) {
+			m.sessions.WithLabelValues("shutdown").Inc()
+			return fmt.Errorf("%w (%s): the last interval was aborted, not committed; its records are processed again by the next session", ErrShutdownTimeout, o.shutdownTimeout)
+		}
 		if errors.Is(sessErr, errStopped) {
 			sessErr = nil
 		}

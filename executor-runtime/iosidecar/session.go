@@ -415,41 +415,49 @@ func (s *session) run(ctx context.Context, stop <-chan struct{}) error {
 			return err
 		}
 	}
-	go s.receive(ctx)
-	for {
-		if err := s.interval(ctx, stop); err != nil {
-			return err
-		}
+	// stopping ends when stop closes: it cancels the waits that must not hold up a drain (polling,
+	// restoring newly assigned state), while committing keeps using ctx.
+	stopping, cancelStopping := context.WithCancel(ctx)
+	defer cancelStopping()
+	go func() {
 		select {
 		case <-stop:
+			cancelStopping()
+		case <-stopping.Done():
+		}
+	}()
+	go s.receive(ctx)
+	for {
+		if err := s.interval(ctx, stopping); err != nil {
+			if stopping.Err() != nil && ctx.Err() == nil {
+				// Asked to stop while waiting: the interval was aborted, which is a stop, not a
+				// failure of the session.
+				s.log.Info("interval aborted while stopping", "err", err)
+				return errStopped
+			}
+			return err
+		}
+		if stopping.Err() != nil {
 			return errStopped
-		default:
 		}
 	}
 }
 
-// interval is one commit interval: begin, poll and dispatch until the interval ends, drain,
-// write state to the changelog, commit.
-func (s *session) interval(ctx context.Context, stop <-chan struct{}) error {
+// interval is one commit interval: begin, poll and dispatch until the interval ends or stopping
+// is cancelled, drain, write state to the changelog, commit.
+func (s *session) interval(ctx, stopping context.Context) error {
 	if s.txn != nil {
 		if err := s.txn.Begin(); err != nil {
 			return fmt.Errorf("begin transaction: %w", err)
 		}
 	}
-	if err := s.syncAssignment(ctx); err != nil {
+	if err := s.syncAssignment(stopping); err != nil {
 		return s.abort(ctx, err)
 	}
 	deadline := time.Now().Add(s.cfg.Runtime.CommitInterval.Duration)
 	polled := 0
-	for time.Now().Before(deadline) {
-		pollCtx, cancel := context.WithDeadline(ctx, deadline)
-		go func() {
-			select {
-			case <-stop:
-				cancel()
-			case <-pollCtx.Done():
-			}
-		}()
+	for stopping.Err() == nil && time.Now().Before(deadline) {
+		pollCtx, cancel := context.WithDeadline(stopping, deadline)
 		fetches := s.cl.PollRecords(pollCtx, int(s.cfg.Runtime.MaxBatchRecords*s.cfg.Runtime.MaxInFlightBatches))
 		cancel()
 		if err := s.failure(); err != nil {
@@ -471,7 +479,7 @@ func (s *session) interval(ctx context.Context, stop <-chan struct{}) error {
 		if ferr != nil {
 			return s.abort(ctx, ferr)
 		}
-		if err := s.syncAssignment(ctx); err != nil {
+		if err := s.syncAssignment(stopping); err != nil {
 			return s.abort(ctx, err)
 		}
 		now := time.Now()
@@ -487,11 +495,6 @@ func (s *session) interval(ctx context.Context, stop <-chan struct{}) error {
 		})
 		if derr != nil {
 			return s.abort(ctx, derr)
-		}
-		select {
-		case <-stop:
-			deadline = time.Now()
-		default:
 		}
 	}
 	return s.commit(ctx, polled)
@@ -688,13 +691,17 @@ func (s *session) drain(ctx context.Context) error {
 	}
 }
 
+// abortTimeout bounds aborting a transaction; it is shorter than abortGrace so that a shutdown
+// that ran out of time still aborts before Run gives up on the session.
+const abortTimeout = 3 * time.Second
+
 // abort ends a failed interval without committing and returns err, which ends the session.
 func (s *session) abort(ctx context.Context, err error) error {
 	s.m.commits.WithLabelValues("failed").Inc()
 	if s.txn != nil {
 		// The transaction's outcome does not matter for correctness (the next session fences it
 		// anyway); aborting now just frees the partitions' last stable offset sooner.
-		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), abortTimeout)
 		defer cancel()
 		_, _ = s.txn.End(actx, kgo.TryAbort)
 	}
