@@ -68,8 +68,8 @@ run-wordcount: ## Build millrace and the executor runtime into bin/, run the wor
 	$(LOCALBIN)/millrace run -f config/samples/streaming_v1alpha1_pipeline_wordcount.yaml --bin-dir $(LOCALBIN) --input lines=config/samples/wordcount-input.txt --until-idle --timeout 5m
 
 .PHONY: test
-test: ## Run every test: unit, golden, fuzz seeds, envtest suites, e2e scenarios, kfake and real-broker tiers.
-	hack/test.sh -tags e2e $(GO_TEST_FLAGS) ./...
+test: $(CONTROLLER_GEN) ## Run every test: unit, golden, fuzz seeds, envtest suites, e2e scenarios, kfake and real-broker tiers.
+	CONTROLLER_GEN=$(CONTROLLER_GEN) hack/test.sh -tags e2e $(GO_TEST_FLAGS) ./...
 
 .PHONY: test-update-golden
 test-update-golden: ## Rewrite the golden files from the current render output.

@@ -3,9 +3,11 @@
 #
 #   1. kube-apiserver, etcd and kube-controller-manager for the envtest suites, built once into the
 #      cache by hack/envtest-assets.sh (cold: ~10 minutes on 2 cores; warm: instant);
-#   2. a real Apache Kafka broker (KRaft) on loopback for the integration tier, from hack/kafka.sh
+#   2. the Prometheus Operator CRDs generated from its Go types (hack/third-party-crds.sh), used
+#      when the real CRD files of ../shared/crds are absent;
+#   3. a real Apache Kafka broker (KRaft) on loopback for the integration tier, from hack/kafka.sh
 #      (jars fetched once from Maven Central into the cache), stopped again when the tests end;
-#   3. go test with the arguments given (default ./...).
+#   4. go test with the arguments given (default ./...).
 #
 # MILLRACE_KAFKA_BOOTSTRAP, when already set, points the integration tier at that broker instead.
 set -euo pipefail
@@ -14,6 +16,9 @@ cd "$root"
 
 KUBEBUILDER_ASSETS="$(hack/envtest-assets.sh | tail -n 1)"
 export KUBEBUILDER_ASSETS
+# The Prometheus Operator CRDs, for when the real ones (../shared/crds) are not at hand.
+MILLRACE_PROMETHEUS_CRDS="$(hack/third-party-crds.sh "${CONTROLLER_GEN:-controller-gen}" | tail -n 1)"
+export MILLRACE_PROMETHEUS_CRDS
 
 if [[ -z "${MILLRACE_KAFKA_BOOTSTRAP:-}" ]]; then
   export KAFKA_PORT="${KAFKA_PORT:-19092}"

@@ -20,11 +20,9 @@ import (
 	psaapi "k8s.io/pod-security-admission/api"
 	"k8s.io/pod-security-admission/policy"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-)
 
-// crdDir is where the real CRDs of Strimzi, KEDA and the Prometheus Operator are kept, next to
-// the checkout (see ../shared/crds/README.md). They are not copied into the project.
-const crdDir = "../../../shared/crds"
+	"github.com/millrace-dev/millrace/controllers/testenv"
+)
 
 // crdSchema is one served version of a third-party CRD, ready to validate and prune against.
 type crdSchema struct {
@@ -84,8 +82,9 @@ func loadCRDs(t *testing.T, dir string) map[schema.GroupVersionKind]crdSchema {
 // the version it claims, as the API server would: OpenAPI validation, and pruning, which must
 // drop nothing (a dropped field is a field the operator sets and the cluster silently ignores).
 func TestSchemaConformance(t *testing.T) {
-	if _, err := os.Stat(crdDir); err != nil {
-		t.Skipf("third-party CRDs not found at %s (they live in ../shared/crds next to the checkout): %v", crdDir, err)
+	crdDir := testenv.SharedCRDs()
+	if crdDir == "" {
+		t.Skip("the real third-party CRDs are not at hand (../shared/crds next to the checkout, or $MILLRACE_SHARED_CRDS)")
 	}
 	crds := loadCRDs(t, crdDir)
 	checked := map[string]bool{}

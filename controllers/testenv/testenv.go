@@ -32,7 +32,7 @@ const (
 	StrimziNone Strimzi = ""
 	// StrimziV1 installs Strimzi 1.2.0's CRDs (kafka.strimzi.io/v1 only), or the stand-ins.
 	StrimziV1 Strimzi = "v1"
-	// StrimziV1beta2 installs Strimzi 0.45.0's CRDs (v1beta2, no v1). Needs ../shared/crds.
+	// StrimziV1beta2 installs Strimzi 0.45.0's CRDs (v1beta2, no v1), or the v1beta2 stand-ins.
 	StrimziV1beta2 Strimzi = "v1beta2"
 )
 
@@ -58,9 +58,13 @@ func RepoRoot() string {
 	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
 }
 
-// SharedCRDs is ../shared/crds next to the checkout, or "" when absent.
+// SharedCRDs is the folder of the real third-party CRDs: $MILLRACE_SHARED_CRDS, else
+// ../shared/crds next to the checkout; "" when absent.
 func SharedCRDs() string {
-	dir := filepath.Join(RepoRoot(), "..", "shared", "crds")
+	dir := os.Getenv("MILLRACE_SHARED_CRDS")
+	if dir == "" {
+		dir = filepath.Join(RepoRoot(), "..", "shared", "crds")
+	}
 	if st, err := os.Stat(dir); err == nil && st.IsDir() {
 		return dir
 	}
@@ -104,12 +108,17 @@ func KEDACRDs() ([]string, error) {
 	return []string{filepath.Join(strings.TrimSpace(string(out)), "config", "crd", "bases")}, nil
 }
 
-// PrometheusCRDs returns the Prometheus Operator CRD folder, or an error when it is not at hand.
+// PrometheusCRDs returns the Prometheus Operator CRD folder: the real CRDs from ../shared/crds,
+// else the ones hack/third-party-crds.sh generated from the operator's Go types
+// ($MILLRACE_PROMETHEUS_CRDS, which make test sets).
 func PrometheusCRDs() ([]string, error) {
 	if shared := SharedCRDs(); shared != "" {
 		return []string{filepath.Join(shared, "prometheus-operator-v0.90.0")}, nil
 	}
-	return nil, errors.New("the Prometheus Operator CRDs are read from ../shared/crds, which is absent")
+	if dir := os.Getenv("MILLRACE_PROMETHEUS_CRDS"); dir != "" {
+		return []string{dir}, nil
+	}
+	return nil, errors.New("no Prometheus Operator CRDs: ../shared/crds is absent and MILLRACE_PROMETHEUS_CRDS is unset (run `make test`, or hack/third-party-crds.sh)")
 }
 
 // StrimziCRDs returns the CRD folder for a Strimzi variant.
@@ -127,7 +136,7 @@ func StrimziCRDs(v Strimzi) ([]string, error) {
 		if shared != "" {
 			return []string{filepath.Join(shared, "strimzi-0.45.0")}, nil
 		}
-		return nil, errors.New("strimzi v1beta2 CRDs need ../shared/crds")
+		return []string{filepath.Join(RepoRoot(), "controllers", "testenv", "testdata", "strimzi-subset-v1beta2")}, nil
 	}
 	return nil, fmt.Errorf("unknown Strimzi variant %q", v)
 }
