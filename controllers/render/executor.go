@@ -91,6 +91,9 @@ func kafkaClient(p *v1alpha1.Pipeline) config.Kafka {
 			Username:     saslUsername(p),
 			PasswordFile: path.Join(CredentialsDir, "password"),
 		}
+		if k.SASL.Username == "" {
+			k.SASL.UsernameFile = path.Join(CredentialsDir, "username")
+		}
 	case v1alpha1.AuthTLS:
 		k.TLS = &config.TLS{
 			CAFile:   path.Join(caDir(p), "ca.crt"),
@@ -102,8 +105,8 @@ func kafkaClient(p *v1alpha1.Pipeline) config.Kafka {
 }
 
 // saslUsername is the user Strimzi creates for the pipeline's KafkaUser. A user-supplied Secret
-// (without Strimzi) holds its own `username` key, which the executor reads next to the password
-// file when the configured username is empty.
+// (without Strimzi) holds its own `username` key, which the executor reads from the mounted
+// file (config.SASL.UsernameFile) next to the password file.
 func saslUsername(p *v1alpha1.Pipeline) string {
 	if p.Spec.Kafka.StrimziCluster != "" && credentialsSecretName(p) == KafkaUserName(p) {
 		return KafkaUserName(p)

@@ -110,9 +110,16 @@ type TLS struct {
 }
 
 // SASL credentials; the password is read from a mounted file, never carried in the ConfigMap.
+// Exactly one of Username and UsernameFile is set.
 type SASL struct {
-	Mechanism    string `json:"mechanism"`
-	Username     string `json:"username"`
+	// Mechanism is PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.
+	Mechanism string `json:"mechanism"`
+	// Username is the user, when the operator knows it (Strimzi's KafkaUser).
+	Username string `json:"username,omitempty"`
+	// UsernameFile is a mounted file holding the user (the `username` key of a user-supplied
+	// credentials Secret). Surrounding whitespace is ignored.
+	UsernameFile string `json:"usernameFile,omitempty"`
+	// PasswordFile is a mounted file holding the password. Surrounding whitespace is ignored.
 	PasswordFile string `json:"passwordFile"`
 }
 
@@ -281,6 +288,14 @@ func (e *Executor) Validate() error {
 	}
 	if e.GroupID == "" {
 		errs = append(errs, errors.New("groupID is empty"))
+	}
+	if s := e.Kafka.SASL; s != nil {
+		if (s.Username == "") == (s.UsernameFile == "") {
+			errs = append(errs, errors.New("kafka.sasl needs exactly one of username and usernameFile"))
+		}
+		if s.PasswordFile == "" {
+			errs = append(errs, errors.New("kafka.sasl.passwordFile is empty"))
+		}
 	}
 	switch e.Guarantee {
 	case AtLeastOnce:

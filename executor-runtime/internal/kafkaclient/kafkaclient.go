@@ -2,6 +2,7 @@
 package kafkaclient
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sasl"
 	"github.com/twmb/franz-go/pkg/sasl/plain"
 	"github.com/twmb/franz-go/pkg/sasl/scram"
 
@@ -45,23 +47,58 @@ func Options(k config.Kafka, log *slog.Logger) ([]kgo.Opt, error) {
 		opts = append(opts, kgo.DialTLSConfig(cfg))
 	}
 	if s := k.SASL; s != nil {
-		pw, err := os.ReadFile(s.PasswordFile)
+		mech, err := saslMechanism(*s)
 		if err != nil {
-			return nil, fmt.Errorf("read kafka SASL password: %w", err)
+			return nil, err
 		}
-		password := strings.TrimSpace(string(pw))
-		switch strings.ToUpper(s.Mechanism) {
-		case "PLAIN":
-			opts = append(opts, kgo.SASL(plain.Auth{User: s.Username, Pass: password}.AsMechanism()))
-		case "SCRAM-SHA-256":
-			opts = append(opts, kgo.SASL(scram.Auth{User: s.Username, Pass: password}.AsSha256Mechanism()))
-		case "SCRAM-SHA-512":
-			opts = append(opts, kgo.SASL(scram.Auth{User: s.Username, Pass: password}.AsSha512Mechanism()))
-		default:
-			return nil, fmt.Errorf("kafka SASL mechanism %q is not PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512", s.Mechanism)
-		}
+		opts = append(opts, kgo.SASL(mech))
 	}
 	return opts, nil
+}
+
+// saslMechanism authenticates with the credentials of s. The files are read once here, so that
+// a missing or unreadable file fails at start with a clear error, and again at every
+// authentication, so that rotated credentials (a Secret updated in place) are used by new
+// connections without a restart.
+func saslMechanism(s config.SASL) (sasl.Mechanism, error) {
+	creds := func(context.Context) (user, pass string, err error) {
+		user = s.Username
+		if s.UsernameFile != "" {
+			b, err := os.ReadFile(s.UsernameFile)
+			if err != nil {
+				return "", "", fmt.Errorf("read kafka SASL username: %w", err)
+			}
+			user = strings.TrimSpace(string(b))
+			if user == "" {
+				return "", "", fmt.Errorf("kafka SASL username file %s is empty", s.UsernameFile)
+			}
+		}
+		b, err := os.ReadFile(s.PasswordFile)
+		if err != nil {
+			return "", "", fmt.Errorf("read kafka SASL password: %w", err)
+		}
+		return user, strings.TrimSpace(string(b)), nil
+	}
+	if _, _, err := creds(context.Background()); err != nil {
+		return nil, err
+	}
+	scramAuth := func(ctx context.Context) (scram.Auth, error) {
+		user, pass, err := creds(ctx)
+		return scram.Auth{User: user, Pass: pass}, err
+	}
+	switch strings.ToUpper(s.Mechanism) {
+	case "PLAIN":
+		return plain.Plain(func(ctx context.Context) (plain.Auth, error) {
+			user, pass, err := creds(ctx)
+			return plain.Auth{User: user, Pass: pass}, err
+		}), nil
+	case "SCRAM-SHA-256":
+		return scram.Sha256(scramAuth), nil
+	case "SCRAM-SHA-512":
+		return scram.Sha512(scramAuth), nil
+	default:
+		return nil, fmt.Errorf("kafka SASL mechanism %q is not PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512", s.Mechanism)
+	}
 }
 
 // slogLogger routes franz-go's logs at warn and above into slog.
