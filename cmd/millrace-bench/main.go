@@ -20,6 +20,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"runtime/pprof"
 	"slices"
 	"strings"
@@ -49,6 +50,9 @@ type params struct {
 	rate           int
 	rateFor        time.Duration
 	prefix         string
+	// sidecarGOGC is the GC target while (b) and (c) run, as the millrace-io binary sets it
+	// (iosidecar.GCPercent); (a) runs with Go's default, as a hand-written loop would.
+	sidecarGOGC int
 }
 
 type result struct {
@@ -77,6 +81,7 @@ func main() {
 	flag.DurationVar(&p.commitInterval, "commit-interval", 100*time.Millisecond, "commit interval")
 	flag.IntVar(&p.rate, "rate", 5000, "input records/s of the latency phase")
 	flag.DurationVar(&p.rateFor, "rate-for", 5*time.Second, "duration of the latency phase")
+	flag.IntVar(&p.sidecarGOGC, "sidecar-gogc", iosidecar.GCPercent, "GOGC while the executor scenarios run, as millrace-io sets it (100 = Go's default); the whole benchmark process, function and output reader included, runs with it during (b) and (c)")
 	only := flag.String("only", "a,b,c", "scenarios to run")
 	rounds := flag.Int("rounds", 3, "rounds of all scenarios; figures are medians")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
@@ -349,6 +354,7 @@ func bareLoop(ctx context.Context, p params, in, out, group string) error {
 
 func executor(g config.Guarantee) processor {
 	return func(ctx context.Context, p params, in, out, group string) error {
+		defer debug.SetGCPercent(debug.SetGCPercent(p.sidecarGOGC))
 		dir, err := os.MkdirTemp("", "mr-bench-")
 		if err != nil {
 			return err

@@ -85,6 +85,13 @@ type session struct {
 	produced func(*kgo.Record, error)
 	// outCounts counts a batch's outputs per topic, for one metric update per batch.
 	outCounts map[string]int
+
+	// The messages send reuses for every batch (only dispatch's goroutine sends).
+	sendReq   functionv1.ProcessRequest
+	sendWrap  functionv1.ProcessRequest_Batch
+	sendBatch functionv1.Batch
+	sendSlab  []functionv1.Record
+	sendPtrs  []*functionv1.Record
 }
 
 type sentBatch struct {
@@ -504,11 +511,11 @@ func (s *session) interval(ctx, stopping context.Context) error {
 // MaxBatchRecords, blocking while MaxInFlightBatches are outstanding: that bound, with franz-go's
 // bounded fetch buffer, is the sidecar's backpressure.
 func (s *session) dispatch(ctx context.Context, recs []*kgo.Record, polled time.Time) error {
-	data := make([]*kgo.Record, 0, len(recs))
-	for _, r := range recs {
-		if !r.Attrs.IsControl() {
-			data = append(data, r)
-		}
+	// Control records (transaction markers) are rare: only then is the fetch copied to leave
+	// them out. The batches keep referencing the records until they are answered.
+	data := recs
+	if slices.ContainsFunc(recs, func(r *kgo.Record) bool { return r.Attrs.IsControl() }) {
+		data = slices.DeleteFunc(slices.Clone(recs), func(r *kgo.Record) bool { return r.Attrs.IsControl() })
 	}
 	n := int(s.cfg.Runtime.MaxBatchRecords)
 	for len(data) > 0 {
@@ -528,32 +535,49 @@ func (s *session) dispatch(ctx context.Context, recs []*kgo.Record, polled time.
 		s.batches[id] = sb
 		s.bmu.Unlock()
 		s.m.inFlight.Inc()
-		first := chunk[0]
-		b := &functionv1.Batch{
-			Id: id, StateSession: s.stSess,
-			Stream: s.streamOf[first.Topic], Topic: first.Topic, Partition: first.Partition,
-			Records: make([]*functionv1.Record, len(chunk)),
-		}
-		msgs := make([]functionv1.Record, len(chunk))
-		for i, r := range chunk {
-			pr := &msgs[i]
-			pr.Offset, pr.Key, pr.Value, pr.TimestampMs = r.Offset, r.Key, r.Value, r.Timestamp.UnixMilli()
-			if len(r.Headers) > 0 {
-				pr.Headers = make([]*functionv1.Header, len(r.Headers))
-				for j, h := range r.Headers {
-					pr.Headers[j] = &functionv1.Header{Key: h.Key, Value: h.Value}
-				}
-			}
-			b.Records[i] = pr
-		}
-		s.m.recordsIn.WithLabelValues(chunk[0].Topic).Add(float64(len(chunk)))
-		if err := s.fn.Send(&functionv1.ProcessRequest{Request: &functionv1.ProcessRequest_Batch{Batch: b}}); err != nil {
+		if err := s.send(id, chunk); err != nil {
 			err = fmt.Errorf("send batch to function: %w", err)
 			s.setFail(err)
 			return err
 		}
+		s.m.recordsIn.WithLabelValues(chunk[0].Topic).Add(float64(len(chunk)))
 	}
 	return nil
+}
+
+// send encodes one batch into the session's reused messages: gRPC marshals a message before
+// Send returns (the connection has no stats handler that could read it later), so the same
+// structs serve every batch and a batch costs no allocation per record
+// (keys and values are referenced, not copied).
+func (s *session) send(id uint64, chunk []*kgo.Record) error {
+	first := chunk[0]
+	if cap(s.sendSlab) < len(chunk) {
+		s.sendSlab = make([]functionv1.Record, len(chunk))
+		s.sendPtrs = make([]*functionv1.Record, len(chunk))
+	}
+	b := &s.sendBatch
+	*b = functionv1.Batch{
+		Id: id, StateSession: s.stSess,
+		Stream: s.streamOf[first.Topic], Topic: first.Topic, Partition: first.Partition,
+		Records: s.sendPtrs[:len(chunk)],
+	}
+	for i, r := range chunk {
+		pr := &s.sendSlab[i]
+		*pr = functionv1.Record{Offset: r.Offset, Key: r.Key, Value: r.Value, TimestampMs: r.Timestamp.UnixMilli()}
+		if len(r.Headers) > 0 {
+			pr.Headers = make([]*functionv1.Header, len(r.Headers))
+			for j, h := range r.Headers {
+				pr.Headers[j] = &functionv1.Header{Key: h.Key, Value: h.Value}
+			}
+		}
+		b.Records[i] = pr
+	}
+	s.sendReq.Request = &s.sendWrap
+	s.sendWrap.Batch = b
+	err := s.fn.Send(&s.sendReq)
+	// Drop the references to the records so the fetch can be collected once answered.
+	clear(s.sendSlab[:len(chunk)])
+	return err
 }
 
 // receive handles the function's results: it produces outputs and dead letters and frees the

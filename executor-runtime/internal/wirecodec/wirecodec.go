@@ -34,6 +34,12 @@ var pool = func() mem.BufferPool {
 	return p
 }()
 
+// slabMessage is a message with a hand-written decoder that allocates its records per batch
+// (functionv1.ProcessRequest and ProcessResponse).
+type slabMessage interface {
+	UnmarshalSlab([]byte) error
+}
+
 type codec struct{}
 
 func (codec) Name() string { return "proto" }
@@ -69,7 +75,12 @@ func (codec) Unmarshal(data mem.BufferSlice, v any) error {
 	// One copy of the whole message, which the decoded message's bytes and strings then alias
 	// (never returned to a pool, so never overwritten): on the hot path this replaces two
 	// allocations and copies per record (key and value) with one per batch.
-	return m.UnmarshalVTUnsafe(data.Materialize())
+	b := data.Materialize()
+	// The messages that carry records also allocate those from slabs, one per batch.
+	if sm, ok := v.(slabMessage); ok {
+		return sm.UnmarshalSlab(b)
+	}
+	return m.UnmarshalVTUnsafe(b)
 }
 
 // DialOptions install the codec and its buffer pool on a client connection.
