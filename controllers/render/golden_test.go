@@ -73,6 +73,12 @@ func goldenCases() map[string]goldenCase {
 			pipeline: minimal(withAuth(v1alpha1.AuthTLS, ""), onEntity("handle", autoscaling(0, 1))),
 			facts:    newFacts(withKEDA()),
 		},
+		"auth-scram-user-secret": {
+			reason: "scram-sha-512 without Strimzi: no KafkaUser; the user's Secret is mounted, the executors read username and password from its files, and KEDA reads both keys from it.",
+			pipeline: minimal(withoutStrimzi(), withBootstrap("kafka.example:9096"), withTopics(v1alpha1.TopicsUnmanaged),
+				withAuth(v1alpha1.AuthScramSha512, "orders-kafka-credentials"), onEntity("handle", autoscaling(0, 1))),
+			facts: newFacts(strimziVersion(""), withKEDA()),
+		},
 		"auth-tls-strimzi": {
 			reason:   "TLS client authentication: the user certificate from the KafkaUser Secret, the brokers' CA from the cluster CA Secret.",
 			pipeline: minimal(withAuth(v1alpha1.AuthTLS, "")),
