@@ -6,6 +6,7 @@ import (
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -39,9 +40,7 @@ func Scheme() *runtime.Scheme {
 func CacheOptions(namespace string) cache.Options {
 	ours := labels.SelectorFromSet(labels.Set{render.LabelManagedBy: render.ValueManagedBy})
 	o := cache.Options{
-		// Managed fields are often the larger part of an object and the operator never reads
-		// them: server-side apply computes ownership on the server.
-		DefaultTransform: cache.TransformStripManagedFields(),
+		DefaultTransform: stripUnread,
 		ByObject: map[client.Object]cache.ByObject{
 			&appsv1.StatefulSet{}:        {Label: ours},
 			&corev1.ConfigMap{}:          {Label: ours},
@@ -53,4 +52,53 @@ func CacheOptions(namespace string) cache.Options {
 		o.DefaultNamespaces = map[string]cache.Config{namespace: {}}
 	}
 	return o
+}
+
+// annotationLastApplied is what `kubectl apply` stores on an object: a copy of the whole applied
+// object, which the operator never reads.
+const annotationLastApplied = "kubectl.kubernetes.io/last-applied-configuration"
+
+// stripUnread removes from every cached object what neither apply (upToDate/covers compares the
+// spec, labels, annotations and owners that render sets), status.go, observe.go nor history.go
+// reads, so that it is not held in memory for as long as the object exists:
+//   - managed fields, often the larger part of an object: server-side apply computes ownership
+//     on the server;
+//   - kubectl's last-applied-configuration annotation, which render never sets;
+//   - a StatefulSet's status except observedGeneration, replicas and readyReplicas;
+//   - a composed kind's status except conditions (ScaledObject "Active", KafkaTopic readiness)
+//     and listeners (a Strimzi Kafka's bootstrap addresses), and a Strimzi Kafka's spec, which
+//     the operator reads but never applies.
+//
+// Spec, data and labels stay whole: covers needs every value render sets to detect drift, and
+// observe reads the current assignment back from a ConfigMap's executor.json.
+func stripUnread(in any) (any, error) {
+	o, ok := in.(client.Object)
+	if !ok {
+		return in, nil
+	}
+	o.SetManagedFields(nil)
+	if ann := o.GetAnnotations(); ann[annotationLastApplied] != "" {
+		delete(ann, annotationLastApplied)
+		o.SetAnnotations(ann)
+	}
+	switch t := o.(type) {
+	case *appsv1.StatefulSet:
+		t.Status = appsv1.StatefulSetStatus{
+			ObservedGeneration: t.Status.ObservedGeneration,
+			Replicas:           t.Status.Replicas,
+			ReadyReplicas:      t.Status.ReadyReplicas,
+		}
+	case *unstructured.Unstructured:
+		if t.GetKind() == "Kafka" && t.GroupVersionKind().Group == strimzi.Group {
+			delete(t.Object, "spec")
+		}
+		if st, ok := t.Object["status"].(map[string]any); ok {
+			for k := range st {
+				if k != "conditions" && k != "listeners" {
+					delete(st, k)
+				}
+			}
+		}
+	}
+	return o, nil
 }
