@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/millrace-dev/millrace/executor-runtime/internal/wirecodec"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"google.golang.org/grpc"
@@ -83,8 +84,13 @@ type session struct {
 	fail    atomic.Pointer[error]
 	// produced is s.promise, bound once rather than per record.
 	produced func(*kgo.Record, error)
-	// outCounts counts a batch's outputs per topic, for one metric update per batch.
+	// outCounts counts a batch's outputs per topic, for one metric update per batch; outputs to
+	// the only output topic are counted in onlyCount, without a map lookup per record.
 	outCounts map[string]int
+	onlyCount int
+	// The counters of the metrics updated per batch, resolved once per topic.
+	inCounter  map[string]prometheus.Counter
+	outCounter map[string]prometheus.Counter
 
 	// The messages send reuses for every batch (only dispatch's goroutine sends).
 	sendReq   functionv1.ProcessRequest
@@ -125,6 +131,7 @@ func newSession(cfg *config.Executor, ordinal int, identity string, o *options, 
 		notify:    make(chan struct{}, 1),
 		broken:    make(chan struct{}),
 		outCounts: map[string]int{},
+		inCounter: map[string]prometheus.Counter{}, outCounter: map[string]prometheus.Counter{},
 	}
 	s.produced = s.promise
 	for _, in := range cfg.Inputs {
@@ -540,7 +547,7 @@ func (s *session) dispatch(ctx context.Context, recs []*kgo.Record, polled time.
 			s.setFail(err)
 			return err
 		}
-		s.m.recordsIn.WithLabelValues(chunk[0].Topic).Add(float64(len(chunk)))
+		s.counter(s.inCounter, s.m.recordsIn, chunk[0].Topic).Add(float64(len(chunk)))
 	}
 	return nil
 }
@@ -584,9 +591,10 @@ func (s *session) send(id uint64, chunk []*kgo.Record) error {
 // batch's in-flight slot. Produce errors fail the session; nothing is skipped.
 func (s *session) receive(ctx context.Context) {
 	defer close(s.broken)
+	// Each result is handled before the next is received, so one message serves them all.
+	var res functionv1.ReusedResponse
 	for {
-		res, err := s.fn.Recv()
-		if err != nil {
+		if err := s.fn.RecvMsg(&res); err != nil {
 			s.setFail(fmt.Errorf("receive from function: %w", err))
 			return
 		}
@@ -613,8 +621,12 @@ func (s *session) receive(ctx context.Context) {
 		for i, rr := range r.GetRecords() {
 			s.handleResult(ctx, sb.records[i], rr)
 		}
+		if s.onlyCount > 0 {
+			s.counter(s.outCounter, s.m.recordsOut, s.only).Add(float64(s.onlyCount))
+			s.onlyCount = 0
+		}
 		for topic, n := range s.outCounts {
-			s.m.recordsOut.WithLabelValues(topic).Add(float64(n))
+			s.counter(s.outCounter, s.m.recordsOut, topic).Add(float64(n))
 		}
 		clear(s.outCounts)
 		<-s.sem
@@ -662,7 +674,7 @@ func (s *session) handleResult(ctx context.Context, in *kgo.Record, rr *function
 	}
 	for _, o := range rr.GetOutputs() {
 		rec := newRecord()
-		rec.Topic, rec.Key, rec.Value, rec.Timestamp = s.outputTopic(o), o.GetKey(), o.GetValue(), in.Timestamp
+		rec.Topic, rec.Key, rec.Value, rec.Timestamp = s.outputTopic(o), o.Key, o.Value, in.Timestamp
 		if ts := o.GetTimestampMs(); ts != 0 {
 			rec.Timestamp = time.UnixMilli(ts)
 		}
@@ -672,9 +684,24 @@ func (s *session) handleResult(ctx context.Context, in *kgo.Record, rr *function
 				rec.Headers[i] = kgo.RecordHeader{Key: h.GetKey(), Value: h.GetValue()}
 			}
 		}
-		s.outCounts[rec.Topic]++
+		if rec.Topic == s.only {
+			s.onlyCount++
+		} else {
+			s.outCounts[rec.Topic]++
+		}
 		s.produce(ctx, rec)
 	}
+}
+
+// counter returns vec's counter for topic, resolved once per session (the map is used by one
+// goroutine only: dispatch's for inCounter, receive's for outCounter).
+func (s *session) counter(cache map[string]prometheus.Counter, vec *prometheus.CounterVec, topic string) prometheus.Counter {
+	c, ok := cache[topic]
+	if !ok {
+		c = vec.WithLabelValues(topic)
+		cache[topic] = c
+	}
+	return c
 }
 
 func (s *session) outputTopic(o *functionv1.OutputRecord) string {

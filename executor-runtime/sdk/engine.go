@@ -42,6 +42,15 @@ type engine struct {
 	// the changelog deterministic.
 	batchWrites map[stateKey]pendingWrite
 	order       []stateKey
+
+	// reuse is set when the caller is done with a result before it asks for the next one (Serve
+	// marshals it in Send): the result messages are then kept and reused for every batch, which
+	// spares the garbage collector a batch-sized allocation of each kind per batch.
+	reuse   bool
+	results []functionv1.RecordResult
+	resPtrs []*functionv1.RecordResult
+	res     functionv1.BatchResult
+	run     batchRun
 }
 
 func newEngine(h Handler, hooks Hooks, st stateBackend, session SessionInfo) *engine {
@@ -128,7 +137,8 @@ func (b *batchRun) emit(o Output) {
 	}
 	out := &b.slab[b.slabN]
 	b.slabN++
-	out.Stream, out.Key, out.Value = o.Stream, o.Key, o.Value
+	// Every field is set: the slab may hold the outputs of an earlier batch.
+	*out = functionv1.OutputRecord{Stream: o.Stream, Key: o.Key, Value: o.Value}
 	if !o.Timestamp.IsZero() {
 		out.TimestampMs = o.Timestamp.UnixMilli()
 	}
@@ -152,6 +162,30 @@ func (e *engine) processOne(ctx context.Context, r Record, st *recordState, emit
 	return e.handler.Process(ctx, r, st, emit)
 }
 
+// buffers returns the result messages of a batch of n records: fresh ones, or, with reuse,
+// those of the previous batch, cleared.
+func (e *engine) buffers(n int) ([]functionv1.RecordResult, *functionv1.BatchResult, *batchRun) {
+	if !e.reuse {
+		return make([]functionv1.RecordResult, n),
+			&functionv1.BatchResult{Records: make([]*functionv1.RecordResult, n)},
+			&batchRun{slab: make([]functionv1.OutputRecord, n), outs: make([]*functionv1.OutputRecord, 0, n)}
+	}
+	if cap(e.results) < n {
+		e.results = make([]functionv1.RecordResult, n)
+		e.resPtrs = make([]*functionv1.RecordResult, n)
+	}
+	results := e.results[:n]
+	clear(results)
+	e.res = functionv1.BatchResult{Records: e.resPtrs[:n]}
+	run := &e.run
+	if len(run.slab) < n {
+		run.slab = make([]functionv1.OutputRecord, n)
+	}
+	clear(run.outs[:cap(run.outs)])
+	run.outs, run.slabN = run.outs[:0], 0
+	return results, &e.res, run
+}
+
 // process handles one batch and writes its state changes before returning, so that the next
 // batch reads them. The State handed to the handler is reused across records: a handler must not
 // keep it after it returns.
@@ -160,10 +194,9 @@ func (e *engine) process(ctx context.Context, b *functionv1.Batch) (*functionv1.
 	clear(e.batchWrites)
 	e.order = e.order[:0]
 	n := len(b.Records)
-	results := make([]functionv1.RecordResult, n)
-	res := &functionv1.BatchResult{Id: b.GetId(), Records: make([]*functionv1.RecordResult, n)}
+	results, res, run := e.buffers(n)
+	res.Id = b.GetId()
 	info := BatchInfo{Records: n}
-	run := &batchRun{slab: make([]functionv1.OutputRecord, n), outs: make([]*functionv1.OutputRecord, 0, n)}
 	emit := run.emit
 	st := &recordState{ctx: ctx, e: e, session: b.GetStateSession()}
 	r := Record{Stream: b.GetStream(), Topic: b.GetTopic(), Partition: b.GetPartition()}

@@ -160,9 +160,14 @@ func (s *functionServer) Process(stream functionv1.Function_ProcessServer) error
 		return err
 	}
 	e := newEngine(s.handler, s.opts.hooks, st, info)
+	// Send marshals each result before the next batch is processed.
+	e.reuse = true
 	ctx = withUserConfig(ctx, info.UserConfig)
+	// Each batch is processed and answered before the next is received, so one message serves
+	// them all.
+	var req functionv1.ReusedRequest
 	for {
-		req, err := stream.Recv()
+		err := stream.RecvMsg(&req)
 		if errors.Is(err, io.EOF) {
 			return nil
 		}

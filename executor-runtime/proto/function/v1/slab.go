@@ -97,14 +97,35 @@ func countField(data []byte, num protowire.Number) (int, error) {
 	return count, nil
 }
 
+// batchSlabs are the record messages of a batch; kept by ReusedRequest across batches.
+type batchSlabs struct {
+	records []Record
+	ptrs    []*Record
+}
+
+// get returns room for n records: sl's, cleared, or fresh ones when sl is nil.
+func (sl *batchSlabs) get(n int) ([]Record, []*Record) {
+	if sl == nil {
+		return make([]Record, n), make([]*Record, 0, n)
+	}
+	if cap(sl.records) < n {
+		sl.records, sl.ptrs = make([]Record, n), make([]*Record, 0, n)
+	}
+	clear(sl.records[:n])
+	clear(sl.ptrs[:cap(sl.ptrs)])
+	return sl.records[:n], sl.ptrs[:0]
+}
+
 // UnmarshalSlab decodes a Batch with its Records from one slab (see above).
-func (m *Batch) UnmarshalSlab(data []byte) error {
+func (m *Batch) UnmarshalSlab(data []byte) error { return m.unmarshalSlab(data, nil) }
+
+func (m *Batch) unmarshalSlab(data []byte, sl *batchSlabs) error {
 	n, err := countField(data, 6)
 	if err != nil {
 		return err
 	}
-	slab := make([]Record, n)
-	m.Records = make([]*Record, 0, n)
+	slab, ptrs := sl.get(n)
+	m.Records = ptrs
 	for len(data) > 0 {
 		num, typ, l := protowire.ConsumeTag(data)
 		if l < 0 {
@@ -151,9 +172,39 @@ func (m *Batch) UnmarshalSlab(data []byte) error {
 	return nil
 }
 
+// resultSlabs are the result and output messages of a batch result; kept by ReusedResponse
+// across results.
+type resultSlabs struct {
+	records []RecordResult
+	recPtrs []*RecordResult
+	outputs []OutputRecord
+	outPtrs []*OutputRecord
+}
+
+// get returns room for nRecords results and nOutputs outputs: sl's, cleared, or fresh ones
+// when sl is nil.
+func (sl *resultSlabs) get(nRecords, nOutputs int) ([]RecordResult, []*RecordResult, []OutputRecord, []*OutputRecord) {
+	if sl == nil {
+		return make([]RecordResult, nRecords), make([]*RecordResult, 0, nRecords), make([]OutputRecord, nOutputs), make([]*OutputRecord, nOutputs)
+	}
+	if cap(sl.records) < nRecords {
+		sl.records, sl.recPtrs = make([]RecordResult, nRecords), make([]*RecordResult, 0, nRecords)
+	}
+	if cap(sl.outputs) < nOutputs {
+		sl.outputs, sl.outPtrs = make([]OutputRecord, nOutputs), make([]*OutputRecord, nOutputs)
+	}
+	clear(sl.records[:nRecords])
+	clear(sl.recPtrs[:cap(sl.recPtrs)])
+	clear(sl.outputs[:nOutputs])
+	clear(sl.outPtrs[:nOutputs])
+	return sl.records[:nRecords], sl.recPtrs[:0], sl.outputs[:nOutputs], sl.outPtrs[:nOutputs]
+}
+
 // UnmarshalSlab decodes a BatchResult with its RecordResults and OutputRecords from two slabs
 // (see above).
-func (m *BatchResult) UnmarshalSlab(data []byte) error {
+func (m *BatchResult) UnmarshalSlab(data []byte) error { return m.unmarshalSlab(data, nil) }
+
+func (m *BatchResult) unmarshalSlab(data []byte, sl *resultSlabs) error {
 	nRecords, nOutputs := 0, 0
 	for rest := data; len(rest) > 0; {
 		num, typ, l := protowire.ConsumeTag(rest)
@@ -176,10 +227,8 @@ func (m *BatchResult) UnmarshalSlab(data []byte) error {
 		}
 		rest = rest[l:]
 	}
-	records := make([]RecordResult, nRecords)
-	outputs := make([]OutputRecord, nOutputs)
-	outPtrs := make([]*OutputRecord, nOutputs)
-	m.Records = make([]*RecordResult, 0, nRecords)
+	records, recPtrs, outputs, outPtrs := sl.get(nRecords, nOutputs)
+	m.Records = recPtrs
 	o := 0
 	for len(data) > 0 {
 		num, typ, l := protowire.ConsumeTag(data)
@@ -244,4 +293,59 @@ func (m *BatchResult) UnmarshalSlab(data []byte) error {
 		}
 	}
 	return nil
+}
+
+// ReusedRequest is a ProcessRequest for a receiver that is done with each batch before it
+// receives the next (gRPC's RecvMsg): every batch decoded into it reuses the record messages of
+// the one before, so that a steady stream of batches allocates no record messages at all. A
+// batch it holds is valid until the next decode; the keys and values alias the decoded bytes as
+// with UnmarshalSlab, and stay valid.
+type ReusedRequest struct {
+	ProcessRequest
+	batch Batch
+	wrap  ProcessRequest_Batch
+	slabs batchSlabs
+}
+
+// UnmarshalSlab decodes a ProcessRequest into m, reusing m's record messages.
+func (m *ReusedRequest) UnmarshalSlab(data []byte) error {
+	m.Request = nil
+	return eachField(data, func(num protowire.Number, typ protowire.Type, v []byte) (bool, error) {
+		if num == 2 && typ == protowire.BytesType {
+			m.batch = Batch{}
+			if err := m.batch.unmarshalSlab(v, &m.slabs); err != nil {
+				return false, err
+			}
+			m.wrap.Batch = &m.batch
+			m.Request = &m.wrap
+			return true, nil
+		}
+		return false, nil
+	}, func() error { m.ProcessRequest.Reset(); return m.ProcessRequest.UnmarshalVTUnsafe(data) })
+}
+
+// ReusedResponse is to ProcessResponse what ReusedRequest is to ProcessRequest: a result
+// decoded into it, with its results and outputs, is valid until the next decode.
+type ReusedResponse struct {
+	ProcessResponse
+	result BatchResult
+	wrap   ProcessResponse_Result
+	slabs  resultSlabs
+}
+
+// UnmarshalSlab decodes a ProcessResponse into m, reusing m's result and output messages.
+func (m *ReusedResponse) UnmarshalSlab(data []byte) error {
+	m.Response = nil
+	return eachField(data, func(num protowire.Number, typ protowire.Type, v []byte) (bool, error) {
+		if num == 2 && typ == protowire.BytesType {
+			m.result = BatchResult{}
+			if err := m.result.unmarshalSlab(v, &m.slabs); err != nil {
+				return false, err
+			}
+			m.wrap.Result = &m.result
+			m.Response = &m.wrap
+			return true, nil
+		}
+		return false, nil
+	}, func() error { m.ProcessResponse.Reset(); return m.ProcessResponse.UnmarshalVTUnsafe(data) })
 }
