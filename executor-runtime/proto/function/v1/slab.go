@@ -97,35 +97,46 @@ func countField(data []byte, num protowire.Number) (int, error) {
 	return count, nil
 }
 
-// batchSlabs are the record messages of a batch; kept by ReusedRequest across batches.
+// batchSlabs hold the record messages of a batch. ReusedRequest keeps them across batches:
+// they grow by whole chunks (a record already handed out never moves) and, once large enough,
+// a batch needs neither an allocation nor the counting pass over its bytes.
 type batchSlabs struct {
-	records []Record
+	records []Record // records[:used] were handed out since the last reset
+	used    int
 	ptrs    []*Record
 }
 
-// get returns room for n records: sl's, cleared, or fresh ones when sl is nil.
-func (sl *batchSlabs) get(n int) ([]Record, []*Record) {
-	if sl == nil {
-		return make([]Record, n), make([]*Record, 0, n)
-	}
-	if cap(sl.records) < n {
-		sl.records, sl.ptrs = make([]Record, n), make([]*Record, 0, n)
-	}
-	clear(sl.records[:n])
+// reset makes the records handed out before available again, cleared.
+func (sl *batchSlabs) reset() {
+	clear(sl.records[:sl.used])
+	sl.used = 0
 	clear(sl.ptrs[:cap(sl.ptrs)])
-	return sl.records[:n], sl.ptrs[:0]
+	sl.ptrs = sl.ptrs[:0]
+}
+
+func (sl *batchSlabs) next() *Record {
+	if sl.used == len(sl.records) {
+		sl.records, sl.used = make([]Record, max(64, 2*len(sl.records))), 0
+	}
+	sl.used++
+	return &sl.records[sl.used-1]
 }
 
 // UnmarshalSlab decodes a Batch with its Records from one slab (see above).
 func (m *Batch) UnmarshalSlab(data []byte) error { return m.unmarshalSlab(data, nil) }
 
 func (m *Batch) unmarshalSlab(data []byte, sl *batchSlabs) error {
-	n, err := countField(data, 6)
-	if err != nil {
-		return err
+	if sl == nil {
+		n, err := countField(data, 6)
+		if err != nil {
+			return err
+		}
+		sl = &batchSlabs{records: make([]Record, n), ptrs: make([]*Record, 0, n)}
+	} else {
+		sl.reset()
 	}
-	slab, ptrs := sl.get(n)
-	m.Records = ptrs
+	m.Records = sl.ptrs
+	defer func() { sl.ptrs = m.Records[:0] }()
 	for len(data) > 0 {
 		num, typ, l := protowire.ConsumeTag(data)
 		if l < 0 {
@@ -138,7 +149,7 @@ func (m *Batch) unmarshalSlab(data []byte, sl *batchSlabs) error {
 				return protowire.ParseError(l)
 			}
 			data = data[l:]
-			r := &slab[len(m.Records)]
+			r := sl.next()
 			if err := r.UnmarshalVTUnsafe(v); err != nil {
 				return fmt.Errorf("record %d: %w", len(m.Records), err)
 			}
@@ -172,32 +183,40 @@ func (m *Batch) unmarshalSlab(data []byte, sl *batchSlabs) error {
 	return nil
 }
 
-// resultSlabs are the result and output messages of a batch result; kept by ReusedResponse
-// across results.
+// resultSlabs hold the result and output messages of a batch result, as batchSlabs do for a
+// batch; ReusedResponse keeps them across results.
 type resultSlabs struct {
-	records []RecordResult
-	recPtrs []*RecordResult
-	outputs []OutputRecord
-	outPtrs []*OutputRecord
+	records                  []RecordResult // records[:usedRecords] were handed out since the last reset
+	outputs                  []OutputRecord // outputs[:usedOutputs] likewise
+	usedRecords, usedOutputs int
+	recPtrs                  []*RecordResult
+	outPtrs                  []*OutputRecord
 }
 
-// get returns room for nRecords results and nOutputs outputs: sl's, cleared, or fresh ones
-// when sl is nil.
-func (sl *resultSlabs) get(nRecords, nOutputs int) ([]RecordResult, []*RecordResult, []OutputRecord, []*OutputRecord) {
-	if sl == nil {
-		return make([]RecordResult, nRecords), make([]*RecordResult, 0, nRecords), make([]OutputRecord, nOutputs), make([]*OutputRecord, nOutputs)
-	}
-	if cap(sl.records) < nRecords {
-		sl.records, sl.recPtrs = make([]RecordResult, nRecords), make([]*RecordResult, 0, nRecords)
-	}
-	if cap(sl.outputs) < nOutputs {
-		sl.outputs, sl.outPtrs = make([]OutputRecord, nOutputs), make([]*OutputRecord, nOutputs)
-	}
-	clear(sl.records[:nRecords])
+// reset makes the messages handed out before available again, cleared.
+func (sl *resultSlabs) reset() {
+	clear(sl.records[:sl.usedRecords])
+	clear(sl.outputs[:sl.usedOutputs])
+	sl.usedRecords, sl.usedOutputs = 0, 0
 	clear(sl.recPtrs[:cap(sl.recPtrs)])
-	clear(sl.outputs[:nOutputs])
-	clear(sl.outPtrs[:nOutputs])
-	return sl.records[:nRecords], sl.recPtrs[:0], sl.outputs[:nOutputs], sl.outPtrs[:nOutputs]
+	clear(sl.outPtrs[:cap(sl.outPtrs)])
+	sl.recPtrs, sl.outPtrs = sl.recPtrs[:0], sl.outPtrs[:0]
+}
+
+func (sl *resultSlabs) record() *RecordResult {
+	if sl.usedRecords == len(sl.records) {
+		sl.records, sl.usedRecords = make([]RecordResult, max(64, 2*len(sl.records))), 0
+	}
+	sl.usedRecords++
+	return &sl.records[sl.usedRecords-1]
+}
+
+func (sl *resultSlabs) output() *OutputRecord {
+	if sl.usedOutputs == len(sl.outputs) {
+		sl.outputs, sl.usedOutputs = make([]OutputRecord, max(64, 2*len(sl.outputs))), 0
+	}
+	sl.usedOutputs++
+	return &sl.outputs[sl.usedOutputs-1]
 }
 
 // UnmarshalSlab decodes a BatchResult with its RecordResults and OutputRecords from two slabs
@@ -205,31 +224,38 @@ func (sl *resultSlabs) get(nRecords, nOutputs int) ([]RecordResult, []*RecordRes
 func (m *BatchResult) UnmarshalSlab(data []byte) error { return m.unmarshalSlab(data, nil) }
 
 func (m *BatchResult) unmarshalSlab(data []byte, sl *resultSlabs) error {
-	nRecords, nOutputs := 0, 0
-	for rest := data; len(rest) > 0; {
-		num, typ, l := protowire.ConsumeTag(rest)
-		if l < 0 {
-			return protowire.ParseError(l)
-		}
-		rest = rest[l:]
-		l = protowire.ConsumeFieldValue(num, typ, rest)
-		if l < 0 {
-			return protowire.ParseError(l)
-		}
-		if num == 2 && typ == protowire.BytesType {
-			v, _ := protowire.ConsumeBytes(rest)
-			k, err := countField(v, 1)
-			if err != nil {
-				return err
+	if sl == nil {
+		nRecords, nOutputs := 0, 0
+		for rest := data; len(rest) > 0; {
+			num, typ, l := protowire.ConsumeTag(rest)
+			if l < 0 {
+				return protowire.ParseError(l)
 			}
-			nRecords++
-			nOutputs += k
+			rest = rest[l:]
+			l = protowire.ConsumeFieldValue(num, typ, rest)
+			if l < 0 {
+				return protowire.ParseError(l)
+			}
+			if num == 2 && typ == protowire.BytesType {
+				v, _ := protowire.ConsumeBytes(rest)
+				k, err := countField(v, 1)
+				if err != nil {
+					return err
+				}
+				nRecords++
+				nOutputs += k
+			}
+			rest = rest[l:]
 		}
-		rest = rest[l:]
+		sl = &resultSlabs{
+			records: make([]RecordResult, nRecords), recPtrs: make([]*RecordResult, 0, nRecords),
+			outputs: make([]OutputRecord, nOutputs), outPtrs: make([]*OutputRecord, 0, nOutputs),
+		}
+	} else {
+		sl.reset()
 	}
-	records, recPtrs, outputs, outPtrs := sl.get(nRecords, nOutputs)
-	m.Records = recPtrs
-	o := 0
+	m.Records = sl.recPtrs
+	defer func() { sl.recPtrs = m.Records[:0] }()
 	for len(data) > 0 {
 		num, typ, l := protowire.ConsumeTag(data)
 		if l < 0 {
@@ -250,8 +276,8 @@ func (m *BatchResult) unmarshalSlab(data []byte, sl *resultSlabs) error {
 				return protowire.ParseError(l)
 			}
 			data = data[l:]
-			rr := &records[len(m.Records)]
-			first := o
+			rr := sl.record()
+			first := len(sl.outPtrs)
 			for len(v) > 0 {
 				fn, ft, fl := protowire.ConsumeTag(v)
 				if fl < 0 {
@@ -270,18 +296,17 @@ func (m *BatchResult) unmarshalSlab(data []byte, sl *resultSlabs) error {
 				fv, _ := protowire.ConsumeBytes(field)
 				switch fn {
 				case 1:
-					out := &outputs[o]
+					out := sl.output()
 					if err := out.UnmarshalVTUnsafe(fv); err != nil {
 						return fmt.Errorf("record result %d: output: %w", len(m.Records), err)
 					}
-					outPtrs[o] = out
-					o++
+					sl.outPtrs = append(sl.outPtrs, out)
 				case 2:
 					rr.Error = string(fv)
 				}
 			}
-			if o > first {
-				rr.Outputs = outPtrs[first:o:o]
+			if o := len(sl.outPtrs); o > first {
+				rr.Outputs = sl.outPtrs[first:o:o]
 			}
 			m.Records = append(m.Records, rr)
 		default:

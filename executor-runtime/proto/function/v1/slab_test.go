@@ -86,7 +86,7 @@ func TestReusedMessagesMatchGenerated(t *testing.T) {
 	small := &Batch{Id: 9, Topic: "t", Records: []*Record{{Offset: 1, Key: []byte("k")}}}
 	big := &Batch{Id: 8, StateSession: "s", Stream: "in", Topic: "t", Partition: 2}
 	bigResult := &BatchResult{Id: 8}
-	for i := range 30 {
+	for i := range 150 { // more than the first chunk of a slab
 		r := &Record{Offset: int64(i), Value: fmt.Appendf(nil, "v%d", i), TimestampMs: 3}
 		rr := &RecordResult{}
 		if i%3 == 0 {
