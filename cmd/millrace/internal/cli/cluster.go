@@ -278,6 +278,23 @@ func listRevisions(ctx context.Context, cl client.Client, p *v1alpha1.Pipeline) 
 	return revision.Sorted(out), nil
 }
 
+// pipelineHistory reads a Pipeline and its revisions, oldest first, for history and rollback.
+func (c *clusterFlags) pipelineHistory(ctx context.Context, name string) (client.Client, string, *v1alpha1.Pipeline, []appsv1.ControllerRevision, error) {
+	cl, ns, err := c.client()
+	if err != nil {
+		return nil, "", nil, nil, err
+	}
+	p, err := getPipeline(ctx, cl, ns, name)
+	if err != nil {
+		return nil, "", nil, nil, err
+	}
+	revs, err := listRevisions(ctx, cl, p)
+	if err != nil {
+		return nil, "", nil, nil, err
+	}
+	return cl, ns, p, revs, nil
+}
+
 func newHistoryCommand(streams IO, c *clusterFlags) *cobra.Command {
 	var show int64
 	cmd := &cobra.Command{
@@ -287,16 +304,8 @@ func newHistoryCommand(streams IO, c *clusterFlags) *cobra.Command {
   kubectl millrace history wordcount --revision 2`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cl, ns, err := c.client()
-			if err != nil {
-				return err
-			}
 			ctx := cmd.Context()
-			p, err := getPipeline(ctx, cl, ns, args[0])
-			if err != nil {
-				return err
-			}
-			revs, err := listRevisions(ctx, cl, p)
+			_, ns, p, revs, err := c.pipelineHistory(ctx, args[0])
 			if err != nil {
 				return err
 			}
@@ -399,16 +408,8 @@ revision. Watch it with "status".`,
 			if to <= 0 {
 				return fmt.Errorf("--to-revision is required: a revision number from history")
 			}
-			cl, ns, err := c.client()
-			if err != nil {
-				return err
-			}
 			ctx := cmd.Context()
-			p, err := getPipeline(ctx, cl, ns, args[0])
-			if err != nil {
-				return err
-			}
-			revs, err := listRevisions(ctx, cl, p)
+			cl, ns, p, revs, err := c.pipelineHistory(ctx, args[0])
 			if err != nil {
 				return err
 			}
