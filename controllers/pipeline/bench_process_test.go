@@ -12,9 +12,7 @@ import (
 
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/millrace-dev/millrace/apis/streaming/v1alpha1"
 	"github.com/millrace-dev/millrace/controllers/testenv"
 )
 
@@ -68,16 +66,7 @@ func benchmarkOperatorProcess(b *testing.B, n int) {
 		var peak int64
 		for {
 			peak = max(peak, processRSS(cmd.Process.Pid))
-			var list v1alpha1.PipelineList
-			if err := e.client.List(ctx, &list, client.InNamespace(ns)); err != nil {
-				b.Fatal(err)
-			}
-			done := 0
-			for k := range list.Items {
-				if statusWritten(&list.Items[k]) {
-					done++
-				}
-			}
+			done := convergedCount(ctx, b, e, ns)
 			if done == n {
 				break
 			}
