@@ -97,12 +97,17 @@ build_k8s() {
   cat >tools.go <<'EOF'
 //go:build tools
 
-// Package tools pins the commands built by hack/envtest-assets.sh.
+// Package tools pins the commands built by hack/envtest-assets.sh and hack/cluster.sh (one
+// module, one go.sum, one build cache for the control plane and the node).
 package tools
 
 import (
 	_ "k8s.io/kubernetes/cmd/kube-apiserver"
 	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
+	_ "k8s.io/kubernetes/cmd/kube-proxy"
+	_ "k8s.io/kubernetes/cmd/kube-scheduler"
+	_ "k8s.io/kubernetes/cmd/kubectl"
+	_ "k8s.io/kubernetes/cmd/kubelet"
 )
 EOF
   go mod tidy >&2
