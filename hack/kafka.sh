@@ -25,6 +25,8 @@
 # Environment:
 #   MILLRACE_CACHE          cache root (default ~/.cache/millrace)
 #   KAFKA_VERSION           Kafka version from Maven Central (default below; 4.x recommended)
+#   KAFKA_HOST              address the broker binds and advertises, default 127.0.0.1 (hack/cluster.sh
+#                           uses the node bridge address, so that pods reach it)
 #   KAFKA_PORT              client (PLAINTEXT) port, default 19092
 #   KAFKA_CONTROLLER_PORT   KRaft controller port, default KAFKA_PORT+1
 #   KAFKA_HEAP_OPTS         JVM heap flags (default -Xms256m -Xmx1g)
@@ -49,7 +51,7 @@ RUN_DIR="${CACHE}/kafka/run"
 PORT="${KAFKA_PORT:-19092}"
 CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-$((PORT + 1))}"
 STATE="${RUN_DIR}/${PORT}.env"
-HOST="127.0.0.1"
+HOST="${KAFKA_HOST:-127.0.0.1}"
 
 log() { printf '[kafka] %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }

@@ -1,0 +1,173 @@
+// Package image builds one OCI image from a dockerfile.Spec and a static binary, with
+// go-containerregistry, and writes it as a docker-archive tarball. The output is reproducible:
+// fixed timestamps and ordering, so the same binary gives the same image digest.
+package image
+
+import (
+	"archive/tar"
+	"bytes"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+
+	"github.com/millrace-dev/millrace/hack/imagebuild/dockerfile"
+)
+
+// NonrootUID is the user of distroless' nonroot images, and of every Millrace image.
+const NonrootUID = 65532
+
+// caBundle is where Debian keeps the CA certificates the base layer carries, like distroless.
+const caBundle = "/etc/ssl/certs/ca-certificates.crt"
+
+var epoch = time.Unix(0, 0).UTC()
+
+// Build returns the image of spec with the binary at binPath.
+func Build(spec *dockerfile.Spec, binPath, arch string) (v1.Image, error) {
+	if len(spec.Files) != 1 {
+		return nil, fmt.Errorf("stage %q copies %d files; images hold one binary", spec.Stage, len(spec.Files))
+	}
+	bin, err := os.ReadFile(binPath)
+	if err != nil {
+		return nil, err
+	}
+	base, err := layer(baseFiles())
+	if err != nil {
+		return nil, err
+	}
+	f := spec.Files[0]
+	mode := f.Mode
+	if mode == 0 {
+		mode = 0o755
+	}
+	app, err := layer(withParents([]entry{{name: f.Dest, mode: mode, data: bin}}))
+	if err != nil {
+		return nil, err
+	}
+	img, err := mutate.AppendLayers(empty.Image, base, app)
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := img.ConfigFile()
+	if err != nil {
+		return nil, err
+	}
+	cfg = cfg.DeepCopy()
+	cfg.Architecture, cfg.OS = arch, "linux"
+	cfg.Created = v1.Time{Time: epoch}
+	cfg.Config = v1.Config{
+		User:       spec.User,
+		WorkingDir: spec.WorkDir,
+		Entrypoint: spec.Entrypoint,
+		Labels:     spec.Labels,
+		Env:        []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "SSL_CERT_FILE=" + caBundle},
+	}
+	return mutate.ConfigFile(img, cfg)
+}
+
+// Write builds the image and writes it to a docker-archive tarball tagged ref.
+func Write(spec *dockerfile.Spec, binPath, arch, ref, out string) error {
+	tag, err := name.NewTag(ref)
+	if err != nil {
+		return err
+	}
+	img, err := Build(spec, binPath, arch)
+	if err != nil {
+		return err
+	}
+	tmp := out + ".tmp"
+	if err := tarball.WriteToFile(tmp, tag, img); err != nil {
+		return err
+	}
+	return os.Rename(tmp, out)
+}
+
+type entry struct {
+	name     string // absolute path
+	dir      bool
+	mode     os.FileMode
+	uid, gid int
+	data     []byte
+}
+
+func baseFiles() []entry {
+	passwd := "root:x:0:0:root:/root:/sbin/nologin\n" +
+		"nobody:x:65534:65534:nobody:/nonexistent:/sbin/nologin\n" +
+		fmt.Sprintf("nonroot:x:%d:%d:nonroot:/home/nonroot:/sbin/nologin\n", NonrootUID, NonrootUID)
+	group := "root:x:0:\nnobody:x:65534:\n" + fmt.Sprintf("nonroot:x:%d:\n", NonrootUID)
+	es := []entry{
+		{name: "/etc/passwd", mode: 0o644, data: []byte(passwd)},
+		{name: "/etc/group", mode: 0o644, data: []byte(group)},
+		{name: "/etc/nsswitch.conf", mode: 0o644, data: []byte("hosts: files dns\n")},
+		{name: "/tmp", dir: true, mode: 0o1777},
+		{name: "/home/nonroot", dir: true, mode: 0o700, uid: NonrootUID, gid: NonrootUID},
+		{name: "/root", dir: true, mode: 0o700},
+	}
+	if ca, err := os.ReadFile(caBundle); err == nil {
+		es = append(es, entry{name: caBundle, mode: 0o644, data: ca})
+	}
+	return withParents(es)
+}
+
+// withParents adds the missing parent folders (root-owned, 0755) and sorts by path.
+func withParents(es []entry) []entry {
+	have := map[string]bool{}
+	for _, e := range es {
+		have[e.name] = true
+	}
+	for _, e := range es {
+		for d := path.Dir(e.name); d != "/"; d = path.Dir(d) {
+			if !have[d] {
+				have[d] = true
+				es = append(es, entry{name: d, dir: true, mode: 0o755})
+			}
+		}
+	}
+	sort.Slice(es, func(i, j int) bool { return es[i].name < es[j].name })
+	return es
+}
+
+func layer(es []entry) (v1.Layer, error) {
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for _, e := range es {
+		h := &tar.Header{
+			Name:    strings.TrimPrefix(e.name, "/"),
+			Mode:    int64(e.mode.Perm()),
+			Uid:     e.uid,
+			Gid:     e.gid,
+			ModTime: epoch,
+			Format:  tar.FormatPAX,
+		}
+		if e.mode&os.ModeSticky != 0 || e.mode&0o1000 != 0 {
+			h.Mode |= 0o1000
+		}
+		if e.dir {
+			h.Typeflag, h.Name = tar.TypeDir, h.Name+"/"
+		} else {
+			h.Typeflag, h.Size = tar.TypeReg, int64(len(e.data))
+		}
+		if err := tw.WriteHeader(h); err != nil {
+			return nil, err
+		}
+		if !e.dir {
+			if _, err := tw.Write(e.data); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return nil, err
+	}
+	b := buf.Bytes()
+	return tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil })
+}

@@ -1,0 +1,149 @@
+package image
+
+import (
+	"archive/tar"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+
+	"github.com/millrace-dev/millrace/hack/imagebuild/dockerfile"
+)
+
+// TestImagesFollowTheDockerfile builds every stage of the project's Dockerfile the way `make
+// images` does and checks that the image has the layout the Dockerfile gives a container engine:
+// entrypoint, user, working folder, the binary's path and mode, labels, and a nonroot user in
+// /etc/passwd (the kubelet's runAsNonRoot check reads the numeric USER).
+func TestImagesFollowTheDockerfile(t *testing.T) {
+	src, err := os.ReadFile("../../../Dockerfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	df, err := dockerfile.Parse(string(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stages := df.Stages()
+	if len(stages) < 2 {
+		t.Fatalf("stages %v: want the base stage and one per binary", stages)
+	}
+	dir := t.TempDir()
+	for _, stage := range stages {
+		if stage == "base" {
+			continue
+		}
+		t.Run(stage, func(t *testing.T) {
+			spec, err := df.Image(stage, map[string]string{"TARGETARCH": "amd64"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			// What the Dockerfile says, read independently of Spec: the stage's COPY line and ENTRYPOINT.
+			wantPath := "/usr/local/bin/" + stage
+			if !strings.Contains(string(src), "bin/linux/${TARGETARCH}/"+stage+" "+wantPath) {
+				t.Fatalf("the Dockerfile does not copy %s to %s", stage, wantPath)
+			}
+			bin := filepath.Join(dir, stage)
+			payload := "#!binary " + stage
+			if err := os.WriteFile(bin, []byte(payload), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			out := filepath.Join(dir, stage+".tar")
+			ref := "example.test/millrace/" + stage + ":v0"
+			if err := Write(spec, bin, "amd64", ref, out); err != nil {
+				t.Fatal(err)
+			}
+			tag, _ := name.NewTag(ref)
+			img, err := tarball.ImageFromPath(out, &tag)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg, err := img.ConfigFile()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := cfg.Config.Entrypoint; len(got) != 1 || got[0] != wantPath {
+				t.Errorf("entrypoint %v, want [%s]", got, wantPath)
+			}
+			if cfg.Config.User != "65532:65532" {
+				t.Errorf("user %q, want 65532:65532 (the Dockerfile's USER)", cfg.Config.User)
+			}
+			if cfg.Config.WorkingDir != "/" {
+				t.Errorf("working dir %q, want /", cfg.Config.WorkingDir)
+			}
+			if cfg.OS != "linux" || cfg.Architecture != "amd64" {
+				t.Errorf("platform %s/%s", cfg.OS, cfg.Architecture)
+			}
+			if cfg.Config.Labels["org.opencontainers.image.title"] == "" || cfg.Config.Labels["org.opencontainers.image.source"] == "" {
+				t.Errorf("labels %v: want the stage's title and the base stage's source", cfg.Config.Labels)
+			}
+			files := flatten(t, img)
+			if f, ok := files[strings.TrimPrefix(wantPath, "/")]; !ok {
+				t.Errorf("%s missing from the image", wantPath)
+			} else {
+				if f.mode != 0o555 || f.uid != 0 || f.body != payload {
+					t.Errorf("%s: mode %o uid %d body %q; want 0555, root, the binary", wantPath, f.mode, f.uid, f.body)
+				}
+			}
+			if !strings.Contains(files["etc/passwd"].body, "nonroot:x:65532:65532:") {
+				t.Errorf("/etc/passwd lacks the nonroot user: %q", files["etc/passwd"].body)
+			}
+			if f := files["tmp"]; f.mode != 0o1777 {
+				t.Errorf("/tmp mode %o, want 1777", f.mode)
+			}
+		})
+	}
+}
+
+func TestReproducible(t *testing.T) {
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "b")
+	if err := os.WriteFile(bin, []byte("x"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	spec := &dockerfile.Spec{Stage: "b", User: "65532:65532", WorkDir: "/", Entrypoint: []string{"/b"},
+		Files: []dockerfile.File{{Src: "b", Dest: "/b", Mode: 0o555}}}
+	a, err := Build(spec, bin, "amd64")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := Build(spec, bin, "amd64")
+	if err != nil {
+		t.Fatal(err)
+	}
+	da, _ := a.Digest()
+	db, _ := b.Digest()
+	if da != db {
+		t.Errorf("two builds of the same input: %s and %s", da, db)
+	}
+}
+
+type file struct {
+	mode int64
+	uid  int
+	body string
+}
+
+func flatten(t *testing.T, img v1.Image) map[string]file {
+	t.Helper()
+	rc := mutate.Extract(img)
+	defer rc.Close()
+	out := map[string]file{}
+	tr := tar.NewReader(rc)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return out
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(tr)
+		out[strings.TrimSuffix(h.Name, "/")] = file{mode: h.Mode & 0o7777, uid: h.Uid, body: string(b)}
+	}
+}
