@@ -138,6 +138,11 @@ bundle-push: ## Push the bundle image.
 docker-binaries: ## Build the images' static binaries into bin/linux/$(GOARCH)/ (GOARCH=arm64 for the other platform).
 	CGO_ENABLED=0 GOOS=linux GOARCH=$(GOARCH) go build -trimpath -ldflags='-s -w' -o $(LOCALBIN)/linux/$(GOARCH)/ $(addprefix ./cmd/,$(IMAGE_BINARIES))
 
+.PHONY: images
+images: docker-binaries ## Build one OCI image per binary without a container engine (from the Dockerfile's stages), into bin/images; load them into hack/cluster.sh's node when it is up.
+	go run ./hack/imagebuild -bin-dir $(LOCALBIN)/linux/$(GOARCH) -arch $(GOARCH) -out $(LOCALBIN)/images $(foreach b,$(IMAGE_BINARIES),$(b)=$(call image_of,$(b)))
+	@if hack/cluster.sh status >/dev/null 2>&1; then hack/cluster.sh load $(foreach b,$(IMAGE_BINARIES),$(LOCALBIN)/images/$(b).tar); fi
+
 .PHONY: docker-build
 docker-build: docker-binaries ## Build one image per binary (needs a container engine): operator, sidecars, example functions.
 	$(foreach b,$(IMAGE_BINARIES),$(CONTAINER_TOOL) build --build-arg BINARY=$(b) --build-arg TARGETARCH=$(GOARCH) -t $(call image_of,$(b)) . &&) true

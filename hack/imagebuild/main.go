@@ -27,6 +27,7 @@ func main() {
 	binDir := flag.String("bin-dir", "bin/linux/amd64", "folder holding the static binaries")
 	arch := flag.String("arch", "amd64", "GOARCH of the binaries")
 	out := flag.String("out", "bin/images", "folder the docker-archive tarballs are written to")
+	user := flag.String("user", "", "with -raw: the image's USER (empty: root)")
 	raw := flag.String("raw", "", "BINARY_PATH=ENTRYPOINT: build one image of that binary alone, as root, without the Dockerfile (the test node's pause and CoreDNS)")
 	flag.Usage = func() {
 		fmt.Fprintf(flag.CommandLine.Output(), "usage: imagebuild [flags] BINARY=IMAGE_REF...\n")
@@ -39,7 +40,7 @@ func main() {
 	}
 	var err error
 	if *raw != "" {
-		err = runRaw(*raw, *arch, *out, flag.Args())
+		err = runRaw(*raw, *user, *arch, *out, flag.Args())
 	} else {
 		err = run(*df, *binDir, *arch, *out, flag.Args())
 	}
@@ -79,7 +80,7 @@ func run(dfPath, binDir, arch, out string, targets []string) error {
 	return nil
 }
 
-func runRaw(raw, arch, out string, targets []string) error {
+func runRaw(raw, user, arch, out string, targets []string) error {
 	src, entry, ok := strings.Cut(raw, "=")
 	if !ok || len(targets) != 1 {
 		return fmt.Errorf("-raw wants BINARY_PATH=ENTRYPOINT and one NAME=IMAGE_REF")
@@ -88,7 +89,7 @@ func runRaw(raw, arch, out string, targets []string) error {
 	if !ok {
 		return fmt.Errorf("%q: want NAME=IMAGE_REF", targets[0])
 	}
-	spec := &dockerfile.Spec{Stage: nm, WorkDir: "/", Entrypoint: []string{entry}, Labels: map[string]string{},
+	spec := &dockerfile.Spec{Stage: nm, User: user, WorkDir: "/", Entrypoint: []string{entry}, Labels: map[string]string{},
 		Files: []dockerfile.File{{Src: src, Dest: entry, Mode: 0o555}}}
 	if err := os.MkdirAll(out, 0o755); err != nil {
 		return err
