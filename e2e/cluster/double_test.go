@@ -7,4 +7,6 @@ import (
 	"errors"
 )
 
-func startDouble(ctx context.Context) (func(), error) { return nil, errors.New("the Strimzi double is not wired in yet") }
+func startDouble(ctx context.Context) (func(), error) {
+	return nil, errors.New("the Strimzi double is not wired in yet")
+}

@@ -3,8 +3,11 @@
 package cluster
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -97,6 +100,11 @@ func TestGracefulTermination(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer w.Stop()
+	// Follow the function's and the I/O sidecar's logs until their containers exit.
+	logs := map[string]*followed{}
+	for _, c := range []string{render.ContainerFunction, render.ContainerIO} {
+		logs[c] = follow(ns, pod, c)
+	}
 	start := time.Now()
 	if err := env.cs.CoreV1().Pods(ns).Delete(context.Background(), pod, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &live.UID}}); err != nil {
 		t.Fatal(err)
@@ -137,9 +145,61 @@ watching:
 	if f, io := finished[render.ContainerFunction], finished[render.ContainerIO]; !f.IsZero() && !io.IsZero() && io.Before(f) {
 		t.Errorf("the I/O sidecar finished (%s) before the function (%s)", io, f)
 	}
+	// The function's SDK did not have to cut the session off at its hard stop: the pair drained.
+	if fn := logs[render.ContainerFunction].text(); strings.Contains(fn, "hard stop") {
+		t.Errorf("the function hit its hard stop instead of draining with the I/O sidecar:\n%s", fn)
+	}
+	if io := logs[render.ContainerIO].text(); strings.Contains(io, "drain exceeded") {
+		t.Errorf("the I/O sidecar's drain exceeded its timeout:\n%s", io)
+	}
 	waitReady(t, ns, p.Name, 2*time.Minute)
 	waitLagZero(t, render.GroupID(p, "id"), in, 3*time.Minute)
 	exactlyOnce(t, out, valuesOf(append(first, second...)))
+}
+
+// followed is the log of a container, followed until the container exits.
+type followed struct {
+	mu   sync.Mutex
+	buf  bytes.Buffer
+	done chan struct{}
+}
+
+func follow(ns, pod, container string) *followed {
+	f := &followed{done: make(chan struct{})}
+	go func() {
+		defer close(f.done)
+		since := int64(1)
+		rc, err := env.cs.CoreV1().Pods(ns).GetLogs(pod, &corev1.PodLogOptions{Container: container, Follow: true, SinceSeconds: &since}).Stream(context.Background())
+		if err != nil {
+			f.mu.Lock()
+			fmt.Fprintf(&f.buf, "(log stream: %v)", err)
+			f.mu.Unlock()
+			return
+		}
+		defer rc.Close()
+		b := make([]byte, 4096)
+		for {
+			n, err := rc.Read(b)
+			f.mu.Lock()
+			f.buf.Write(b[:n])
+			f.mu.Unlock()
+			if err != nil {
+				return
+			}
+		}
+	}()
+	return f
+}
+
+// text waits (a little) for the container's log to end and returns it.
+func (f *followed) text() string {
+	select {
+	case <-f.done:
+	case <-time.After(5 * time.Second):
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.buf.String()
 }
 
 // TestSuspendResume: a suspended Pipeline runs no executor pods and consumes nothing, keeping its

@@ -4,7 +4,7 @@ package cluster
 
 import (
 	"context"
-		"os"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"

@@ -81,6 +81,7 @@ func Serve(ctx context.Context, h Handler, opts ...Option) error {
 		select {
 		case <-stopped:
 		case <-time.After(25 * time.Second):
+			o.logger.Error("hard stop: the I/O sidecar did not end the session within 25s of SIGTERM; cutting it off")
 			srv.Stop()
 		}
 		return nil
