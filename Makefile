@@ -71,6 +71,19 @@ run-wordcount: ## Build millrace and the executor runtime into bin/, run the wor
 test: $(CONTROLLER_GEN) ## Run every test: unit, golden, fuzz seeds, envtest suites, e2e scenarios, kfake and real-broker tiers.
 	CONTROLLER_GEN=$(CONTROLLER_GEN) hack/test.sh -tags e2e $(GO_TEST_FLAGS) ./...
 
+.PHONY: test-e2e
+test-e2e: ## Run the cluster tier: a real single-node Kubernetes (hack/cluster.sh), real KEDA, a real broker, the operator deployed; or the cluster of KUBECONFIG (see docs/e2e.md).
+	hack/e2e.sh
+
+.PHONY: cluster-up
+cluster-up: ## Boot the single-node cluster of the e2e tier (first run builds its binaries); prints the KUBECONFIG.
+	@hack/cluster.sh up
+
+.PHONY: cluster-down
+cluster-down: ## Stop the single-node cluster and the e2e broker, restoring the host.
+	-@KAFKA_PORT=$${MILLRACE_E2E_KAFKA_PORT:-19292} hack/kafka.sh stop
+	@hack/cluster.sh down
+
 .PHONY: test-update-golden
 test-update-golden: ## Rewrite the golden files from the current render output.
 	go test ./controllers/render/... ./cmd/... -update

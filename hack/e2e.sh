@@ -10,8 +10,8 @@
 #   4. the real KEDA (hack/keda.sh install) and the operator (make deploy, its shipped RBAC,
 #      leader election on, the sidecar images passed by the deployment);
 #   5. go test -tags cluster ./e2e/cluster/ against it.
-# The cluster stays up afterwards (MILLRACE_E2E_DOWN=1 takes it down, and the broker with it), so
-# a second run is fast; the suite cleans up its namespaces itself.
+# The cluster stays up afterwards, so a second run is fast (the suite cleans up its namespaces
+# itself); MILLRACE_E2E_DOWN=1 (CI) takes it and the broker down at the end, restoring the host.
 #
 # Against another cluster (kind, a cloud cluster): set MILLRACE_E2E_LOCAL=0 and KUBECONFIG, push
 # or load the images yourself (make docker-build, or make images and your runtime's import),
@@ -36,6 +36,11 @@ fi
 KAFKA_E2E_PORT="${MILLRACE_E2E_KAFKA_PORT:-19292}"
 GW=10.88.0.1
 t0=$(date +%s)
+teardown() {
+  KAFKA_PORT="${KAFKA_E2E_PORT}" hack/kafka.sh stop >/dev/null 2>&1 || true
+  hack/cluster.sh down
+}
+if [[ "${MILLRACE_E2E_DOWN:-0}" == 1 && "${LOCAL}" == 1 ]]; then trap teardown EXIT; fi
 if [[ "${LOCAL}" == 1 ]]; then
   KUBECONFIG="$(hack/cluster.sh up | tail -n 1)"
   export KUBECONFIG
@@ -77,8 +82,4 @@ export MILLRACE_E2E_REPORT="${MILLRACE_E2E_REPORT:-${CACHE}/e2e-report.tsv}"
 rc=0
 go test -tags cluster -count=1 -timeout "${MILLRACE_E2E_TIMEOUT:-45m}" -v "$@" ./e2e/cluster/ || rc=$?
 log "suite finished in $(($(date +%s) - t0))s (rc ${rc}); figures in ${MILLRACE_E2E_REPORT}"
-if [[ "${MILLRACE_E2E_DOWN:-0}" == 1 && "${LOCAL}" == 1 ]]; then
-  KAFKA_PORT="${KAFKA_E2E_PORT}" hack/kafka.sh stop >/dev/null 2>&1 || true
-  hack/cluster.sh down
-fi
 exit "${rc}"
