@@ -127,6 +127,27 @@ watching:
 			t.Fatalf("pod %s not gone 2 minutes after its deletion", pod)
 		}
 	}
+	// The StatefulSet controller makes the pod anew: the time from its creation to Ready.
+	var created time.Time
+readying:
+	for {
+		select {
+		case ev := <-w.ResultChan():
+			pp, ok := ev.Object.(*corev1.Pod)
+			if !ok || pp.UID == live.UID {
+				continue
+			}
+			if created.IsZero() {
+				created = time.Now()
+			}
+			if podReady(pp) {
+				record(t, "executor pod: created to Ready (function, I/O and state sidecars)", time.Since(created), "watch events, ExactlyOnce identity")
+				break readying
+			}
+		case <-timeout:
+			t.Fatalf("pod %s not made anew and Ready within 2 minutes", pod)
+		}
+	}
 	grace := ptr.Deref(live.Spec.TerminationGracePeriodSeconds, 30)
 	record(t, "graceful termination: pod deletion to pod gone", took, fmt.Sprintf("terminationGracePeriodSeconds %d", grace))
 
