@@ -75,7 +75,7 @@ func TestKEDAScaleFromZero(t *testing.T) {
 	for step := 0; step < 3; step++ {
 		start := time.Now()
 		produce(t, in, numbered(fmt.Sprintf("s%d", step), 0, perStep))
-		first := consumeUntil(t, out, 4*time.Minute, func(rs []*kgo.Record) bool {
+		consumeUntil(t, out, 4*time.Minute, func(rs []*kgo.Record) bool {
 			n := 0
 			for _, r := range rs {
 				if len(r.Value) > 2 && string(r.Value[:2]) == fmt.Sprintf("s%d", step) {
@@ -84,7 +84,6 @@ func TestKEDAScaleFromZero(t *testing.T) {
 			}
 			return n > 0
 		})
-		_ = first
 		latencies = append(latencies, time.Since(start))
 		record(t, "keda: lag step to first output record, from 0 replicas", time.Since(start),
 			fmt.Sprintf("step %d, pollingInterval %ds, HPA sync 5s", step+1, polling))
@@ -94,16 +93,7 @@ func TestKEDAScaleFromZero(t *testing.T) {
 			t.Fatalf("output appeared but the StatefulSet asks for %d replicas", ptr.Deref(sts.Spec.Replicas, 0))
 		}
 		// All of the step consumed and committed: lag 0.
-		waitFor(t, 3*time.Minute, "lag back to 0", func(ctx context.Context) error {
-			lag, err := groupLag(ctx, t, group, in)
-			if err != nil {
-				return err
-			}
-			if lag != 0 {
-				return fmt.Errorf("lag %d", lag)
-			}
-			return nil
-		})
+		waitLagZero(t, group, in, 3*time.Minute)
 		atZero("entity back at 0 after the cooldown")
 	}
 	rs := consumeIdle(t, out, 3*time.Second)
