@@ -34,7 +34,7 @@ func TestAuthenticatedPipeline(t *testing.T) {
 	ns := namespace(t, nil)
 	p := identityPipeline("auth", 2, v1alpha1.Entity{Autoscaling: &v1alpha1.AutoscalingSpec{
 		MinReplicas: ptr.To[int32](1), MaxReplicas: 2, LagThreshold: 50, PollingInterval: 5}})
-	strimziKafka(p)
+	strimziKafka(t, ns, p)
 	p.Spec.Kafka.Authentication = &v1alpha1.KafkaAuthentication{Type: v1alpha1.AuthScramSha512}
 	create(t, ns, p)
 	p = waitReady(t, ns, p.Name, 3*time.Minute)

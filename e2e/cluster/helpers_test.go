@@ -67,6 +67,7 @@ func namespace(t *testing.T, labels map[string]string) string {
 			}
 			return nil
 		})
+		runAfterNamespace(name)
 		_ = env.c.Delete(ctx, ns)
 	})
 	return name
@@ -135,8 +136,10 @@ func pipelineFromFile(t *testing.T, path string) *v1alpha1.Pipeline {
 	return &p
 }
 
-// strimziKafka points a Pipeline at the suite's Strimzi Kafka cluster.
-func strimziKafka(p *v1alpha1.Pipeline) {
+// strimziKafka points a Pipeline at the suite's Strimzi Kafka cluster in its namespace.
+func strimziKafka(t *testing.T, ns string, p *v1alpha1.Pipeline) {
+	t.Helper()
+	strimziFor(t, ns)
 	p.Spec.Kafka = v1alpha1.KafkaSpec{StrimziCluster: env.cluster}
 }
 

@@ -29,7 +29,7 @@ func TestWordCount(t *testing.T) {
 		"pod-security.kubernetes.io/enforce-version": "latest",
 	})
 	p := pipelineFromFile(t, sample)
-	strimziKafka(p)
+	strimziKafka(t, ns, p)
 	start := time.Now()
 	create(t, ns, p)
 	p = waitReady(t, ns, p.Name, 3*time.Minute)
