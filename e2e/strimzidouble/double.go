@@ -172,7 +172,7 @@ func Start(ctx context.Context, o Options) (*Double, error) {
 		return nil, err
 	}
 
-	topics := &topicReconciler{client: mgr.GetClient(), adm: adm, gvk: topicGVK, cluster: o.Cluster}
+	topics := &topicReconciler{client: mgr.GetClient(), kafka: kcl, adm: adm, gvk: topicGVK, cluster: o.Cluster}
 	if err := topics.setup(mgr); err != nil {
 		kcl.Close()
 		return nil, err
@@ -415,4 +415,3 @@ func controllerOf(u *unstructured.Unstructured) metav1.OwnerReference {
 		Controller: ptr.To(true), BlockOwnerDeletion: ptr.To(true),
 	}
 }
-

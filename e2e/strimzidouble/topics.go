@@ -12,6 +12,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -44,6 +45,7 @@ type topicSpec struct {
 // topicReconciler plays Strimzi's topic operator.
 type topicReconciler struct {
 	client  client.Client
+	kafka   *kgo.Client
 	adm     *kadm.Client
 	gvk     schema.GroupVersionKind
 	cluster string
@@ -72,7 +74,9 @@ func topicName(kt *unstructured.Unstructured) string {
 }
 
 // managed is false for a KafkaTopic annotated strimzi.io/managed: "false".
-func managed(u *unstructured.Unstructured) bool { return u.GetAnnotations()[annotationManaged] != "false" }
+func managed(u *unstructured.Unstructured) bool {
+	return u.GetAnnotations()[annotationManaged] != "false"
+}
 
 func (r *topicReconciler) listPeers(ctx context.Context, namespace string) ([]unstructured.Unstructured, error) {
 	list := &unstructured.UnstructuredList{}
@@ -205,12 +209,11 @@ func (r *topicReconciler) sync(ctx context.Context, name string, spec topicSpec)
 	if err != nil {
 		return "", condition{Type: "Ready", Status: "False", Reason: ReasonInvalidResource, Message: err.Error()}, nil
 	}
-	details, err := r.adm.ListTopics(ctx, name)
+	td, err := describeTopic(ctx, r.kafka, name)
 	if err != nil {
-		return "", condition{}, fmt.Errorf("describe topic %s: %w", name, err)
+		return "", condition{}, err
 	}
-	td, found := details[name]
-	if !found || errors.Is(td.Err, kerr.UnknownTopicOrPartition) {
+	if !td.exists {
 		partitions, replicas := int32(-1), int16(-1)
 		if spec.Partitions != nil {
 			partitions = *spec.Partitions
@@ -228,17 +231,14 @@ func (r *topicReconciler) sync(ctx context.Context, name string, spec topicSpec)
 		}
 		return topicID(resp.ID), ready, nil
 	}
-	if td.Err != nil {
-		return "", condition{}, fmt.Errorf("describe topic %s: %w", name, td.Err)
-	}
-	id := topicID(td.ID)
-	current := int32(len(td.Partitions))
+	id := td.id
+	current := td.partitions
 	if spec.Partitions != nil && *spec.Partitions < current {
 		return id, condition{Type: "Ready", Status: "False", Reason: ReasonNotSupported, Message: "Decreasing partitions not supported"}, nil
 	}
-	if rf := td.Partitions.NumReplicas(); spec.Replicas != nil && int(*spec.Replicas) != rf {
+	if spec.Replicas != nil && *spec.Replicas != td.replicas {
 		return id, condition{Type: "Ready", Status: "False", Reason: ReasonNotSupported,
-			Message: fmt.Sprintf("Replication factor change not supported (from %d to %d)", rf, *spec.Replicas)}, nil
+			Message: fmt.Sprintf("Replication factor change not supported (from %d to %d)", td.replicas, *spec.Replicas)}, nil
 	}
 
 	rcs, err := r.adm.DescribeTopicConfigs(ctx, name)
@@ -276,6 +276,46 @@ func (r *topicReconciler) sync(ctx context.Context, name string, spec topicSpec)
 	return id, ready, nil
 }
 
+// topicState is a topic as Kafka's metadata describes it.
+type topicState struct {
+	exists     bool
+	id         string
+	partitions int32
+	replicas   int32
+}
+
+// describeTopic reads a topic's metadata from the broker. It does not use kadm.ListTopics,
+// which answers from the client's metadata cache and so can miss a topic just created or report
+// the partitions it had before they were raised.
+func describeTopic(ctx context.Context, kafka *kgo.Client, name string) (topicState, error) {
+	req := kmsg.NewPtrMetadataRequest()
+	t := kmsg.NewMetadataRequestTopic()
+	t.Topic = kmsg.StringPtr(name)
+	req.Topics = append(req.Topics, t)
+	resp, err := req.RequestWith(ctx, kafka)
+	if err != nil {
+		return topicState{}, fmt.Errorf("describe topic %s: %w", name, err)
+	}
+	for _, t := range resp.Topics {
+		if t.Topic == nil || *t.Topic != name {
+			continue
+		}
+		err := kerr.ErrorForCode(t.ErrorCode)
+		if errors.Is(err, kerr.UnknownTopicOrPartition) {
+			return topicState{}, nil
+		}
+		if err != nil {
+			return topicState{}, fmt.Errorf("describe topic %s: %w", name, err)
+		}
+		st := topicState{exists: true, id: topicID(t.TopicID), partitions: int32(len(t.Partitions))}
+		if len(t.Partitions) > 0 {
+			st.replicas = int32(len(t.Partitions[0].Replicas))
+		}
+		return st, nil
+	}
+	return topicState{}, nil
+}
+
 // deleteTopic deletes a Kafka topic; one already gone is fine.
 func (r *topicReconciler) deleteTopic(ctx context.Context, name string) error {
 	resp, err := r.adm.DeleteTopic(ctx, name)
@@ -289,8 +329,8 @@ func (r *topicReconciler) deleteTopic(ctx context.Context, name string) error {
 }
 
 // topicID renders a topic id as Kafka does (Uuid.toString: URL-safe base64 without padding).
-func topicID(id kadm.TopicID) string {
-	if id == (kadm.TopicID{}) {
+func topicID(id [16]byte) string {
+	if id == ([16]byte{}) {
 		return ""
 	}
 	return base64.RawURLEncoding.EncodeToString(id[:])
