@@ -50,14 +50,22 @@ const (
 	waitTimeout      = 60 * time.Second
 )
 
-// suite is the shared API server, controller manager and Kafka admin client, started on first
-// use so that the pure tests run without them.
-var suite struct {
+// kube is an API server with one Strimzi version's CRDs and a controller manager (for the
+// garbage collector), started on first use so that the pure tests run without it.
+type kube struct {
 	once sync.Once
 	err  error
 	env  *testenv.Env
 	kcm  *testenv.ControllerManager
 	c    client.Client
+}
+
+var kubes = map[testenv.Strimzi]*kube{testenv.StrimziV1: {}, testenv.StrimziV1beta2: {}}
+
+// suite holds the Kafka admin client of the broker.
+var suite struct {
+	once sync.Once
+	err  error
 	adm  *kadm.Client
 	kcl  *kgo.Client
 }
@@ -67,11 +75,13 @@ func TestMain(m *testing.M) {
 	// Re-apply every few seconds, so that the periodic reconcile is seen quickly.
 	resyncPeriod = 2 * time.Second
 	code := m.Run()
-	if suite.kcm != nil {
-		_ = suite.kcm.Stop()
-	}
-	if suite.env != nil {
-		_ = suite.env.Stop()
+	for _, k := range kubes {
+		if k.kcm != nil {
+			_ = k.kcm.Stop()
+		}
+		if k.env != nil {
+			_ = k.env.Stop()
+		}
 	}
 	if suite.kcl != nil {
 		suite.kcl.Close()
@@ -86,34 +96,38 @@ func zapLevel() zapcore.Level {
 	return zapcore.ErrorLevel
 }
 
-// setup returns the shared environment, or skips when no broker is given.
-func setup(t *testing.T) {
+// setup returns the API server for a Strimzi version, or skips when no broker is given.
+func setup(t *testing.T, v testenv.Strimzi) *kube {
 	t.Helper()
 	if os.Getenv(envBootstrap) == "" {
 		t.Skipf("%s is unset: these tests need a real Kafka broker with a SCRAM listener and the StandardAuthorizer (make test starts one)", envBootstrap)
 	}
 	suite.once.Do(func() {
-		if suite.env, suite.err = testenv.Start(testenv.Options{Strimzi: testenv.StrimziV1}); suite.err != nil {
-			return
+		if suite.kcl, suite.err = kgo.NewClient(kgo.SeedBrokers(os.Getenv(envBootstrap))); suite.err == nil {
+			suite.adm = kadm.NewClient(suite.kcl)
 		}
-		if suite.kcm, suite.err = suite.env.StartControllerManager("garbagecollector"); suite.err != nil {
-			return
-		}
-		scheme := runtime.NewScheme()
-		if suite.err = clientgoscheme.AddToScheme(scheme); suite.err != nil {
-			return
-		}
-		if suite.c, suite.err = client.New(suite.env.Config, client.Options{Scheme: scheme}); suite.err != nil {
-			return
-		}
-		if suite.kcl, suite.err = kgo.NewClient(kgo.SeedBrokers(os.Getenv(envBootstrap))); suite.err != nil {
-			return
-		}
-		suite.adm = kadm.NewClient(suite.kcl)
 	})
 	if suite.err != nil {
 		t.Fatalf("setup: %v", suite.err)
 	}
+	k := kubes[v]
+	k.once.Do(func() {
+		if k.env, k.err = testenv.Start(testenv.Options{Strimzi: v}); k.err != nil {
+			return
+		}
+		if k.kcm, k.err = k.env.StartControllerManager("garbagecollector"); k.err != nil {
+			return
+		}
+		scheme := runtime.NewScheme()
+		if k.err = clientgoscheme.AddToScheme(scheme); k.err != nil {
+			return
+		}
+		k.c, k.err = client.New(k.env.Config, client.Options{Scheme: scheme})
+	})
+	if k.err != nil {
+		t.Fatalf("setup Strimzi %s: %v", v, k.err)
+	}
+	return k
 }
 
 func randomSuffix() string {
@@ -122,32 +136,42 @@ func randomSuffix() string {
 	return hex.EncodeToString(b)
 }
 
-// start makes a namespace and runs a double for it (Strimzi 1.2.0's v1 API).
-func start(t *testing.T) (ctx context.Context, ns string) {
+// fixture is one test's namespace, watched by its own double.
+type fixture struct {
+	ctx context.Context
+	ns  string
+	c   client.Client
+	gv  schema.GroupVersion // the Strimzi API version served
+}
+
+// start makes a namespace and runs a double for it, against Strimzi 1.2.0's CRDs (v1) or
+// 0.45.0's (v1beta2).
+func start(t *testing.T, v testenv.Strimzi) *fixture {
 	t.Helper()
-	setup(t)
+	k := setup(t, v)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	ns = "sd-" + randomSuffix()
-	if err := suite.c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+	f := &fixture{ctx: ctx, ns: "sd-" + randomSuffix(), c: k.c, gv: schema.GroupVersion{Group: "kafka.strimzi.io", Version: string(v)}}
+	if err := f.c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: f.ns}}); err != nil {
 		t.Fatal(err)
 	}
 	d, err := Start(ctx, Options{
-		Config:    suite.env.Config,
-		Namespace: ns,
+		Config:    k.env.Config,
+		Namespace: f.ns,
 		Cluster:   testCluster,
 		Bootstrap: os.Getenv(envBootstrap),
 		Listeners: []Listener{
 			{Name: "plain", Port: 9092, Type: "internal", BootstrapServers: os.Getenv(envBootstrap)},
 			{Name: "scram", Port: 9094, Type: "internal", Authentication: "scram-sha-512", BootstrapServers: saslBootstrap(t)},
 		},
-		Log: testWriter{t},
+		StrimziAPIVersion: f.gv.String(),
+		Log:               testWriter{t},
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(d.Stop)
-	return ctx, ns
+	return f
 }
 
 func saslBootstrap(t *testing.T) string {
@@ -169,13 +193,10 @@ func (w testWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-var topicGVK = schema.GroupVersionKind{Group: "kafka.strimzi.io", Version: "v1", Kind: "KafkaTopic"}
-var userGVK = topicGVK.GroupVersion().WithKind("KafkaUser")
-
 // kafkaTopic is a KafkaTopic of testCluster, changed by mods.
-func kafkaTopic(ns, name string, mods ...func(*unstructured.Unstructured)) *unstructured.Unstructured {
-	u := object(topicGVK)
-	u.SetNamespace(ns)
+func (f *fixture) kafkaTopic(name string, mods ...func(*unstructured.Unstructured)) *unstructured.Unstructured {
+	u := object(f.gv.WithKind("KafkaTopic"))
+	u.SetNamespace(f.ns)
 	u.SetName(name)
 	u.SetLabels(map[string]string{labelCluster: testCluster})
 	u.Object["spec"] = map[string]any{}
@@ -221,9 +242,9 @@ func eventually(t *testing.T, what string, f func() error) {
 	}
 }
 
-func get(ctx context.Context, u *unstructured.Unstructured) (*unstructured.Unstructured, error) {
+func (f *fixture) get(u *unstructured.Unstructured) (*unstructured.Unstructured, error) {
 	out := object(u.GroupVersionKind())
-	return out, suite.c.Get(ctx, client.ObjectKeyFromObject(u), out)
+	return out, f.c.Get(f.ctx, client.ObjectKeyFromObject(u), out)
 }
 
 // cond returns a status condition of an object, nil when absent.
@@ -239,12 +260,12 @@ func cond(u *unstructured.Unstructured, typ string) map[string]any {
 
 // waitCondition waits until the object reports a condition with the status and reason for its
 // current generation, and returns the object.
-func waitCondition(t *testing.T, ctx context.Context, u *unstructured.Unstructured, typ, status, reason string) *unstructured.Unstructured {
+func (f *fixture) waitCondition(t *testing.T, u *unstructured.Unstructured, typ, status, reason string) *unstructured.Unstructured {
 	t.Helper()
 	var got *unstructured.Unstructured
 	eventually(t, fmt.Sprintf("%s %s has %s=%s %s", u.GetKind(), u.GetName(), typ, status, reason), func() error {
 		var err error
-		if got, err = get(ctx, u); err != nil {
+		if got, err = f.get(u); err != nil {
 			return err
 		}
 		og, _, _ := unstructured.NestedInt64(got.Object, "status", "observedGeneration")
@@ -258,24 +279,24 @@ func waitCondition(t *testing.T, ctx context.Context, u *unstructured.Unstructur
 }
 
 // update applies a change to the live object, retrying on conflicts.
-func update(t *testing.T, ctx context.Context, u *unstructured.Unstructured, mods ...func(*unstructured.Unstructured)) {
+func (f *fixture) update(t *testing.T, u *unstructured.Unstructured, mods ...func(*unstructured.Unstructured)) {
 	t.Helper()
 	eventually(t, "update "+u.GetName(), func() error {
-		live, err := get(ctx, u)
+		live, err := f.get(u)
 		if err != nil {
 			return err
 		}
 		for _, m := range mods {
 			m(live)
 		}
-		return suite.c.Update(ctx, live)
+		return f.c.Update(f.ctx, live)
 	})
 }
 
-func waitGone(t *testing.T, ctx context.Context, u client.Object) {
+func (f *fixture) waitGone(t *testing.T, u client.Object) {
 	t.Helper()
 	eventually(t, fmt.Sprintf("%T %s is gone", u, u.GetName()), func() error {
-		err := suite.c.Get(ctx, client.ObjectKeyFromObject(u), u)
+		err := f.c.Get(f.ctx, client.ObjectKeyFromObject(u), u)
 		if apierrors.IsNotFound(err) {
 			return nil
 		}
@@ -343,11 +364,18 @@ func createKafkaTopic(t *testing.T, ctx context.Context, name string, partitions
 }
 
 func TestKafkaCRListsListeners(t *testing.T) {
-	ctx, ns := start(t)
-	k := object(topicGVK.GroupVersion().WithKind("Kafka"))
+	for _, v := range []testenv.Strimzi{testenv.StrimziV1, testenv.StrimziV1beta2} {
+		t.Run(string(v), func(t *testing.T) { testKafkaCRListsListeners(t, v) })
+	}
+}
+
+func testKafkaCRListsListeners(t *testing.T, v testenv.Strimzi) {
+	f := start(t, v)
+	ctx, ns := f.ctx, f.ns
+	k := object(f.gv.WithKind("Kafka"))
 	k.SetNamespace(ns)
 	k.SetName(testCluster)
-	got := waitCondition(t, ctx, k, "Ready", "True", "")
+	got := f.waitCondition(t, k, "Ready", "True", "")
 
 	md, err := suite.adm.BrokerMetadata(ctx)
 	if err != nil {
@@ -385,13 +413,14 @@ func address(t *testing.T, hostPort string) map[string]any {
 }
 
 func TestTopicCreatedUpdatedAndDeleted(t *testing.T) {
-	ctx, ns := start(t)
+	f := start(t, testenv.StrimziV1)
+	ctx := f.ctx
 	name := "sd-create-" + randomSuffix()
-	kt := kafkaTopic(ns, name, partitions(2), topicConfig(map[string]any{"retention.ms": int64(3600000), "cleanup.policy": "delete"}))
-	if err := suite.c.Create(ctx, kt); err != nil {
+	kt := f.kafkaTopic(name, partitions(2), topicConfig(map[string]any{"retention.ms": int64(3600000), "cleanup.policy": "delete"}))
+	if err := f.c.Create(ctx, kt); err != nil {
 		t.Fatal(err)
 	}
-	got := waitCondition(t, ctx, kt, "Ready", "True", "")
+	got := f.waitCondition(t, kt, "Ready", "True", "")
 	inKafka := waitTopic(t, ctx, name, 2, map[string]string{"retention.ms": "3600000", "cleanup.policy": "delete"})
 	if !cmp.Equal(got.GetFinalizers(), []string{TopicFinalizer}) {
 		t.Errorf("finalizers = %v, want [%s]", got.GetFinalizers(), TopicFinalizer)
@@ -402,14 +431,14 @@ func TestTopicCreatedUpdatedAndDeleted(t *testing.T) {
 	}
 
 	// Raise partitions, change one config, drop one (reverted to the broker default), add one.
-	update(t, ctx, kt, partitions(3), topicConfig(map[string]any{"retention.ms": "7200000", "max.message.bytes": int64(2000000)}))
-	waitCondition(t, ctx, kt, "Ready", "True", "")
+	f.update(t, kt, partitions(3), topicConfig(map[string]any{"retention.ms": "7200000", "max.message.bytes": int64(2000000)}))
+	f.waitCondition(t, kt, "Ready", "True", "")
 	waitTopic(t, ctx, name, 3, map[string]string{"retention.ms": "7200000", "max.message.bytes": "2000000"})
 
-	if err := suite.c.Delete(ctx, kt); err != nil {
+	if err := f.c.Delete(ctx, kt); err != nil {
 		t.Fatal(err)
 	}
-	waitGone(t, ctx, kt)
+	f.waitGone(t, kt)
 	eventually(t, "topic "+name+" deleted from Kafka", func() error {
 		if _, err := describe(ctx, name); !errors.Is(err, kerr.UnknownTopicOrPartition) {
 			return fmt.Errorf("describe: %v", err)
@@ -419,19 +448,20 @@ func TestTopicCreatedUpdatedAndDeleted(t *testing.T) {
 }
 
 func TestTopicPartitionDecreaseNotSupported(t *testing.T) {
-	ctx, ns := start(t)
+	f := start(t, testenv.StrimziV1)
+	ctx := f.ctx
 	name := "sd-decrease-" + randomSuffix()
-	kt := kafkaTopic(ns, name, partitions(3), topicConfig(map[string]any{"retention.ms": "3600000"}))
-	if err := suite.c.Create(ctx, kt); err != nil {
+	kt := f.kafkaTopic(name, partitions(3), topicConfig(map[string]any{"retention.ms": "3600000"}))
+	if err := f.c.Create(ctx, kt); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _, _ = suite.adm.DeleteTopic(context.Background(), name) })
-	waitCondition(t, ctx, kt, "Ready", "True", "")
+	f.waitCondition(t, kt, "Ready", "True", "")
 	waitTopic(t, ctx, name, 3, map[string]string{"retention.ms": "3600000"})
 
 	// A decrease together with a config change: neither reaches Kafka.
-	update(t, ctx, kt, partitions(1), topicConfig(map[string]any{"retention.ms": "60000"}))
-	got := waitCondition(t, ctx, kt, "Ready", "False", ReasonNotSupported)
+	f.update(t, kt, partitions(1), topicConfig(map[string]any{"retention.ms": "60000"}))
+	got := f.waitCondition(t, kt, "Ready", "False", ReasonNotSupported)
 	if msg := cond(got, "Ready")["message"]; msg != "Decreasing partitions not supported" {
 		t.Errorf("message = %q", msg)
 	}
@@ -445,7 +475,8 @@ func TestTopicPartitionDecreaseNotSupported(t *testing.T) {
 }
 
 func TestTopicAdoptionRaisesPartitionsAndRevertsConfig(t *testing.T) {
-	ctx, ns := start(t)
+	f := start(t, testenv.StrimziV1)
+	ctx := f.ctx
 	name := "sd-adopt-" + randomSuffix()
 	createKafkaTopic(t, ctx, name, 1, map[string]string{"retention.ms": "1234567", "cleanup.policy": "compact"})
 	before, err := describe(ctx, name)
@@ -453,11 +484,11 @@ func TestTopicAdoptionRaisesPartitionsAndRevertsConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	kt := kafkaTopic(ns, name, partitions(2), topicConfig(map[string]any{"cleanup.policy": "compact"}))
-	if err := suite.c.Create(ctx, kt); err != nil {
+	kt := f.kafkaTopic(name, partitions(2), topicConfig(map[string]any{"cleanup.policy": "compact"}))
+	if err := f.c.Create(ctx, kt); err != nil {
 		t.Fatal(err)
 	}
-	got := waitCondition(t, ctx, kt, "Ready", "True", "")
+	got := f.waitCondition(t, kt, "Ready", "True", "")
 	after := waitTopic(t, ctx, name, 2, map[string]string{"cleanup.policy": "compact"})
 	if after.ID != before.ID {
 		t.Errorf("topic id changed from %s to %s: the topic was recreated, not adopted", before.ID, after.ID)
@@ -468,47 +499,49 @@ func TestTopicAdoptionRaisesPartitionsAndRevertsConfig(t *testing.T) {
 }
 
 func TestTopicUnmanagedKeepsTopic(t *testing.T) {
-	ctx, ns := start(t)
+	f := start(t, testenv.StrimziV1)
+	ctx := f.ctx
 	name := "sd-unmanaged-" + randomSuffix()
 	createKafkaTopic(t, ctx, name, 1, map[string]string{"retention.ms": "1234567"})
 
-	kt := kafkaTopic(ns, name, unmanaged, partitions(4))
-	if err := suite.c.Create(ctx, kt); err != nil {
+	kt := f.kafkaTopic(name, unmanaged, partitions(4))
+	if err := f.c.Create(ctx, kt); err != nil {
 		t.Fatal(err)
 	}
-	got := waitCondition(t, ctx, kt, "Unmanaged", "True", "")
+	got := f.waitCondition(t, kt, "Unmanaged", "True", "")
 	if c := cond(got, "Ready"); c != nil {
 		t.Errorf("an unmanaged KafkaTopic reports Ready: %v", c)
 	}
 	if st, err := describe(ctx, name); err != nil || st.Partitions != 1 || st.Config["retention.ms"] != "1234567" {
 		t.Errorf("an unmanaged KafkaTopic changed Kafka: %+v, %v", st, err)
 	}
-	if err := suite.c.Delete(ctx, kt); err != nil {
+	if err := f.c.Delete(ctx, kt); err != nil {
 		t.Fatal(err)
 	}
-	waitGone(t, ctx, kt)
+	f.waitGone(t, kt)
 	if _, err := describe(ctx, name); err != nil {
 		t.Errorf("deleting an unmanaged KafkaTopic deleted the topic: %v", err)
 	}
 }
 
 func TestTopicOfAnotherClusterIgnored(t *testing.T) {
-	ctx, ns := start(t)
-	foreign := kafkaTopic(ns, "sd-foreign-"+randomSuffix(), cluster("other-cluster"))
-	if err := suite.c.Create(ctx, foreign); err != nil {
+	f := start(t, testenv.StrimziV1)
+	ctx := f.ctx
+	foreign := f.kafkaTopic("sd-foreign-"+randomSuffix(), cluster("other-cluster"))
+	if err := f.c.Create(ctx, foreign); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _, _ = suite.adm.DeleteTopic(context.Background(), foreign.GetName()) })
 	// A KafkaTopic of our cluster created after it is handled; the foreign one must not be.
-	ours := kafkaTopic(ns, "sd-ours-"+randomSuffix())
-	if err := suite.c.Create(ctx, ours); err != nil {
+	ours := f.kafkaTopic("sd-ours-" + randomSuffix())
+	if err := f.c.Create(ctx, ours); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _, _ = suite.adm.DeleteTopic(context.Background(), ours.GetName()) })
-	waitCondition(t, ctx, ours, "Ready", "True", "")
+	f.waitCondition(t, ours, "Ready", "True", "")
 	time.Sleep(2 * resyncPeriod) // a periodic reconcile, too, must leave it alone
 
-	got, err := get(ctx, foreign)
+	got, err := f.get(foreign)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -521,20 +554,21 @@ func TestTopicOfAnotherClusterIgnored(t *testing.T) {
 }
 
 func TestTopicConflict(t *testing.T) {
-	ctx, ns := start(t)
+	f := start(t, testenv.StrimziV1)
+	ctx, ns := f.ctx, f.ns
 	name := "sd-conflict-" + randomSuffix()
-	first := kafkaTopic(ns, "first", specTopicName(name), partitions(1))
-	if err := suite.c.Create(ctx, first); err != nil {
+	first := f.kafkaTopic("first", specTopicName(name), partitions(1))
+	if err := f.c.Create(ctx, first); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _, _ = suite.adm.DeleteTopic(context.Background(), name) })
-	waitCondition(t, ctx, first, "Ready", "True", "")
+	f.waitCondition(t, first, "Ready", "True", "")
 
-	second := kafkaTopic(ns, "second", specTopicName(name), partitions(5))
-	if err := suite.c.Create(ctx, second); err != nil {
+	second := f.kafkaTopic("second", specTopicName(name), partitions(5))
+	if err := f.c.Create(ctx, second); err != nil {
 		t.Fatal(err)
 	}
-	got := waitCondition(t, ctx, second, "Ready", "False", ReasonResourceConflict)
+	got := f.waitCondition(t, second, "Ready", "False", ReasonResourceConflict)
 	if msg, _ := cond(got, "Ready")["message"].(string); !strings.Contains(msg, ns+"/first") {
 		t.Errorf("message %q does not name the managing KafkaTopic", msg)
 	}
@@ -543,27 +577,28 @@ func TestTopicConflict(t *testing.T) {
 	}
 	// The first stays the manager through periodic reconciles.
 	time.Sleep(2 * resyncPeriod)
-	waitCondition(t, ctx, first, "Ready", "True", "")
+	f.waitCondition(t, first, "Ready", "True", "")
 
 	// Deleting the conflicting one keeps the topic.
-	if err := suite.c.Delete(ctx, second); err != nil {
+	if err := f.c.Delete(ctx, second); err != nil {
 		t.Fatal(err)
 	}
-	waitGone(t, ctx, second)
+	f.waitGone(t, second)
 	if _, err := describe(ctx, name); err != nil {
 		t.Errorf("deleting the conflicting KafkaTopic deleted the topic: %v", err)
 	}
 }
 
 func TestTopicPeriodicReconcileReappliesSpec(t *testing.T) {
-	ctx, ns := start(t)
+	f := start(t, testenv.StrimziV1)
+	ctx := f.ctx
 	name := "sd-periodic-" + randomSuffix()
-	kt := kafkaTopic(ns, name, partitions(1), topicConfig(map[string]any{"retention.ms": "3600000"}))
-	if err := suite.c.Create(ctx, kt); err != nil {
+	kt := f.kafkaTopic(name, partitions(1), topicConfig(map[string]any{"retention.ms": "3600000"}))
+	if err := f.c.Create(ctx, kt); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _, _ = suite.adm.DeleteTopic(context.Background(), name) })
-	waitCondition(t, ctx, kt, "Ready", "True", "")
+	f.waitCondition(t, kt, "Ready", "True", "")
 	waitTopic(t, ctx, name, 1, map[string]string{"retention.ms": "3600000"})
 
 	// Someone changes the topic behind the KafkaTopic's back; nothing changes in Kubernetes.
@@ -582,14 +617,15 @@ func TestTopicPeriodicReconcileReappliesSpec(t *testing.T) {
 }
 
 func TestUserScramCredentialSecretAndACLs(t *testing.T) {
-	ctx, ns := start(t)
+	f := start(t, testenv.StrimziV1)
+	ctx, ns := f.ctx, f.ns
 	sasl := saslBootstrap(t)
 	user := "sd-user-" + randomSuffix()
 	allowed, other := "sd-allowed-"+randomSuffix(), "sd-other-"+randomSuffix()
 	createKafkaTopic(t, ctx, allowed, 1, nil)
 	createKafkaTopic(t, ctx, other, 1, nil)
 
-	ku := object(userGVK)
+	ku := object(f.gv.WithKind("KafkaUser"))
 	ku.SetNamespace(ns)
 	ku.SetName(user)
 	ku.SetLabels(map[string]string{labelCluster: testCluster})
@@ -602,17 +638,17 @@ func TestUserScramCredentialSecretAndACLs(t *testing.T) {
 		"authentication": map[string]any{"type": "scram-sha-512"},
 		"authorization":  map[string]any{"type": "simple", "acls": acls},
 	}
-	if err := suite.c.Create(ctx, ku); err != nil {
+	if err := f.c.Create(ctx, ku); err != nil {
 		t.Fatal(err)
 	}
-	got := waitCondition(t, ctx, ku, "Ready", "True", "")
+	got := f.waitCondition(t, ku, "Ready", "True", "")
 	status, _, _ := unstructured.NestedMap(got.Object, "status")
 	if status["username"] != user || status["secret"] != user {
 		t.Errorf("status username %v secret %v, want %s", status["username"], status["secret"], user)
 	}
 
 	secret := &corev1.Secret{}
-	if err := suite.c.Get(ctx, client.ObjectKey{Namespace: ns, Name: user}, secret); err != nil {
+	if err := f.c.Get(ctx, client.ObjectKey{Namespace: ns, Name: user}, secret); err != nil {
 		t.Fatal(err)
 	}
 	var keys []string
@@ -653,10 +689,10 @@ func TestUserScramCredentialSecretAndACLs(t *testing.T) {
 	}
 
 	// Dropping the group ACL from the spec removes it from Kafka.
-	update(t, ctx, ku, func(u *unstructured.Unstructured) {
+	f.update(t, ku, func(u *unstructured.Unstructured) {
 		_ = unstructured.SetNestedSlice(u.Object, []any{acls[0], acls[2]}, "spec", "authorization", "acls")
 	})
-	waitCondition(t, ctx, ku, "Ready", "True", "")
+	f.waitCondition(t, ku, "Ready", "True", "")
 	eventually(t, "ACLs of "+user, func() error {
 		got, err := userACLs(ctx, user)
 		if err != nil {
@@ -670,10 +706,10 @@ func TestUserScramCredentialSecretAndACLs(t *testing.T) {
 	})
 
 	// Deleting the user removes its credential and ACLs; the garbage collector deletes the Secret.
-	if err := suite.c.Delete(ctx, ku); err != nil {
+	if err := f.c.Delete(ctx, ku); err != nil {
 		t.Fatal(err)
 	}
-	waitGone(t, ctx, ku)
+	f.waitGone(t, ku)
 	described, err := suite.adm.DescribeUserSCRAMs(ctx, user)
 	if err != nil {
 		t.Fatal(err)
@@ -684,7 +720,7 @@ func TestUserScramCredentialSecretAndACLs(t *testing.T) {
 	if left, err := userACLs(ctx, user); err != nil || len(left) > 0 {
 		t.Errorf("ACLs of %s left in Kafka: %v, %v", user, left, err)
 	}
-	waitGone(t, ctx, secret)
+	f.waitGone(t, secret)
 }
 
 // userACLs lists a user's ACLs in Kafka, one line each, sorted.
@@ -710,4 +746,49 @@ func userACLs(ctx context.Context, user string) ([]string, error) {
 	}
 	sort.Strings(out)
 	return out, nil
+}
+
+// Strimzi 0.45.0 serves only v1beta2, where an ACL may still name its single operation.
+func TestV1beta2TopicAndUser(t *testing.T) {
+	f := start(t, testenv.StrimziV1beta2)
+	ctx := f.ctx
+	name := "sd-v1beta2-" + randomSuffix()
+	kt := f.kafkaTopic(name, partitions(2), topicConfig(map[string]any{"retention.ms": "3600000"}))
+	if err := f.c.Create(ctx, kt); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _, _ = suite.adm.DeleteTopic(context.Background(), name) })
+	f.waitCondition(t, kt, "Ready", "True", "")
+	waitTopic(t, ctx, name, 2, map[string]string{"retention.ms": "3600000"})
+
+	user := "sd-v1beta2-" + randomSuffix()
+	ku := object(f.gv.WithKind("KafkaUser"))
+	ku.SetNamespace(f.ns)
+	ku.SetName(user)
+	ku.SetLabels(map[string]string{labelCluster: testCluster})
+	ku.Object["spec"] = map[string]any{
+		"authentication": map[string]any{"type": "scram-sha-512"},
+		"authorization": map[string]any{"type": "simple", "acls": []any{
+			map[string]any{"resource": map[string]any{"type": "topic", "name": name}, "operation": "Read"},
+		}},
+	}
+	if err := f.c.Create(ctx, ku); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = f.c.Delete(context.Background(), ku) })
+	f.waitCondition(t, ku, "Ready", "True", "")
+	got, err := userACLs(ctx, user)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := cmp.Diff([]string{"TOPIC " + name + " LITERAL READ ALLOW *"}, got); d != "" {
+		t.Errorf("ACLs (-want +got):\n%s", d)
+	}
+	secret := &corev1.Secret{}
+	if err := f.c.Get(ctx, client.ObjectKey{Namespace: f.ns, Name: user}, secret); err != nil {
+		t.Fatal(err)
+	}
+	if ref := metav1.GetControllerOf(secret); ref == nil || ref.APIVersion != V1beta2 {
+		t.Errorf("Secret controller = %+v, want the v1beta2 KafkaUser", ref)
+	}
 }
