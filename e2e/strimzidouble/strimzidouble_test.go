@@ -381,6 +381,9 @@ func testKafkaCRListsListeners(t *testing.T, v testenv.Strimzi) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if og, _, _ := unstructured.NestedInt64(got.Object, "status", "observedGeneration"); og != got.GetGeneration() {
+		t.Errorf("status.observedGeneration = %d, want %d", og, got.GetGeneration())
+	}
 	if id, _, _ := unstructured.NestedString(got.Object, "status", "clusterId"); id != md.Cluster || id == "" {
 		t.Errorf("status.clusterId = %q, want the broker's %q", id, md.Cluster)
 	}
@@ -471,6 +474,15 @@ func TestTopicPartitionDecreaseNotSupported(t *testing.T) {
 	}
 	if after.Partitions != 3 || after.Config["retention.ms"] != "3600000" {
 		t.Errorf("Kafka changed: %+v", after)
+	}
+
+	// A replication factor change is refused too (Strimzi needs Cruise Control for it).
+	f.update(t, kt, partitions(3), func(u *unstructured.Unstructured) {
+		_ = unstructured.SetNestedField(u.Object, int64(2), "spec", "replicas")
+	})
+	got = f.waitCondition(t, kt, "Ready", "False", ReasonNotSupported)
+	if msg, _ := cond(got, "Ready")["message"].(string); !strings.HasPrefix(msg, "Replication factor change not supported") {
+		t.Errorf("message = %q", msg)
 	}
 }
 
@@ -687,12 +699,33 @@ func TestUserScramCredentialSecretAndACLs(t *testing.T) {
 	if err := produce(other); !errors.Is(err, kerr.TopicAuthorizationFailed) {
 		t.Errorf("produce to %s as %s: %v, want TopicAuthorizationException", other, user, err)
 	}
+	// Its groups (by prefix) and no other.
+	fetchOffsets := func(group string) error {
+		cl, err := kgo.NewClient(kgo.SeedBrokers(sasl), kgo.SASL(scram.Auth{User: user, Pass: password}.AsSha512Mechanism()))
+		if err != nil {
+			return err
+		}
+		defer cl.Close()
+		_, err = kadm.NewClient(cl).FetchOffsets(ctx, group)
+		return err
+	}
+	// Retried: the broker creates its offsets topic on the first group request.
+	eventually(t, "fetch offsets of its group", func() error { return fetchOffsets(user + "-app") })
+	if err := fetchOffsets("sd-other-group"); !errors.Is(err, kerr.GroupAuthorizationFailed) {
+		t.Errorf("fetch offsets of another group: %v, want GroupAuthorizationException", err)
+	}
 
 	// Dropping the group ACL from the spec removes it from Kafka.
 	f.update(t, ku, func(u *unstructured.Unstructured) {
 		_ = unstructured.SetNestedSlice(u.Object, []any{acls[0], acls[2]}, "spec", "authorization", "acls")
 	})
 	f.waitCondition(t, ku, "Ready", "True", "")
+	eventually(t, "its group denied once its ACL is dropped", func() error {
+		if err := fetchOffsets(user + "-app"); !errors.Is(err, kerr.GroupAuthorizationFailed) {
+			return fmt.Errorf("fetch offsets: %v, want GroupAuthorizationException", err)
+		}
+		return nil
+	})
 	eventually(t, "ACLs of "+user, func() error {
 		got, err := userACLs(ctx, user)
 		if err != nil {
