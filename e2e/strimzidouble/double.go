@@ -185,13 +185,35 @@ func Start(ctx context.Context, o Options) (*Double, error) {
 
 	runCtx, cancel := context.WithCancel(ctx)
 	d := &Double{cancel: cancel, done: make(chan error, 1), kafka: kcl}
-	go func() { d.done <- mgr.Start(runCtx) }()
-	// Return once both informers have synced, so that what a test creates next is seen.
 	for _, gvk := range []schema.GroupVersionKind{topicGVK, userGVK} {
 		if _, err := mgr.GetCache().GetInformer(runCtx, object(gvk)); err != nil {
-			d.Stop()
+			cancel()
+			kcl.Close()
 			return nil, fmt.Errorf("strimzi test double: watch %s: %w", gvk.Kind, err)
 		}
+	}
+	exited := make(chan error, 1)
+	go func() {
+		err := mgr.Start(runCtx)
+		if err != nil {
+			log.Error(err, "stopped")
+		}
+		exited <- err
+		d.done <- err
+	}()
+	// Return once both informers have synced, so that what a test creates next is seen.
+	synced := make(chan bool, 1)
+	go func() { synced <- mgr.GetCache().WaitForCacheSync(runCtx) }()
+	select {
+	case ok := <-synced:
+		if !ok {
+			d.Stop()
+			return nil, fmt.Errorf("strimzi test double: caches did not sync: %w", context.Cause(runCtx))
+		}
+	case err := <-exited:
+		cancel()
+		kcl.Close()
+		return nil, fmt.Errorf("strimzi test double: manager stopped: %v", err)
 	}
 	log.Info("started", "cluster", o.Cluster, "namespace", o.Namespace, "bootstrap", o.Bootstrap, "apiVersion", o.StrimziAPIVersion)
 	return d, nil

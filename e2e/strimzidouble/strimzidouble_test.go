@@ -825,3 +825,19 @@ func TestV1beta2TopicAndUser(t *testing.T) {
 		t.Errorf("Secret controller = %+v, want the v1beta2 KafkaUser", ref)
 	}
 }
+
+// A double asked for an API version the cluster does not serve fails at Start instead of
+// waiting for objects that can never come.
+func TestStartFailsWhenTheVersionIsNotServed(t *testing.T) {
+	k := setup(t, testenv.StrimziV1)
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	_, err := Start(ctx, Options{Config: k.env.Config, Namespace: "default", Cluster: testCluster,
+		Bootstrap: os.Getenv(envBootstrap), StrimziAPIVersion: V1beta2})
+	if err == nil || !strings.Contains(err.Error(), V1beta2) {
+		t.Errorf("Start against Strimzi 1.2.0's CRDs with %s: %v, want an error naming the version", V1beta2, err)
+	}
+	if _, err := Start(ctx, Options{Config: k.env.Config, Cluster: testCluster, Bootstrap: os.Getenv(envBootstrap), StrimziAPIVersion: "kafka.strimzi.io/v2"}); err == nil {
+		t.Error("Start accepted an unknown Strimzi API version")
+	}
+}
