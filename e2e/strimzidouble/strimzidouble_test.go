@@ -361,6 +361,8 @@ func createKafkaTopic(t *testing.T, ctx context.Context, name string, partitions
 		t.Fatalf("create topic %s: %v", name, err)
 	}
 	t.Cleanup(func() { _, _ = suite.adm.DeleteTopic(context.Background(), name) })
+	// A busy broker takes a moment before the new topic shows in metadata and configs.
+	eventually(t, "topic "+name+" created", func() error { _, err := describe(ctx, name); return err })
 }
 
 func TestKafkaCRListsListeners(t *testing.T) {
@@ -575,6 +577,7 @@ func TestTopicConflict(t *testing.T) {
 	}
 	t.Cleanup(func() { _, _ = suite.adm.DeleteTopic(context.Background(), name) })
 	f.waitCondition(t, first, "Ready", "True", "")
+	waitTopic(t, ctx, name, 1, map[string]string{})
 
 	second := f.kafkaTopic("second", specTopicName(name), partitions(5))
 	if err := f.c.Create(ctx, second); err != nil {
@@ -584,12 +587,13 @@ func TestTopicConflict(t *testing.T) {
 	if msg, _ := cond(got, "Ready")["message"].(string); !strings.Contains(msg, ns+"/first") {
 		t.Errorf("message %q does not name the managing KafkaTopic", msg)
 	}
+	// The first stays the manager through periodic reconciles, and the second's spec never
+	// reaches Kafka.
+	time.Sleep(2 * resyncPeriod)
+	f.waitCondition(t, first, "Ready", "True", "")
 	if st, err := describe(ctx, name); err != nil || st.Partitions != 1 {
 		t.Errorf("the conflicting KafkaTopic changed Kafka: %+v, %v", st, err)
 	}
-	// The first stays the manager through periodic reconciles.
-	time.Sleep(2 * resyncPeriod)
-	f.waitCondition(t, first, "Ready", "True", "")
 
 	// Deleting the conflicting one keeps the topic.
 	if err := f.c.Delete(ctx, second); err != nil {

@@ -184,6 +184,11 @@ func (r *topicReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 		}
 		var id string
 		id, cond, err = r.sync(ctx, name, spec)
+		if errors.Is(err, kerr.TopicAlreadyExists) {
+			// Created a moment ago and not yet in the metadata this broker answered with: look
+			// again soon rather than report an error.
+			return ctrl.Result{RequeueAfter: 200 * time.Millisecond}, nil
+		}
 		if err != nil {
 			ctrl.LoggerFrom(ctx).Info("topic not in sync", "topic", name, "error", err.Error())
 			cond = condition{Type: "Ready", Status: "False", Reason: ReasonKafkaError, Message: err.Error()}
