@@ -697,9 +697,9 @@ func TestUserScramCredentialSecretAndACLs(t *testing.T) {
 		defer cancel()
 		return cl.ProduceSync(pctx, &kgo.Record{Topic: topic, Value: []byte("hello")}).FirstErr()
 	}
-	if err := produce(allowed); err != nil {
-		t.Fatalf("produce to %s as %s: %v", allowed, user, err)
-	}
+	// Retried: the broker applies new credentials and ACLs from its metadata log, a moment after
+	// the controller accepted them.
+	eventually(t, "produce to "+allowed+" as "+user, func() error { return produce(allowed) })
 	if err := produce(other); !errors.Is(err, kerr.TopicAuthorizationFailed) {
 		t.Errorf("produce to %s as %s: %v, want TopicAuthorizationException", other, user, err)
 	}
@@ -747,16 +747,19 @@ func TestUserScramCredentialSecretAndACLs(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.waitGone(t, ku)
-	described, err := suite.adm.DescribeUserSCRAMs(ctx, user)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if d, ok := described[user]; ok && d.Err == nil && len(d.CredInfos) > 0 {
-		t.Errorf("credential of %s left in Kafka: %+v", user, d.CredInfos)
-	}
-	if left, err := userACLs(ctx, user); err != nil || len(left) > 0 {
-		t.Errorf("ACLs of %s left in Kafka: %v, %v", user, left, err)
-	}
+	eventually(t, "credential and ACLs of "+user+" removed", func() error {
+		described, err := suite.adm.DescribeUserSCRAMs(ctx, user)
+		if err != nil {
+			return err
+		}
+		if d, ok := described[user]; ok && d.Err == nil && len(d.CredInfos) > 0 {
+			return fmt.Errorf("credential left: %+v", d.CredInfos)
+		}
+		if left, err := userACLs(ctx, user); err != nil || len(left) > 0 {
+			return fmt.Errorf("ACLs left: %v, %v", left, err)
+		}
+		return nil
+	})
 	f.waitGone(t, secret)
 }
 
@@ -814,13 +817,16 @@ func TestV1beta2TopicAndUser(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = f.c.Delete(context.Background(), ku) })
 	f.waitCondition(t, ku, "Ready", "True", "")
-	got, err := userACLs(ctx, user)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if d := cmp.Diff([]string{"TOPIC " + name + " LITERAL READ ALLOW *"}, got); d != "" {
-		t.Errorf("ACLs (-want +got):\n%s", d)
-	}
+	eventually(t, "ACLs of "+user, func() error {
+		got, err := userACLs(ctx, user)
+		if err != nil {
+			return err
+		}
+		if d := cmp.Diff([]string{"TOPIC " + name + " LITERAL READ ALLOW *"}, got); d != "" {
+			return fmt.Errorf("(-want +got):\n%s", d)
+		}
+		return nil
+	})
 	secret := &corev1.Secret{}
 	if err := f.c.Get(ctx, client.ObjectKey{Namespace: f.ns, Name: user}, secret); err != nil {
 		t.Fatal(err)
