@@ -50,17 +50,7 @@ if [[ "${LOCAL}" == 1 ]]; then
   t_images=$(date +%s)
   # The broker advertises the node's bridge address: pods and this machine both reach it.
   if ! KAFKA_PORT="${KAFKA_E2E_PORT}" hack/kafka.sh status >/dev/null 2>&1; then
-    KAFKA_HOST="${GW}" KAFKA_PORT="${KAFKA_E2E_PORT}" KAFKA_EXTRA_PROPS="$(cat <<EOF
-listeners=PLAINTEXT://${GW}:${KAFKA_E2E_PORT},CONTROLLER://${GW}:$((KAFKA_E2E_PORT + 1)),SASL://${GW}:$((KAFKA_E2E_PORT + 2))
-advertised.listeners=PLAINTEXT://${GW}:${KAFKA_E2E_PORT},SASL://${GW}:$((KAFKA_E2E_PORT + 2))
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL:SASL_PLAINTEXT
-sasl.enabled.mechanisms=SCRAM-SHA-512
-listener.name.sasl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
-authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
-super.users=User:ANONYMOUS
-allow.everyone.if.no.acl.found=false
-EOF
-)" hack/kafka.sh start >/dev/null
+    KAFKA_HOST="${GW}" KAFKA_PORT="${KAFKA_E2E_PORT}" KAFKA_SASL_PORT="$((KAFKA_E2E_PORT + 2))" hack/kafka.sh start >/dev/null
   fi
   export MILLRACE_E2E_KAFKA="${GW}:${KAFKA_E2E_PORT}" MILLRACE_E2E_KAFKA_SCRAM="${GW}:$((KAFKA_E2E_PORT + 2))"
   export MILLRACE_E2E_CTR="${ROOT}/hack/cluster.sh ctr"

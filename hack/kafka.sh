@@ -31,6 +31,8 @@
 #   KAFKA_CONTROLLER_PORT   KRaft controller port, default KAFKA_PORT+1
 #   KAFKA_HEAP_OPTS         JVM heap flags (default -Xms256m -Xmx1g)
 #   KAFKA_START_TIMEOUT     seconds to wait for the broker (default 120)
+#   KAFKA_SASL_PORT         also a SASL_PLAINTEXT SCRAM-SHA-512 listener on this port, with the
+#                           StandardAuthorizer (ANONYMOUS on PLAINTEXT is a super user)
 #   KAFKA_EXTRA_PROPS       extra server.properties lines (newline separated), appended last
 #   KAFKA_KEEP_DATA=1       keep the temp dir (logs + data) on `stop` or a failed start instead of deleting it
 # Progress messages go to stderr. The state file is ${CACHE}/kafka/run/<port>.env (PID, DIR, LOG, ...).
@@ -208,6 +210,21 @@ EOF
     # 3.x: KIP-848 is early access and must be switched on explicitly (classic stays the default).
     printf '# Classic and KIP-848 consumer group protocols.\ngroup.coordinator.rebalance.protocols=classic,consumer\n' \
       >>"${dir}/server.properties"
+  fi
+  if [[ -n "${KAFKA_SASL_PORT:-}" ]]; then
+    # A SCRAM-SHA-512 listener next to PLAINTEXT, with Kafka's own authorizer: PLAINTEXT clients
+    # are ANONYMOUS, a super user (operators, KEDA, tests); SCRAM users get only what ACLs allow.
+    cat >>"${dir}/server.properties" <<EOF
+# KAFKA_SASL_PORT
+listeners=PLAINTEXT://${HOST}:${PORT},CONTROLLER://${HOST}:${CONTROLLER_PORT},SASL://${HOST}:${KAFKA_SASL_PORT}
+advertised.listeners=PLAINTEXT://${HOST}:${PORT},SASL://${HOST}:${KAFKA_SASL_PORT}
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL:SASL_PLAINTEXT
+sasl.enabled.mechanisms=SCRAM-SHA-512
+listener.name.sasl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
+super.users=User:ANONYMOUS
+allow.everyone.if.no.acl.found=false
+EOF
   fi
   if [[ -n "${KAFKA_EXTRA_PROPS:-}" ]]; then
     printf '# KAFKA_EXTRA_PROPS\n%s\n' "${KAFKA_EXTRA_PROPS}" >>"${dir}/server.properties"

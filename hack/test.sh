@@ -45,15 +45,8 @@ echo "test: envtest assets in ${KUBEBUILDER_ASSETS}; Kafka broker at ${MILLRACE_
 if [[ -z "${MILLRACE_STRIMZI_DOUBLE_BOOTSTRAP:-}" ]]; then
   double_port="${MILLRACE_DOUBLE_KAFKA_PORT:-19192}"
   sasl_port=$((double_port + 2))
-  MILLRACE_STRIMZI_DOUBLE_BOOTSTRAP="$(KAFKA_PORT="${double_port}" KAFKA_HEAP_OPTS="${KAFKA_HEAP_OPTS:--Xms128m -Xmx512m}" \
-    KAFKA_EXTRA_PROPS="listeners=PLAINTEXT://127.0.0.1:${double_port},CONTROLLER://127.0.0.1:$((double_port + 1)),SASL://127.0.0.1:${sasl_port}
-advertised.listeners=PLAINTEXT://127.0.0.1:${double_port},SASL://127.0.0.1:${sasl_port}
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL:SASL_PLAINTEXT
-sasl.enabled.mechanisms=SCRAM-SHA-512
-listener.name.sasl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
-authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
-super.users=User:ANONYMOUS
-allow.everyone.if.no.acl.found=false" hack/kafka.sh start | tail -n 1)"
+  MILLRACE_STRIMZI_DOUBLE_BOOTSTRAP="$(KAFKA_PORT="${double_port}" KAFKA_SASL_PORT="${sasl_port}" \
+    KAFKA_HEAP_OPTS="${KAFKA_HEAP_OPTS:--Xms128m -Xmx512m}" hack/kafka.sh start | tail -n 1)"
   started_ports+=("${double_port}")
   export MILLRACE_STRIMZI_DOUBLE_BOOTSTRAP MILLRACE_STRIMZI_DOUBLE_BOOTSTRAP_SASL="127.0.0.1:${sasl_port}"
 fi
