@@ -217,7 +217,8 @@ func Run(ctx context.Context, cfgPath string, opts ...Option) error {
 			m.sessions.WithLabelValues("shutdown").Inc()
 			return fmt.Errorf("%w (%s): the last interval was aborted, not committed; its records are processed again by the next session", ErrShutdownTimeout, o.shutdownTimeout)
 		}
-		if errors.Is(sessErr, errStopped) {
+		functionStopped := errors.Is(sessErr, errFunctionStopped)
+		if errors.Is(sessErr, errStopped) || functionStopped {
 			sessErr = nil
 		}
 		if o.hooks.OnSessionEnd != nil {
@@ -227,6 +228,16 @@ func Run(ctx context.Context, cfgPath string, opts ...Option) error {
 			m.sessions.WithLabelValues("shutdown").Inc()
 			o.log.Info("I/O sidecar stopped", "err", sessErr)
 			return nil
+		}
+		if functionStopped {
+			// The pod is most likely being deleted (the kubelet signals the function first and
+			// this sidecar once the function has exited), or the function container restarts.
+			// Either way the interval is committed and the group left; the next session waits
+			// for a function to serve again, holding no partitions.
+			m.sessions.WithLabelValues("function_stopped").Inc()
+			o.log.Info("session closed because the function is stopping; waiting for a function to serve")
+			backoff = time.Second
+			continue
 		}
 		if next != nil {
 			m.sessions.WithLabelValues("reconfigured").Inc()

@@ -41,6 +41,10 @@ const maxMessageBytes = 64 << 20
 // errStopped ends a session that was asked to stop (shutdown or configuration change).
 var errStopped = errors.New("session stopped")
 
+// errFunctionStopped ends a session whose function said it is stopping (ProcessResponse.stopping):
+// the interval was drained and committed, and the next session waits for a function to serve.
+var errFunctionStopped = errors.New("the function is stopping")
+
 // session is one life of the data plane: a Kafka client in the entity's group, a stream to the
 // function and a session of the state sidecar. Any failure of one of them ends the session
 // without committing; Run starts a new one, which resumes from the last commit. That is the
@@ -81,6 +85,8 @@ type session struct {
 	nextID  uint64
 	notify  chan struct{}
 	broken  chan struct{}
+	// fnStopping closes when the function says it is stopping.
+	fnStopping chan struct{}
 	fail    atomic.Pointer[error]
 	// produced is s.promise, bound once rather than per record.
 	produced func(*kgo.Record, error)
@@ -130,6 +136,7 @@ func newSession(cfg *config.Executor, ordinal int, identity string, o *options, 
 		batches:   map[uint64]*sentBatch{},
 		notify:    make(chan struct{}, 1),
 		broken:    make(chan struct{}),
+		fnStopping: make(chan struct{}),
 		outCounts: map[string]int{},
 		inCounter: map[string]prometheus.Counter{}, outCounter: map[string]prometheus.Counter{},
 	}
@@ -312,45 +319,18 @@ func (s *session) syncAssignment(ctx context.Context) error {
 	return nil
 }
 
-// open connects the session's three parties. Under ExactlyOnce the producer id is initialised
-// first, which fences a predecessor with the same transactional id and aborts its open
-// transaction, so that the state restore that follows sees only committed changelog writes.
+// open connects the session's three parties. The function comes first: a session that waits
+// for its function (one that said it is stopping, or is restarting) holds no partitions, so
+// they move to the other pods meanwhile. Under ExactlyOnce the producer id is initialised
+// before the state session begins, which fences a predecessor with the same transactional id
+// and aborts its open transaction, so that the state restore that follows sees only committed
+// changelog writes.
 func (s *session) open(ctx context.Context) error {
-	opts, err := s.kafkaOptions(ctx)
-	if err != nil {
-		return err
-	}
-	if s.cfg.Guarantee == config.ExactlyOnce {
-		s.txn, err = kgo.NewGroupTransactSession(opts...)
-		if err != nil {
-			return fmt.Errorf("kafka client: %w", err)
-		}
-		s.cl = s.txn.Client()
-		if _, _, err := s.cl.ProducerID(ctx); err != nil {
-			return fmt.Errorf("initialize transactional producer: %w", err)
-		}
-	} else {
-		s.cl, err = kgo.NewClient(opts...)
-		if err != nil {
-			return fmt.Errorf("kafka client: %w", err)
-		}
-	}
 	dial := append(wirecodec.DialOptions(),
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxMessageBytes), grpc.MaxCallSendMsgSize(maxMessageBytes)),
 	)
-	if s.cfg.State != nil {
-		s.stConn, err = grpc.NewClient("unix://"+s.o.stateSocket, dial...)
-		if err != nil {
-			return fmt.Errorf("connect to state sidecar: %w", err)
-		}
-		s.st = statev1.NewStateClient(s.stConn)
-		res, err := s.st.Begin(ctx, &statev1.BeginRequest{}, grpc.WaitForReady(true))
-		if err != nil {
-			return fmt.Errorf("begin state session: %w", err)
-		}
-		s.stSess = res.GetSession()
-	}
+	var err error
 	s.fnConn, err = grpc.NewClient("unix://"+s.o.functionSocket, dial...)
 	if err != nil {
 		return fmt.Errorf("connect to function: %w", err)
@@ -383,7 +363,40 @@ func (s *session) open(ctx context.Context) error {
 	if res.GetOpened() == nil {
 		return errors.New("function answered Open with something other than Opened")
 	}
-	s.log.Info("session open", "function_sdk", res.GetOpened().GetSdk(), "guarantee", s.cfg.Guarantee, "mode", s.cfg.Assignment.Mode)
+	sdkName := res.GetOpened().GetSdk()
+
+	opts, err := s.kafkaOptions(ctx)
+	if err != nil {
+		return err
+	}
+	if s.cfg.Guarantee == config.ExactlyOnce {
+		s.txn, err = kgo.NewGroupTransactSession(opts...)
+		if err != nil {
+			return fmt.Errorf("kafka client: %w", err)
+		}
+		s.cl = s.txn.Client()
+		if _, _, err := s.cl.ProducerID(ctx); err != nil {
+			return fmt.Errorf("initialize transactional producer: %w", err)
+		}
+	} else {
+		s.cl, err = kgo.NewClient(opts...)
+		if err != nil {
+			return fmt.Errorf("kafka client: %w", err)
+		}
+	}
+	if s.cfg.State != nil {
+		s.stConn, err = grpc.NewClient("unix://"+s.o.stateSocket, dial...)
+		if err != nil {
+			return fmt.Errorf("connect to state sidecar: %w", err)
+		}
+		s.st = statev1.NewStateClient(s.stConn)
+		res, err := s.st.Begin(ctx, &statev1.BeginRequest{}, grpc.WaitForReady(true))
+		if err != nil {
+			return fmt.Errorf("begin state session: %w", err)
+		}
+		s.stSess = res.GetSession()
+	}
+	s.log.Info("session open", "function_sdk", sdkName, "guarantee", s.cfg.Guarantee, "mode", s.cfg.Assignment.Mode)
 	return nil
 }
 
@@ -436,10 +449,19 @@ func (s *session) run(ctx context.Context, stop <-chan struct{}) error {
 	go func() {
 		select {
 		case <-stop:
-			cancelStopping()
+		case <-s.fnStopping:
 		case <-stopping.Done():
 		}
+		cancelStopping()
 	}()
+	// stopped says why the session stops: the function's notice ends it with errFunctionStopped
+	// (unless Run also asked it to stop).
+	stopped := func() error {
+		if isClosed(s.fnStopping) && !isClosed(stop) {
+			return errFunctionStopped
+		}
+		return errStopped
+	}
 	go s.receive(ctx)
 	for {
 		if err := s.interval(ctx, stopping); err != nil {
@@ -447,12 +469,12 @@ func (s *session) run(ctx context.Context, stop <-chan struct{}) error {
 				// Asked to stop while waiting: the interval was aborted, which is a stop, not a
 				// failure of the session.
 				s.log.Info("interval aborted while stopping", "err", err)
-				return errStopped
+				return stopped()
 			}
 			return err
 		}
 		if stopping.Err() != nil {
-			return errStopped
+			return stopped()
 		}
 	}
 }
@@ -600,7 +622,14 @@ func (s *session) receive(ctx context.Context) {
 		}
 		r := res.GetResult()
 		if r == nil {
-			s.setFail(errors.New("function sent something other than a BatchResult"))
+			if res.GetStopping() != nil {
+				if !isClosed(s.fnStopping) {
+					s.log.Info("the function is stopping; committing the interval and closing the session")
+					close(s.fnStopping)
+				}
+				continue
+			}
+			s.setFail(errors.New("function sent something other than a BatchResult or Stopping"))
 			return
 		}
 		s.bmu.Lock()
