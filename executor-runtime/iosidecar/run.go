@@ -145,7 +145,8 @@ func Run(ctx context.Context, cfgPath string, opts ...Option) error {
 			return false
 		}
 	}
-	// end waits for a session to return and then closes it, both bounded.
+	// end waits for a session to return and then closes it, both bounded. The pod is going away
+	// when ctx ended or the function stopped: then the session leaves the group for good.
 	end := func(s *session, done <-chan error) (error, bool) {
 		var err error
 		returned := make(chan struct{})
@@ -155,7 +156,10 @@ func Run(ctx context.Context, cfgPath string, opts ...Option) error {
 			return nil, false
 		}
 		closed := make(chan struct{})
-		go func() { s.close(); close(closed) }()
+		go func() {
+			s.close(ctx.Err() != nil || errors.Is(err, errFunctionStopped))
+			close(closed)
+		}()
 		if !bounded(closed) {
 			o.log.Error("closing the session did not finish after the shutdown timeout; exiting without waiting for it", "grace", abortGrace)
 			return err, false

@@ -15,7 +15,9 @@ import (
 	"github.com/millrace-dev/millrace/executor-runtime/internal/wirecodec"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -60,6 +62,10 @@ type session struct {
 
 	cl  *kgo.Client
 	txn *kgo.GroupTransactSession // nil under AtLeastOnce
+	// instanceID is the static member id of a classic Group-mode member, empty otherwise.
+	instanceID string
+	// kafkaBase are the connection options, for the short-lived admin client of close.
+	kafkaBase []kgo.Opt
 
 	fnConn *grpc.ClientConn
 	fn     functionv1.Function_ProcessClient
@@ -172,6 +178,7 @@ func (s *session) kafkaOptions(ctx context.Context) ([]kgo.Opt, error) {
 	if err != nil {
 		return nil, err
 	}
+	s.kafkaBase = base
 	topics := make([]string, 0, len(s.cfg.Inputs))
 	for _, in := range s.cfg.Inputs {
 		topics = append(topics, in.Topic)
@@ -203,15 +210,26 @@ func (s *session) kafkaOptions(ctx context.Context) ([]kgo.Opt, error) {
 		kgo.OnPartitionsRevoked(s.onRevoked),
 		kgo.OnPartitionsLost(s.onRevoked),
 	)
-	// Static membership (KIP-345) in the classic protocol: a restarted pod rejoins under its
-	// StatefulSet identity and takes its partitions back at once, instead of waiting out the
-	// session timeout of its dead predecessor, and a duplicate of the same ordinal is fenced.
+	// Static membership (KIP-345) in the classic protocol of Group mode: a restarted pod rejoins
+	// under its StatefulSet identity and takes its partitions back at once, instead of waiting
+	// out the session timeout of its dead predecessor. Such a member does not leave the group
+	// when its client closes, so close leaves explicitly when the pod stops (see close).
 	// Not with KIP-848, where a member that died without leaving holds its instance id until
 	// the broker's group.consumer.session.timeout.ms, so a restarted pod could not rejoin.
-	staticMember := kgo.InstanceID(s.cfg.GroupID + "-" + s.identity)
+	// Not in Static mode either: a static member that rejoins a stable group gets its previous
+	// assignment back without a rebalance, and a rejoining static leader is told to skip the
+	// assignment, so a new map would never be applied. Static pods are dynamic members: every
+	// new session (a reload with a new map) leaves and joins, which is a rebalance in which the
+	// leader applies the newest map.
+	sessionTimeout := s.cfg.Runtime.SessionTimeout.Duration
+	if sessionTimeout == 0 {
+		sessionTimeout = config.DefaultClassicSessionTimeout
+	}
+	classic := []kgo.Opt{kgo.SessionTimeout(sessionTimeout), kgo.HeartbeatInterval(min(3*time.Second, sessionTimeout/3))}
 	switch s.cfg.Assignment.Mode {
 	case config.StaticAssignment:
-		opts = append(opts, kgo.Balancers(newStaticBalancer(s.ordinal, s.cfg.Assignment)), staticMember)
+		opts = append(opts, kgo.Balancers(newStaticBalancer(s.ordinal, s.cfg.Assignment)))
+		opts = append(opts, classic...)
 	default:
 		use848 := s.cfg.Runtime.GroupProtocol == config.GroupProtocolConsumer
 		if s.cfg.Runtime.GroupProtocol == "" {
@@ -219,8 +237,13 @@ func (s *session) kafkaOptions(ctx context.Context) ([]kgo.Opt, error) {
 		}
 		if use848 {
 			opts = append(opts, kgo.Balancers(kgo.StickyBalancer()), kgo.ServerSideBalancer())
+			if d := s.cfg.Runtime.SessionTimeout.Duration; d > 0 {
+				requestGroupSessionTimeout(ctx, base, s.cfg.GroupID, d, s.log)
+			}
 		} else {
-			opts = append(opts, kgo.Balancers(kgo.CooperativeStickyBalancer()), staticMember)
+			s.instanceID = s.cfg.GroupID + "-" + s.identity
+			opts = append(opts, kgo.Balancers(kgo.CooperativeStickyBalancer()), kgo.InstanceID(s.instanceID))
+			opts = append(opts, classic...)
 		}
 		s.log.Info("group protocol", "kip848", use848)
 	}
@@ -232,6 +255,43 @@ func (s *session) kafkaOptions(ctx context.Context) ([]kgo.Opt, error) {
 		)
 	}
 	return opts, nil
+}
+
+// requestGroupSessionTimeout asks the broker to use d as the KIP-848 session timeout of group
+// (the group config consumer.session.timeout.ms). The broker accepts it only within its
+// group.consumer.min.session.timeout.ms..group.consumer.max.session.timeout.ms (45 s..60 s by
+// default) and only from a principal allowed to alter the group's configs; otherwise the
+// broker's group.consumer.session.timeout.ms stays in force, which is logged, not fatal.
+func requestGroupSessionTimeout(ctx context.Context, base []kgo.Opt, group string, d time.Duration, log *slog.Logger) {
+	cl, err := kgo.NewClient(base...)
+	if err != nil {
+		return
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	req := kmsg.NewPtrIncrementalAlterConfigsRequest()
+	res := kmsg.NewIncrementalAlterConfigsRequestResource()
+	res.ResourceType = kmsg.ConfigResourceTypeGroupConfig
+	res.ResourceName = group
+	c := kmsg.NewIncrementalAlterConfigsRequestResourceConfig()
+	c.Name = "consumer.session.timeout.ms"
+	c.Op = kmsg.IncrementalAlterConfigOpSet
+	c.Value = kmsg.StringPtr(strconv.FormatInt(d.Milliseconds(), 10))
+	res.Configs = append(res.Configs, c)
+	req.Resources = append(req.Resources, res)
+	resp, err := req.RequestWith(ctx, cl)
+	if err == nil && len(resp.Resources) > 0 {
+		err = kerr.ErrorForCode(resp.Resources[0].ErrorCode)
+		if err != nil && resp.Resources[0].ErrorMessage != nil {
+			err = fmt.Errorf("%w: %s", err, *resp.Resources[0].ErrorMessage)
+		}
+	}
+	if err != nil {
+		log.Warn("the broker did not take runtime.sessionTimeout as the group's consumer.session.timeout.ms; its group.consumer.session.timeout.ms applies (see group.consumer.min/max.session.timeout.ms)", "sessionTimeout", d, "err", err)
+		return
+	}
+	log.Info("group session timeout set", "consumer.session.timeout.ms", d.Milliseconds())
 }
 
 // brokersSupportKIP848 reports whether every broker serves ConsumerGroupHeartbeat v1 (Kafka 4.0).
@@ -400,11 +460,17 @@ func (s *session) open(ctx context.Context) error {
 	return nil
 }
 
-func (s *session) close() {
+// close ends the session. Closing the client leaves the group, except for a classic static
+// member (Group mode), which the broker keeps until its session timeout so that a restart
+// takes its partitions back without a rebalance. leave says the pod is going away (shutdown,
+// or its function stopped): then the static member is removed too, so that its partitions move
+// to the other pods at once rather than after the session timeout.
+func (s *session) close(leave bool) {
 	if s.cl != nil {
-		// Leaving the group now, rather than after a session timeout, hands the partitions to
-		// the other pods at once.
 		s.cl.CloseAllowingRebalance()
+		if leave && s.instanceID != "" {
+			s.leaveStatic()
+		}
 	}
 	if s.fn != nil {
 		_ = s.fn.CloseSend()
@@ -415,6 +481,27 @@ func (s *session) close() {
 	if s.stConn != nil {
 		s.stConn.Close()
 	}
+}
+
+// leaveStatic removes the session's static member from the group, with a client of its own:
+// the session's client is closed, so nothing rejoins under the instance id meanwhile.
+func (s *session) leaveStatic() {
+	cl, err := kgo.NewClient(s.kafkaBase...)
+	if err != nil {
+		return
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), abortTimeout)
+	defer cancel()
+	res, err := kadm.NewClient(cl).LeaveGroup(ctx, kadm.LeaveGroup(s.cfg.GroupID).InstanceIDs(s.instanceID).Reason("millrace pod stopping"))
+	if err == nil {
+		err = res.Error()
+	}
+	if err != nil {
+		s.log.Warn("leave the group; the partitions move after the session timeout instead", "instance", s.instanceID, "err", err)
+		return
+	}
+	s.log.Info("left the group", "instance", s.instanceID)
 }
 
 // run processes until stop is closed (then it finishes the current interval, commits and
