@@ -1,8 +1,14 @@
 package e2e
 
 import (
+	"context"
+	"os"
+	"regexp"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -136,4 +142,112 @@ func TestRealBrokerScaleDownHandsOverPartitions(t *testing.T) {
 	for _, mode := range []config.AssignmentMode{config.GroupAssignment, config.StaticAssignment} {
 		t.Run(string(mode), func(t *testing.T) { testScaleDownHandsOver(t, testenv.Real(t), mode) })
 	}
+}
+
+var assignmentLog = regexp.MustCompile(`INFO assignment .*partitions="?map\[[^:\]]*:\[([0-9 ]*)\]\]`)
+
+// loggedAssignment returns the partitions of the last assignment the sidecar logged, and whether
+// it logged one.
+func (p *ioProcess) loggedAssignment() ([]int32, bool) {
+	b, _ := os.ReadFile(p.logPath)
+	ms := assignmentLog.FindAllSubmatch(b, -1)
+	if len(ms) == 0 {
+		return nil, false
+	}
+	var ps []int32
+	for _, f := range strings.Fields(string(ms[len(ms)-1][1])) {
+		n, _ := strconv.Atoi(f)
+		ps = append(ps, int32(n))
+	}
+	return ps, true
+}
+
+func waitLoggedAssignment(t *testing.T, p *ioProcess, want []int32, bound time.Duration) time.Duration {
+	t.Helper()
+	begin := time.Now()
+	for {
+		got, _ := p.loggedAssignment()
+		if slices.Equal(got, want) {
+			return time.Since(begin)
+		}
+		if time.Since(begin) > bound {
+			t.Fatalf("the I/O sidecar's assignment is %v after %v, want %v", got, bound, want)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// testFrozenOwner freezes the I/O sidecar that owns partition 2 (SIGSTOP), moves partition 2 to
+// the other pod, lets the other pod process it, then thaws the old owner (SIGCONT), whose
+// interval in flight still holds partition 2's records, while words flow throughout. The old
+// owner must not commit anything of partition 2 after it lost it: every count is seen exactly
+// once by a read_committed consumer.
+func testFrozenOwner(t *testing.T, k *testenv.Kafka) {
+	bin := binaries(t)
+	wc, e := sumEntity(t, k, config.ExactlyOnce, func(c *config.Executor) {
+		c.Assignment = config.Assignment{Mode: config.StaticAssignment, Static: [][]int32{{0, 1}, {2, 3}}, Generation: 1}
+		// The frozen member holds up the rebalance until its session expires.
+		c.Runtime.SessionTimeout = config.Duration{Duration: 6 * time.Second}
+	})
+	supportProcesses(t, bin, e, "wordcount-sum", 0)
+	supportProcesses(t, bin, e, "wordcount-sum", 1)
+	io0, io1 := startIO(t, bin, e, 0), startIO(t, bin, e, 1)
+	waitLoggedAssignment(t, io0, []int32{0, 1}, 60*time.Second)
+	waitLoggedAssignment(t, io1, []int32{2, 3}, 60*time.Second)
+
+	truth := map[string]int{}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	produced := make(chan struct{})
+	go func() {
+		defer close(produced)
+		for i := 0; ctx.Err() == nil; i++ {
+			w := vocabulary[i%len(vocabulary)]
+			if err := k.Client.ProduceSync(context.Background(), wordRecords(wc.words, w)...).FirstErr(); err != nil {
+				t.Errorf("produce: %v", err)
+				return
+			}
+			truth[w]++
+			time.Sleep(5 * time.Millisecond)
+		}
+	}()
+	waitRecords(t, k, wc.counts, 100)
+
+	if err := io1.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	frozen := true
+	defer func() {
+		if frozen {
+			_ = io1.cmd.Process.Signal(syscall.SIGCONT)
+		}
+	}()
+	e.Update(t, func(c *config.Executor) {
+		c.Assignment.Static = [][]int32{{0, 1, 2}, {3}}
+		c.Assignment.Generation = 2
+	})
+	took := waitLoggedAssignment(t, io0, []int32{0, 1, 2}, 60*time.Second)
+	t.Logf("pod 0 took partition 2 over %v after the file changed, with its old owner frozen (session timeout 6s)", took.Round(time.Millisecond))
+	// Let pod 0 commit partition 2 for a while before the old owner thaws.
+	before := len(k.ReadAll(t, wc.counts, true))
+	waitRecords(t, k, wc.counts, before+100)
+	if err := io1.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	frozen = false
+	took = waitLoggedAssignment(t, io1, []int32{3}, 60*time.Second)
+	t.Logf("the thawed pod 1 rejoined with partition 3 %v after SIGCONT", took.Round(time.Millisecond))
+	waitRecords(t, k, wc.counts, len(k.ReadAll(t, wc.counts, true))+100)
+	cancel()
+	<-produced
+	seen := wc.waitCounts(t, truth, 90*time.Second)
+	checkExactlyOnce(t, seen, truth)
+}
+
+func TestFrozenStaticOwnerIsFenced(t *testing.T) {
+	testFrozenOwner(t, testenv.Fake(t))
+}
+
+func TestRealBrokerFrozenStaticOwnerIsFenced(t *testing.T) {
+	testFrozenOwner(t, testenv.Real(t))
 }

@@ -54,6 +54,14 @@ func startBinary(t *testing.T, bin, name string, ordinal int, args ...string) *i
 	}
 	go func() { p.exited <- p.cmd.Wait() }()
 	t.Cleanup(func() {
+		if t.Failed() && os.Getenv("MILLRACE_TEST_DUMP") != "" {
+			// A goroutine dump into the log, to see where a process hangs.
+			_ = p.cmd.Process.Signal(syscall.SIGQUIT)
+			select {
+			case <-p.exited:
+			case <-time.After(2 * time.Second):
+			}
+		}
 		_ = p.cmd.Process.Kill()
 		if t.Failed() {
 			b, _ := os.ReadFile(p.logPath)

@@ -905,7 +905,18 @@ func (s *session) commit(ctx context.Context, polled int) error {
 		return s.abort(ctx, err)
 	}
 	if s.txn != nil {
-		committed, err := s.txn.End(ctx, kgo.TryCommit)
+		// End is bounded: when the group has dropped this member (its session expired while the
+		// process was frozen, or the broker fenced it), End waits for a forced heartbeat that the
+		// stopped heartbeat loop never takes, or for the revoke that BlockRebalanceOnPoll holds
+		// back until End returns, and would wait forever (issue 10: sidecars that stopped
+		// heartbeating and committing). Past the bound the transaction is not committed and the
+		// session ends; the next one resolves the transaction when it initialises its producer.
+		endCtx, cancel := context.WithTimeout(ctx, state.TransactionTimeout(s.cfg))
+		committed, err := s.txn.End(endCtx, kgo.TryCommit)
+		if err == nil && endCtx.Err() != nil && ctx.Err() == nil {
+			err = fmt.Errorf("no outcome within %s: %w", state.TransactionTimeout(s.cfg), endCtx.Err())
+		}
+		cancel()
 		if err != nil {
 			// The outcome is unknown; the state sidecar keeps the flush in doubt and the next
 			// session restores from the changelog.
