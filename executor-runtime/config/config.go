@@ -192,7 +192,15 @@ type Runtime struct {
 	// group.consumer.min.session.timeout.ms..group.consumer.max.session.timeout.ms (45 s..60 s by
 	// default); unset, the broker's group.consumer.session.timeout.ms applies (45 s by default).
 	SessionTimeout Duration `json:"sessionTimeout,omitzero"`
+	// LivenessTimeout is how long the I/O sidecar's processing loop may stand still while it
+	// holds partitions before /healthz (its liveness probe) fails, default 2 minutes. The loop
+	// turns at least once per commit interval; it stands still only when something it waits for
+	// (the function answering a batch, Kafka ending a transaction) does not come.
+	LivenessTimeout Duration `json:"livenessTimeout,omitzero"`
 }
+
+// DefaultLivenessTimeout is the default of runtime.livenessTimeout.
+const DefaultLivenessTimeout = 2 * time.Minute
 
 // DefaultClassicSessionTimeout is the session timeout of classic-protocol members when
 // runtime.sessionTimeout is not set: a crashed pod's partitions move after at most this long.

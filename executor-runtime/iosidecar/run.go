@@ -36,6 +36,29 @@ var ErrShutdownTimeout = errors.New("drain exceeded the shutdown timeout")
 // default 30 s grace period.
 const abortGrace = 5 * time.Second
 
+// liveness is what /healthz reports: the processing loop of a session that holds partitions
+// turns at least once per commit interval (each poll returns by the interval's deadline), so a
+// loop that has not turned for the liveness timeout is stuck, and the kubelet should restart
+// the container. Waiting for a state restore counts as progress.
+type liveness struct {
+	last    atomic.Int64 // unix nanoseconds of the loop's last turn
+	waiting atomic.Int32 // restores in progress
+}
+
+func (l *liveness) beat() { l.last.Store(time.Now().UnixNano()) }
+
+// check fails when the session holds partitions (assigned is the readiness flag: an assignment
+// with restored state) and its loop has not turned for timeout.
+func (l *liveness) check(assigned bool, timeout time.Duration) error {
+	if !assigned || l.waiting.Load() > 0 {
+		return nil
+	}
+	if since := time.Since(time.Unix(0, l.last.Load())); since > timeout {
+		return fmt.Errorf("the session holds partitions and has made no progress for %s (polling, dispatching and committing are stuck)", since.Round(time.Second))
+	}
+	return nil
+}
+
 func closedWith(err error) <-chan error {
 	ch := make(chan error, 1)
 	ch <- err
@@ -110,6 +133,14 @@ func Run(ctx context.Context, cfgPath string, opts ...Option) error {
 	}
 	m := newMetrics(o.registry)
 	var ready atomic.Bool
+	live := &liveness{}
+	livenessTimeout := o.livenessTimeout
+	if livenessTimeout == 0 {
+		livenessTimeout = cfg.Runtime.LivenessTimeout.Duration
+	}
+	if livenessTimeout == 0 {
+		livenessTimeout = config.DefaultLivenessTimeout
+	}
 
 	// work outlives ctx by the shutdown timeout so the last interval can commit. When the
 	// timeout passes, expired closes and work is cancelled: the session aborts its transaction
@@ -175,7 +206,7 @@ func Run(ctx context.Context, cfgPath string, opts ...Option) error {
 					return errors.New("no assignment with restored state yet")
 				}
 				return nil
-			}, o.onMetrics)
+			}, func() error { return live.check(ready.Load(), livenessTimeout) }, o.onMetrics)
 			if err != nil {
 				errc <- err
 			}
@@ -194,6 +225,7 @@ func Run(ctx context.Context, cfgPath string, opts ...Option) error {
 	for {
 		stop := make(chan struct{})
 		s := newSession(cfg, ord, identity, &o, m, &ready)
+		s.live = live
 		done := make(chan error, 1)
 		started := time.Now()
 		go func() { done <- s.run(work, stop) }()

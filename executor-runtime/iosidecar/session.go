@@ -59,6 +59,7 @@ type session struct {
 	log      *slog.Logger
 	m        *metrics
 	ready    *atomic.Bool
+	live     *liveness
 
 	cl  *kgo.Client
 	txn *kgo.GroupTransactSession // nil under AtLeastOnce
@@ -363,6 +364,8 @@ func (s *session) syncAssignment(ctx context.Context) error {
 	s.amu.Unlock()
 	if s.st != nil {
 		list := slices.Sorted(maps.Keys(parts))
+		s.live.waiting.Add(1)
+		defer s.live.waiting.Add(-1)
 		if _, err := s.st.Assign(ctx, &statev1.AssignRequest{Session: s.stSess, Partitions: list}, grpc.WaitForReady(true)); err != nil {
 			return fmt.Errorf("assign partitions %v to the state sidecar: %w", list, err)
 		}
@@ -371,6 +374,7 @@ func (s *session) syncAssignment(ctx context.Context) error {
 	for _, in := range s.cfg.Inputs {
 		s.m.assigned.WithLabelValues(in.Topic).Set(float64(len(snapshot[in.Topic])))
 	}
+	s.live.beat()
 	s.ready.Store(true)
 	s.log.Info("assignment", "partitions", snapshot)
 	if s.o.hooks.OnAssigned != nil {
@@ -583,6 +587,7 @@ func (s *session) interval(ctx, stopping context.Context) error {
 		pollCtx, cancel := context.WithDeadline(stopping, deadline)
 		fetches := s.cl.PollRecords(pollCtx, int(s.cfg.Runtime.MaxBatchRecords*s.cfg.Runtime.MaxInFlightBatches))
 		cancel()
+		s.live.beat()
 		if err := s.failure(); err != nil {
 			return s.abort(ctx, err)
 		}
