@@ -94,7 +94,7 @@ type session struct {
 	broken  chan struct{}
 	// fnStopping closes when the function says it is stopping.
 	fnStopping chan struct{}
-	fail    atomic.Pointer[error]
+	fail       atomic.Pointer[error]
 	// produced is s.promise, bound once rather than per record.
 	produced func(*kgo.Record, error)
 	// outCounts counts a batch's outputs per topic, for one metric update per batch; outputs to
@@ -139,13 +139,13 @@ func newSession(cfg *config.Executor, ordinal int, identity string, o *options, 
 		log:      o.log.With("entity", cfg.Entity, "ordinal", ordinal),
 		streamOf: map[string]string{}, dlqOf: map[string]string{}, topicOf: map[string]string{},
 		assigned: map[string][]int32{}, synced: map[int32]bool{},
-		sem:       make(chan struct{}, cfg.Runtime.MaxInFlightBatches),
-		batches:   map[uint64]*sentBatch{},
-		notify:    make(chan struct{}, 1),
-		broken:    make(chan struct{}),
+		sem:        make(chan struct{}, cfg.Runtime.MaxInFlightBatches),
+		batches:    map[uint64]*sentBatch{},
+		notify:     make(chan struct{}, 1),
+		broken:     make(chan struct{}),
 		fnStopping: make(chan struct{}),
-		outCounts: map[string]int{},
-		inCounter: map[string]prometheus.Counter{}, outCounter: map[string]prometheus.Counter{},
+		outCounts:  map[string]int{},
+		inCounter:  map[string]prometheus.Counter{}, outCounter: map[string]prometheus.Counter{},
 	}
 	s.produced = s.promise
 	for _, in := range cfg.Inputs {
