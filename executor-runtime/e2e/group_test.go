@@ -251,3 +251,59 @@ func TestFrozenStaticOwnerIsFenced(t *testing.T) {
 func TestRealBrokerFrozenStaticOwnerIsFenced(t *testing.T) {
 	testFrozenOwner(t, testenv.Real(t))
 }
+
+// testCrashStall SIGKILLs one of two I/O sidecars of a Group-mode entity (a crash: no leave,
+// no restart) and measures how long its partitions wait before the other pod has them: the
+// group's session timeout, which runtime.sessionTimeout sets in the classic protocol and requests
+// (within the broker's bounds) under KIP-848. The bound is a failure detector: the partitions
+// must move once the session has expired, not never.
+func testCrashStall(t *testing.T, k *testenv.Kafka, protocol string, requested time.Duration, bound time.Duration) time.Duration {
+	bin := binaries(t)
+	_, e := sumEntity(t, k, config.AtLeastOnce, func(c *config.Executor) {
+		c.Runtime.GroupProtocol = protocol
+		c.Runtime.SessionTimeout = config.Duration{Duration: requested}
+	})
+	supportProcesses(t, bin, e, "wordcount-sum", 0)
+	supportProcesses(t, bin, e, "wordcount-sum", 1)
+	io0 := startIO(t, bin, e, 0)
+	io1 := startIO(t, bin, e, 1)
+	begin := time.Now()
+	for {
+		p0, _ := io0.loggedAssignment()
+		p1, _ := io1.loggedAssignment()
+		if len(p0) == 2 && len(p1) == 2 {
+			break
+		}
+		if time.Since(begin) > 90*time.Second {
+			t.Fatalf("partitions never split between the two pods: %v and %v", p0, p1)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := io1.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	took := waitLoggedAssignment(t, io0, []int32{0, 1, 2, 3}, bound)
+	t.Logf("%s protocol, runtime.sessionTimeout %v: the crashed pod's partitions reached the other pod %v after SIGKILL", protocol, requested, took.Round(time.Millisecond))
+	return took
+}
+
+func TestCrashStallIsTheSessionTimeout(t *testing.T) {
+	t.Run("classic", func(t *testing.T) {
+		testCrashStall(t, testenv.Fake(t), config.GroupProtocolClassic, 3*time.Second, 30*time.Second)
+	})
+}
+
+func TestRealBrokerCrashStallIsTheSessionTimeout(t *testing.T) {
+	// The classic default was franz-go's 45 s; Millrace asks for 10 s unless told otherwise.
+	t.Run("classic", func(t *testing.T) {
+		testCrashStall(t, testenv.Real(t), config.GroupProtocolClassic, 6*time.Second, 30*time.Second)
+	})
+	if testing.Short() {
+		return
+	}
+	// KIP-848: the broker's group.consumer.min.session.timeout.ms (45 s by default) bounds
+	// what the sidecar may ask for.
+	t.Run("consumer", func(t *testing.T) {
+		testCrashStall(t, testenv.Real(t), config.GroupProtocolConsumer, 10*time.Second, 90*time.Second)
+	})
+}
