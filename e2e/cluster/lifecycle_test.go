@@ -167,7 +167,7 @@ readying:
 		t.Errorf("the I/O sidecar finished (%s) before the function (%s)", io, f)
 	}
 	// The function's SDK did not have to cut the session off at its hard stop: the pair drained.
-	if fn := logs[render.ContainerFunction].text(); strings.Contains(fn, "hard stop") {
+	if fn := logs[render.ContainerFunction].text(); strings.Contains(fn, "stopping hard") {
 		t.Errorf("the function hit its hard stop instead of draining with the I/O sidecar:\n%s", fn)
 	}
 	if io := logs[render.ContainerIO].text(); strings.Contains(io, "drain exceeded") {

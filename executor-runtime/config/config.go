@@ -182,7 +182,29 @@ type Runtime struct {
 	// or empty for "consumer" where every broker supports it and "classic" otherwise. Static mode
 	// always uses the classic protocol with Millrace's own ordinal balancer.
 	GroupProtocol string `json:"groupProtocol,omitempty"`
+	// SessionTimeout bounds how long the partitions of a pod that died without leaving the group
+	// (a crash, a SIGKILL, a lost node) wait before the group gives them to the other pods. In
+	// the classic protocol (Static mode, and Group mode on brokers before Kafka 4.0) it is the
+	// member's session timeout, default 10 s, within the broker's
+	// group.min.session.timeout.ms..group.max.session.timeout.ms (6 s..30 min by default). Under
+	// KIP-848 the broker owns the session timeout: the sidecar asks for this value as the group's
+	// consumer.session.timeout.ms, which the broker accepts only within
+	// group.consumer.min.session.timeout.ms..group.consumer.max.session.timeout.ms (45 s..60 s by
+	// default); unset, the broker's group.consumer.session.timeout.ms applies (45 s by default).
+	SessionTimeout Duration `json:"sessionTimeout,omitzero"`
+	// LivenessTimeout is how long the I/O sidecar's processing loop may stand still while it
+	// holds partitions before /healthz (its liveness probe) fails, default 2 minutes. The loop
+	// turns at least once per commit interval; it stands still only when something it waits for
+	// (the function answering a batch, Kafka ending a transaction) does not come.
+	LivenessTimeout Duration `json:"livenessTimeout,omitzero"`
 }
+
+// DefaultLivenessTimeout is the default of runtime.livenessTimeout.
+const DefaultLivenessTimeout = 2 * time.Minute
+
+// DefaultClassicSessionTimeout is the session timeout of classic-protocol members when
+// runtime.sessionTimeout is not set: a crashed pod's partitions move after at most this long.
+const DefaultClassicSessionTimeout = 10 * time.Second
 
 // Group protocols of Runtime.GroupProtocol.
 const (
@@ -319,6 +341,9 @@ func (e *Executor) Validate() error {
 	case "", GroupProtocolClassic, GroupProtocolConsumer:
 	default:
 		errs = append(errs, fmt.Errorf("runtime.groupProtocol %q is not classic or consumer", e.Runtime.GroupProtocol))
+	}
+	if d := e.Runtime.SessionTimeout.Duration; d < 0 || (d > 0 && d < time.Second) {
+		errs = append(errs, fmt.Errorf("runtime.sessionTimeout %s is below 1s", d))
 	}
 	if e.State != nil && e.State.ChangelogTopic == "" {
 		errs = append(errs, errors.New("state.changelogTopic is empty"))

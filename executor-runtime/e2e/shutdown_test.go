@@ -33,13 +33,20 @@ type ioProcess struct {
 func startIO(t *testing.T, bin string, e *testenv.Entity, ordinal int) *ioProcess {
 	t.Helper()
 	dir := filepath.Join(e.Config.Runtime.SocketDir, "pod"+strconv.Itoa(ordinal))
-	p := &ioProcess{logPath: filepath.Join(t.TempDir(), fmt.Sprintf("io-%d.log", ordinal)), exited: make(chan error, 1)}
+	return startBinary(t, bin, "millrace-io", ordinal, "--config", e.Path, "--socket-dir", dir, "--metrics-addr", "-")
+}
+
+// startBinary runs one of the test binaries once as a child process of pod ordinal, logging to a
+// file that the test prints when it fails.
+func startBinary(t *testing.T, bin, name string, ordinal int, args ...string) *ioProcess {
+	t.Helper()
+	p := &ioProcess{logPath: filepath.Join(t.TempDir(), fmt.Sprintf("%s-%d.log", name, ordinal)), exited: make(chan error, 1)}
 	f, err := os.Create(p.logPath)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	p.cmd = exec.Command(filepath.Join(bin, "millrace-io"), "--config", e.Path, "--socket-dir", dir, "--metrics-addr", "-")
+	p.cmd = exec.Command(filepath.Join(bin, name), args...)
 	p.cmd.Env = append(os.Environ(), "MILLRACE_ORDINAL="+strconv.Itoa(ordinal))
 	p.cmd.Stdout, p.cmd.Stderr = f, f
 	if err := p.cmd.Start(); err != nil {
@@ -47,13 +54,27 @@ func startIO(t *testing.T, bin string, e *testenv.Entity, ordinal int) *ioProces
 	}
 	go func() { p.exited <- p.cmd.Wait() }()
 	t.Cleanup(func() {
+		if t.Failed() && os.Getenv("MILLRACE_TEST_DUMP") != "" {
+			// A goroutine dump into the log, to see where a process hangs.
+			_ = p.cmd.Process.Signal(syscall.SIGQUIT)
+			select {
+			case <-p.exited:
+			case <-time.After(2 * time.Second):
+			}
+		}
 		_ = p.cmd.Process.Kill()
 		if t.Failed() {
 			b, _ := os.ReadFile(p.logPath)
-			t.Logf("--- I/O sidecar %d log ---\n%s", ordinal, b)
+			t.Logf("--- %s %d log ---\n%s", name, ordinal, b)
 		}
 	})
 	return p
+}
+
+// logContains reports whether the process has logged s.
+func (p *ioProcess) logContains(s string) bool {
+	b, _ := os.ReadFile(p.logPath)
+	return strings.Contains(string(b), s)
 }
 
 // waitLog waits until the sidecar's log contains s.

@@ -30,6 +30,7 @@ type options struct {
 	ordinal         *int
 	pollConfig      time.Duration
 	shutdownTimeout time.Duration
+	livenessTimeout time.Duration
 	hooks           Hooks
 }
 
@@ -76,6 +77,10 @@ func WithConfigPollInterval(d time.Duration) Option { return func(o *options) { 
 // WithShutdownTimeout bounds the drain on shutdown (default 20s, inside Kubernetes' default 30s
 // grace period).
 func WithShutdownTimeout(d time.Duration) Option { return func(o *options) { o.shutdownTimeout = d } }
+
+// WithLivenessTimeout overrides runtime.livenessTimeout: /healthz fails when a session that holds
+// partitions has not turned its processing loop for this long.
+func WithLivenessTimeout(d time.Duration) Option { return func(o *options) { o.livenessTimeout = d } }
 
 // WithHooks installs hooks.
 func WithHooks(h Hooks) Option { return func(o *options) { o.hooks = h } }

@@ -36,6 +36,29 @@ var ErrShutdownTimeout = errors.New("drain exceeded the shutdown timeout")
 // default 30 s grace period.
 const abortGrace = 5 * time.Second
 
+// liveness is what /healthz reports: the processing loop of a session that holds partitions
+// turns at least once per commit interval (each poll returns by the interval's deadline), so a
+// loop that has not turned for the liveness timeout is stuck, and the kubelet should restart
+// the container. Waiting for a state restore counts as progress.
+type liveness struct {
+	last    atomic.Int64 // unix nanoseconds of the loop's last turn
+	waiting atomic.Int32 // restores in progress
+}
+
+func (l *liveness) beat() { l.last.Store(time.Now().UnixNano()) }
+
+// check fails when the session holds partitions (assigned is the readiness flag: an assignment
+// with restored state) and its loop has not turned for timeout.
+func (l *liveness) check(assigned bool, timeout time.Duration) error {
+	if !assigned || l.waiting.Load() > 0 {
+		return nil
+	}
+	if since := time.Since(time.Unix(0, l.last.Load())); since > timeout {
+		return fmt.Errorf("the session holds partitions and has made no progress for %s (polling, dispatching and committing are stuck)", since.Round(time.Second))
+	}
+	return nil
+}
+
 func closedWith(err error) <-chan error {
 	ch := make(chan error, 1)
 	ch <- err
@@ -110,6 +133,14 @@ func Run(ctx context.Context, cfgPath string, opts ...Option) error {
 	}
 	m := newMetrics(o.registry)
 	var ready atomic.Bool
+	live := &liveness{}
+	livenessTimeout := o.livenessTimeout
+	if livenessTimeout == 0 {
+		livenessTimeout = cfg.Runtime.LivenessTimeout.Duration
+	}
+	if livenessTimeout == 0 {
+		livenessTimeout = config.DefaultLivenessTimeout
+	}
 
 	// work outlives ctx by the shutdown timeout so the last interval can commit. When the
 	// timeout passes, expired closes and work is cancelled: the session aborts its transaction
@@ -145,7 +176,8 @@ func Run(ctx context.Context, cfgPath string, opts ...Option) error {
 			return false
 		}
 	}
-	// end waits for a session to return and then closes it, both bounded.
+	// end waits for a session to return and then closes it, both bounded. The pod is going away
+	// when ctx ended or the function stopped: then the session leaves the group for good.
 	end := func(s *session, done <-chan error) (error, bool) {
 		var err error
 		returned := make(chan struct{})
@@ -155,7 +187,10 @@ func Run(ctx context.Context, cfgPath string, opts ...Option) error {
 			return nil, false
 		}
 		closed := make(chan struct{})
-		go func() { s.close(); close(closed) }()
+		go func() {
+			s.close(ctx.Err() != nil || errors.Is(err, errFunctionStopped))
+			close(closed)
+		}()
 		if !bounded(closed) {
 			o.log.Error("closing the session did not finish after the shutdown timeout; exiting without waiting for it", "grace", abortGrace)
 			return err, false
@@ -171,7 +206,7 @@ func Run(ctx context.Context, cfgPath string, opts ...Option) error {
 					return errors.New("no assignment with restored state yet")
 				}
 				return nil
-			}, o.onMetrics)
+			}, func() error { return live.check(ready.Load(), livenessTimeout) }, o.onMetrics)
 			if err != nil {
 				errc <- err
 			}
@@ -190,6 +225,7 @@ func Run(ctx context.Context, cfgPath string, opts ...Option) error {
 	for {
 		stop := make(chan struct{})
 		s := newSession(cfg, ord, identity, &o, m, &ready)
+		s.live = live
 		done := make(chan error, 1)
 		started := time.Now()
 		go func() { done <- s.run(work, stop) }()
@@ -217,7 +253,8 @@ func Run(ctx context.Context, cfgPath string, opts ...Option) error {
 			m.sessions.WithLabelValues("shutdown").Inc()
 			return fmt.Errorf("%w (%s): the last interval was aborted, not committed; its records are processed again by the next session", ErrShutdownTimeout, o.shutdownTimeout)
 		}
-		if errors.Is(sessErr, errStopped) {
+		functionStopped := errors.Is(sessErr, errFunctionStopped)
+		if errors.Is(sessErr, errStopped) || functionStopped {
 			sessErr = nil
 		}
 		if o.hooks.OnSessionEnd != nil {
@@ -227,6 +264,16 @@ func Run(ctx context.Context, cfgPath string, opts ...Option) error {
 			m.sessions.WithLabelValues("shutdown").Inc()
 			o.log.Info("I/O sidecar stopped", "err", sessErr)
 			return nil
+		}
+		if functionStopped {
+			// The pod is most likely being deleted (the kubelet signals the function first and
+			// this sidecar once the function has exited), or the function container restarts.
+			// Either way the interval is committed and the group left; the next session waits
+			// for a function to serve again, holding no partitions.
+			m.sessions.WithLabelValues("function_stopped").Inc()
+			o.log.Info("session closed because the function is stopping; waiting for a function to serve")
+			backoff = time.Second
+			continue
 		}
 		if next != nil {
 			m.sessions.WithLabelValues("reconfigured").Inc()

@@ -15,7 +15,9 @@ import (
 	"github.com/millrace-dev/millrace/executor-runtime/internal/wirecodec"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -41,6 +43,10 @@ const maxMessageBytes = 64 << 20
 // errStopped ends a session that was asked to stop (shutdown or configuration change).
 var errStopped = errors.New("session stopped")
 
+// errFunctionStopped ends a session whose function said it is stopping (ProcessResponse.stopping):
+// the interval was drained and committed, and the next session waits for a function to serve.
+var errFunctionStopped = errors.New("the function is stopping")
+
 // session is one life of the data plane: a Kafka client in the entity's group, a stream to the
 // function and a session of the state sidecar. Any failure of one of them ends the session
 // without committing; Run starts a new one, which resumes from the last commit. That is the
@@ -53,9 +59,14 @@ type session struct {
 	log      *slog.Logger
 	m        *metrics
 	ready    *atomic.Bool
+	live     *liveness
 
 	cl  *kgo.Client
 	txn *kgo.GroupTransactSession // nil under AtLeastOnce
+	// instanceID is the static member id of a classic Group-mode member, empty otherwise.
+	instanceID string
+	// kafkaBase are the connection options, for the short-lived admin client of close.
+	kafkaBase []kgo.Opt
 
 	fnConn *grpc.ClientConn
 	fn     functionv1.Function_ProcessClient
@@ -81,7 +92,9 @@ type session struct {
 	nextID  uint64
 	notify  chan struct{}
 	broken  chan struct{}
-	fail    atomic.Pointer[error]
+	// fnStopping closes when the function says it is stopping.
+	fnStopping chan struct{}
+	fail       atomic.Pointer[error]
 	// produced is s.promise, bound once rather than per record.
 	produced func(*kgo.Record, error)
 	// outCounts counts a batch's outputs per topic, for one metric update per batch; outputs to
@@ -126,12 +139,13 @@ func newSession(cfg *config.Executor, ordinal int, identity string, o *options, 
 		log:      o.log.With("entity", cfg.Entity, "ordinal", ordinal),
 		streamOf: map[string]string{}, dlqOf: map[string]string{}, topicOf: map[string]string{},
 		assigned: map[string][]int32{}, synced: map[int32]bool{},
-		sem:       make(chan struct{}, cfg.Runtime.MaxInFlightBatches),
-		batches:   map[uint64]*sentBatch{},
-		notify:    make(chan struct{}, 1),
-		broken:    make(chan struct{}),
-		outCounts: map[string]int{},
-		inCounter: map[string]prometheus.Counter{}, outCounter: map[string]prometheus.Counter{},
+		sem:        make(chan struct{}, cfg.Runtime.MaxInFlightBatches),
+		batches:    map[uint64]*sentBatch{},
+		notify:     make(chan struct{}, 1),
+		broken:     make(chan struct{}),
+		fnStopping: make(chan struct{}),
+		outCounts:  map[string]int{},
+		inCounter:  map[string]prometheus.Counter{}, outCounter: map[string]prometheus.Counter{},
 	}
 	s.produced = s.promise
 	for _, in := range cfg.Inputs {
@@ -165,6 +179,7 @@ func (s *session) kafkaOptions(ctx context.Context) ([]kgo.Opt, error) {
 	if err != nil {
 		return nil, err
 	}
+	s.kafkaBase = base
 	topics := make([]string, 0, len(s.cfg.Inputs))
 	for _, in := range s.cfg.Inputs {
 		topics = append(topics, in.Topic)
@@ -196,15 +211,26 @@ func (s *session) kafkaOptions(ctx context.Context) ([]kgo.Opt, error) {
 		kgo.OnPartitionsRevoked(s.onRevoked),
 		kgo.OnPartitionsLost(s.onRevoked),
 	)
-	// Static membership (KIP-345) in the classic protocol: a restarted pod rejoins under its
-	// StatefulSet identity and takes its partitions back at once, instead of waiting out the
-	// session timeout of its dead predecessor, and a duplicate of the same ordinal is fenced.
+	// Static membership (KIP-345) in the classic protocol of Group mode: a restarted pod rejoins
+	// under its StatefulSet identity and takes its partitions back at once, instead of waiting
+	// out the session timeout of its dead predecessor. Such a member does not leave the group
+	// when its client closes, so close leaves explicitly when the pod stops (see close).
 	// Not with KIP-848, where a member that died without leaving holds its instance id until
 	// the broker's group.consumer.session.timeout.ms, so a restarted pod could not rejoin.
-	staticMember := kgo.InstanceID(s.cfg.GroupID + "-" + s.identity)
+	// Not in Static mode either: a static member that rejoins a stable group gets its previous
+	// assignment back without a rebalance, and a rejoining static leader is told to skip the
+	// assignment, so a new map would never be applied. Static pods are dynamic members: every
+	// new session (a reload with a new map) leaves and joins, which is a rebalance in which the
+	// leader applies the newest map.
+	sessionTimeout := s.cfg.Runtime.SessionTimeout.Duration
+	if sessionTimeout == 0 {
+		sessionTimeout = config.DefaultClassicSessionTimeout
+	}
+	classic := []kgo.Opt{kgo.SessionTimeout(sessionTimeout), kgo.HeartbeatInterval(min(3*time.Second, sessionTimeout/3))}
 	switch s.cfg.Assignment.Mode {
 	case config.StaticAssignment:
-		opts = append(opts, kgo.Balancers(newStaticBalancer(s.ordinal, s.cfg.Assignment)), staticMember)
+		opts = append(opts, kgo.Balancers(newStaticBalancer(s.ordinal, s.cfg.Assignment)))
+		opts = append(opts, classic...)
 	default:
 		use848 := s.cfg.Runtime.GroupProtocol == config.GroupProtocolConsumer
 		if s.cfg.Runtime.GroupProtocol == "" {
@@ -212,8 +238,13 @@ func (s *session) kafkaOptions(ctx context.Context) ([]kgo.Opt, error) {
 		}
 		if use848 {
 			opts = append(opts, kgo.Balancers(kgo.StickyBalancer()), kgo.ServerSideBalancer())
+			if d := s.cfg.Runtime.SessionTimeout.Duration; d > 0 {
+				requestGroupSessionTimeout(ctx, base, s.cfg.GroupID, d, s.log)
+			}
 		} else {
-			opts = append(opts, kgo.Balancers(kgo.CooperativeStickyBalancer()), staticMember)
+			s.instanceID = s.cfg.GroupID + "-" + s.identity
+			opts = append(opts, kgo.Balancers(kgo.CooperativeStickyBalancer()), kgo.InstanceID(s.instanceID))
+			opts = append(opts, classic...)
 		}
 		s.log.Info("group protocol", "kip848", use848)
 	}
@@ -225,6 +256,43 @@ func (s *session) kafkaOptions(ctx context.Context) ([]kgo.Opt, error) {
 		)
 	}
 	return opts, nil
+}
+
+// requestGroupSessionTimeout asks the broker to use d as the KIP-848 session timeout of group
+// (the group config consumer.session.timeout.ms). The broker accepts it only within its
+// group.consumer.min.session.timeout.ms..group.consumer.max.session.timeout.ms (45 s..60 s by
+// default) and only from a principal allowed to alter the group's configs; otherwise the
+// broker's group.consumer.session.timeout.ms stays in force, which is logged, not fatal.
+func requestGroupSessionTimeout(ctx context.Context, base []kgo.Opt, group string, d time.Duration, log *slog.Logger) {
+	cl, err := kgo.NewClient(base...)
+	if err != nil {
+		return
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	req := kmsg.NewPtrIncrementalAlterConfigsRequest()
+	res := kmsg.NewIncrementalAlterConfigsRequestResource()
+	res.ResourceType = kmsg.ConfigResourceTypeGroupConfig
+	res.ResourceName = group
+	c := kmsg.NewIncrementalAlterConfigsRequestResourceConfig()
+	c.Name = "consumer.session.timeout.ms"
+	c.Op = kmsg.IncrementalAlterConfigOpSet
+	c.Value = kmsg.StringPtr(strconv.FormatInt(d.Milliseconds(), 10))
+	res.Configs = append(res.Configs, c)
+	req.Resources = append(req.Resources, res)
+	resp, err := req.RequestWith(ctx, cl)
+	if err == nil && len(resp.Resources) > 0 {
+		err = kerr.ErrorForCode(resp.Resources[0].ErrorCode)
+		if err != nil && resp.Resources[0].ErrorMessage != nil {
+			err = fmt.Errorf("%w: %s", err, *resp.Resources[0].ErrorMessage)
+		}
+	}
+	if err != nil {
+		log.Warn("the broker did not take runtime.sessionTimeout as the group's consumer.session.timeout.ms; its group.consumer.session.timeout.ms applies (see group.consumer.min/max.session.timeout.ms)", "sessionTimeout", d, "err", err)
+		return
+	}
+	log.Info("group session timeout set", "consumer.session.timeout.ms", d.Milliseconds())
 }
 
 // brokersSupportKIP848 reports whether every broker serves ConsumerGroupHeartbeat v1 (Kafka 4.0).
@@ -296,6 +364,8 @@ func (s *session) syncAssignment(ctx context.Context) error {
 	s.amu.Unlock()
 	if s.st != nil {
 		list := slices.Sorted(maps.Keys(parts))
+		s.live.waiting.Add(1)
+		defer s.live.waiting.Add(-1)
 		if _, err := s.st.Assign(ctx, &statev1.AssignRequest{Session: s.stSess, Partitions: list}, grpc.WaitForReady(true)); err != nil {
 			return fmt.Errorf("assign partitions %v to the state sidecar: %w", list, err)
 		}
@@ -304,6 +374,7 @@ func (s *session) syncAssignment(ctx context.Context) error {
 	for _, in := range s.cfg.Inputs {
 		s.m.assigned.WithLabelValues(in.Topic).Set(float64(len(snapshot[in.Topic])))
 	}
+	s.live.beat()
 	s.ready.Store(true)
 	s.log.Info("assignment", "partitions", snapshot)
 	if s.o.hooks.OnAssigned != nil {
@@ -312,45 +383,18 @@ func (s *session) syncAssignment(ctx context.Context) error {
 	return nil
 }
 
-// open connects the session's three parties. Under ExactlyOnce the producer id is initialised
-// first, which fences a predecessor with the same transactional id and aborts its open
-// transaction, so that the state restore that follows sees only committed changelog writes.
+// open connects the session's three parties. The function comes first: a session that waits
+// for its function (one that said it is stopping, or is restarting) holds no partitions, so
+// they move to the other pods meanwhile. Under ExactlyOnce the producer id is initialised
+// before the state session begins, which fences a predecessor with the same transactional id
+// and aborts its open transaction, so that the state restore that follows sees only committed
+// changelog writes.
 func (s *session) open(ctx context.Context) error {
-	opts, err := s.kafkaOptions(ctx)
-	if err != nil {
-		return err
-	}
-	if s.cfg.Guarantee == config.ExactlyOnce {
-		s.txn, err = kgo.NewGroupTransactSession(opts...)
-		if err != nil {
-			return fmt.Errorf("kafka client: %w", err)
-		}
-		s.cl = s.txn.Client()
-		if _, _, err := s.cl.ProducerID(ctx); err != nil {
-			return fmt.Errorf("initialize transactional producer: %w", err)
-		}
-	} else {
-		s.cl, err = kgo.NewClient(opts...)
-		if err != nil {
-			return fmt.Errorf("kafka client: %w", err)
-		}
-	}
 	dial := append(wirecodec.DialOptions(),
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxMessageBytes), grpc.MaxCallSendMsgSize(maxMessageBytes)),
 	)
-	if s.cfg.State != nil {
-		s.stConn, err = grpc.NewClient("unix://"+s.o.stateSocket, dial...)
-		if err != nil {
-			return fmt.Errorf("connect to state sidecar: %w", err)
-		}
-		s.st = statev1.NewStateClient(s.stConn)
-		res, err := s.st.Begin(ctx, &statev1.BeginRequest{}, grpc.WaitForReady(true))
-		if err != nil {
-			return fmt.Errorf("begin state session: %w", err)
-		}
-		s.stSess = res.GetSession()
-	}
+	var err error
 	s.fnConn, err = grpc.NewClient("unix://"+s.o.functionSocket, dial...)
 	if err != nil {
 		return fmt.Errorf("connect to function: %w", err)
@@ -383,15 +427,54 @@ func (s *session) open(ctx context.Context) error {
 	if res.GetOpened() == nil {
 		return errors.New("function answered Open with something other than Opened")
 	}
-	s.log.Info("session open", "function_sdk", res.GetOpened().GetSdk(), "guarantee", s.cfg.Guarantee, "mode", s.cfg.Assignment.Mode)
+	sdkName := res.GetOpened().GetSdk()
+
+	opts, err := s.kafkaOptions(ctx)
+	if err != nil {
+		return err
+	}
+	if s.cfg.Guarantee == config.ExactlyOnce {
+		s.txn, err = kgo.NewGroupTransactSession(opts...)
+		if err != nil {
+			return fmt.Errorf("kafka client: %w", err)
+		}
+		s.cl = s.txn.Client()
+		if _, _, err := s.cl.ProducerID(ctx); err != nil {
+			return fmt.Errorf("initialize transactional producer: %w", err)
+		}
+	} else {
+		s.cl, err = kgo.NewClient(opts...)
+		if err != nil {
+			return fmt.Errorf("kafka client: %w", err)
+		}
+	}
+	if s.cfg.State != nil {
+		s.stConn, err = grpc.NewClient("unix://"+s.o.stateSocket, dial...)
+		if err != nil {
+			return fmt.Errorf("connect to state sidecar: %w", err)
+		}
+		s.st = statev1.NewStateClient(s.stConn)
+		res, err := s.st.Begin(ctx, &statev1.BeginRequest{}, grpc.WaitForReady(true))
+		if err != nil {
+			return fmt.Errorf("begin state session: %w", err)
+		}
+		s.stSess = res.GetSession()
+	}
+	s.log.Info("session open", "function_sdk", sdkName, "guarantee", s.cfg.Guarantee, "mode", s.cfg.Assignment.Mode)
 	return nil
 }
 
-func (s *session) close() {
+// close ends the session. Closing the client leaves the group, except for a classic static
+// member (Group mode), which the broker keeps until its session timeout so that a restart
+// takes its partitions back without a rebalance. leave says the pod is going away (shutdown,
+// or its function stopped): then the static member is removed too, so that its partitions move
+// to the other pods at once rather than after the session timeout.
+func (s *session) close(leave bool) {
 	if s.cl != nil {
-		// Leaving the group now, rather than after a session timeout, hands the partitions to
-		// the other pods at once.
 		s.cl.CloseAllowingRebalance()
+		if leave && s.instanceID != "" {
+			s.leaveStatic()
+		}
 	}
 	if s.fn != nil {
 		_ = s.fn.CloseSend()
@@ -402,6 +485,27 @@ func (s *session) close() {
 	if s.stConn != nil {
 		s.stConn.Close()
 	}
+}
+
+// leaveStatic removes the session's static member from the group, with a client of its own:
+// the session's client is closed, so nothing rejoins under the instance id meanwhile.
+func (s *session) leaveStatic() {
+	cl, err := kgo.NewClient(s.kafkaBase...)
+	if err != nil {
+		return
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), abortTimeout)
+	defer cancel()
+	res, err := kadm.NewClient(cl).LeaveGroup(ctx, kadm.LeaveGroup(s.cfg.GroupID).InstanceIDs(s.instanceID).Reason("millrace pod stopping"))
+	if err == nil {
+		err = res.Error()
+	}
+	if err != nil {
+		s.log.Warn("leave the group; the partitions move after the session timeout instead", "instance", s.instanceID, "err", err)
+		return
+	}
+	s.log.Info("left the group", "instance", s.instanceID)
 }
 
 // run processes until stop is closed (then it finishes the current interval, commits and
@@ -436,10 +540,19 @@ func (s *session) run(ctx context.Context, stop <-chan struct{}) error {
 	go func() {
 		select {
 		case <-stop:
-			cancelStopping()
+		case <-s.fnStopping:
 		case <-stopping.Done():
 		}
+		cancelStopping()
 	}()
+	// stopped says why the session stops: the function's notice ends it with errFunctionStopped
+	// (unless Run also asked it to stop).
+	stopped := func() error {
+		if isClosed(s.fnStopping) && !isClosed(stop) {
+			return errFunctionStopped
+		}
+		return errStopped
+	}
 	go s.receive(ctx)
 	for {
 		if err := s.interval(ctx, stopping); err != nil {
@@ -447,12 +560,12 @@ func (s *session) run(ctx context.Context, stop <-chan struct{}) error {
 				// Asked to stop while waiting: the interval was aborted, which is a stop, not a
 				// failure of the session.
 				s.log.Info("interval aborted while stopping", "err", err)
-				return errStopped
+				return stopped()
 			}
 			return err
 		}
 		if stopping.Err() != nil {
-			return errStopped
+			return stopped()
 		}
 	}
 }
@@ -474,6 +587,7 @@ func (s *session) interval(ctx, stopping context.Context) error {
 		pollCtx, cancel := context.WithDeadline(stopping, deadline)
 		fetches := s.cl.PollRecords(pollCtx, int(s.cfg.Runtime.MaxBatchRecords*s.cfg.Runtime.MaxInFlightBatches))
 		cancel()
+		s.live.beat()
 		if err := s.failure(); err != nil {
 			return s.abort(ctx, err)
 		}
@@ -600,7 +714,14 @@ func (s *session) receive(ctx context.Context) {
 		}
 		r := res.GetResult()
 		if r == nil {
-			s.setFail(errors.New("function sent something other than a BatchResult"))
+			if res.GetStopping() != nil {
+				if !isClosed(s.fnStopping) {
+					s.log.Info("the function is stopping; committing the interval and closing the session")
+					close(s.fnStopping)
+				}
+				continue
+			}
+			s.setFail(errors.New("function sent something other than a BatchResult or Stopping"))
 			return
 		}
 		s.bmu.Lock()
@@ -789,7 +910,18 @@ func (s *session) commit(ctx context.Context, polled int) error {
 		return s.abort(ctx, err)
 	}
 	if s.txn != nil {
-		committed, err := s.txn.End(ctx, kgo.TryCommit)
+		// End is bounded: when the group has dropped this member (its session expired while the
+		// process was frozen, or the broker fenced it), End waits for a forced heartbeat that the
+		// stopped heartbeat loop never takes, or for the revoke that BlockRebalanceOnPoll holds
+		// back until End returns, and would wait forever (issue 10: sidecars that stopped
+		// heartbeating and committing). Past the bound the transaction is not committed and the
+		// session ends; the next one resolves the transaction when it initialises its producer.
+		endCtx, cancel := context.WithTimeout(ctx, state.TransactionTimeout(s.cfg))
+		committed, err := s.txn.End(endCtx, kgo.TryCommit)
+		if err == nil && endCtx.Err() != nil && ctx.Err() == nil {
+			err = fmt.Errorf("no outcome within %s: %w", state.TransactionTimeout(s.cfg), endCtx.Err())
+		}
+		cancel()
 		if err != nil {
 			// The outcome is unknown; the state sidecar keeps the flush in doubt and the next
 			// session restores from the changelog.

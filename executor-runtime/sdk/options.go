@@ -25,13 +25,22 @@ type options struct {
 	logger      *slog.Logger
 	hooks       Hooks
 	userConfig  map[string]string
+	// shutdownTimeout bounds how long Serve waits, after its context ended, for the I/O sidecar
+	// to commit and close its session.
+	shutdownTimeout time.Duration
 }
+
+// DefaultShutdownTimeout is how long Serve waits after SIGTERM for the I/O sidecar to close its
+// session: the sidecar's own drain bound (20 s), inside Kubernetes' default 30 s grace period.
+const DefaultShutdownTimeout = 20 * time.Second
 
 func newOptions(opts []Option) options {
 	o := options{
 		socket:      os.Getenv(EnvFunctionSocket),
 		stateSocket: os.Getenv(EnvStateSocket),
 		logger:      slog.Default(),
+
+		shutdownTimeout: DefaultShutdownTimeout,
 	}
 	if o.socket == "" {
 		o.socket = DefaultSocket
@@ -49,6 +58,11 @@ func WithSocket(path string) Option { return func(o *options) { o.socket = path 
 // WithStateSocket sets the path of the state sidecar's socket. By default it is the file the I/O
 // sidecar names, in the directory of the function socket.
 func WithStateSocket(path string) Option { return func(o *options) { o.stateSocket = path } }
+
+// WithShutdownTimeout bounds how long Serve keeps serving, after its context ended, for the I/O
+// sidecar to commit and close its session (default DefaultShutdownTimeout). Past it, Serve stops
+// hard and returns ErrShutdownTimeout.
+func WithShutdownTimeout(d time.Duration) Option { return func(o *options) { o.shutdownTimeout = d } }
 
 // WithLogger sets the logger; the default is slog.Default().
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }

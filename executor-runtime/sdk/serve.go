@@ -64,7 +64,7 @@ func Serve(ctx context.Context, h Handler, opts ...Option) error {
 		return fmt.Errorf("listen on %s: %w", o.socket, err)
 	}
 	srv := grpc.NewServer(append(wirecodec.ServerOptions(), grpc.MaxRecvMsgSize(MaxMessageBytes), grpc.MaxSendMsgSize(MaxMessageBytes))...)
-	fs := &functionServer{handler: h, opts: o}
+	fs := &functionServer{handler: h, opts: o, stopping: make(chan struct{})}
 	defer fs.close()
 	functionv1.RegisterFunctionServer(srv, fs)
 	o.logger.Info("function serving", "socket", o.socket)
@@ -74,24 +74,37 @@ func Serve(ctx context.Context, h Handler, opts ...Option) error {
 	case err := <-errc:
 		return fmt.Errorf("serve function: %w", err)
 	case <-ctx.Done():
-		// Keep serving the open session while the I/O sidecar drains (it closes the stream when
-		// it is done), but not past the pod's grace period.
+		// In a pod the kubelet signals the function first and the I/O sidecar only after the
+		// function has exited, so the function must not wait for the sidecar to stop: it tells
+		// every open session that it is stopping, keeps answering the batches already sent, and
+		// the sidecar commits and closes the stream, which ends GracefulStop.
+		o.logger.Info("function stopping; asking the I/O sidecar to commit and close the session")
+		close(fs.stopping)
 		stopped := make(chan struct{})
 		go func() { srv.GracefulStop(); close(stopped) }()
 		select {
 		case <-stopped:
-		case <-time.After(25 * time.Second):
-			o.logger.Error("hard stop: the I/O sidecar did not end the session within 25s of SIGTERM; cutting it off")
+			o.logger.Info("function stopped")
+			return nil
+		case <-time.After(o.shutdownTimeout):
 			srv.Stop()
+			o.logger.Error("the I/O sidecar did not close its session in time; stopping hard", "timeout", o.shutdownTimeout)
+			return fmt.Errorf("%w (%s)", ErrShutdownTimeout, o.shutdownTimeout)
 		}
-		return nil
 	}
 }
+
+// ErrShutdownTimeout is returned by Serve when the I/O sidecar did not close its session within
+// the shutdown timeout after ctx ended: the session was cut off, and the sidecar redoes its
+// uncommitted interval.
+var ErrShutdownTimeout = errors.New("the I/O sidecar did not close its session within the shutdown timeout")
 
 type functionServer struct {
 	functionv1.UnimplementedFunctionServer
 	handler Handler
 	opts    options
+	// stopping closes when Serve's context ends: every session then tells the sidecar.
+	stopping chan struct{}
 
 	mu    sync.Mutex
 	conns map[string]*grpc.ClientConn
@@ -160,6 +173,23 @@ func (s *functionServer) Process(stream functionv1.Function_ProcessServer) error
 	if err := stream.Send(&functionv1.ProcessResponse{Response: &functionv1.ProcessResponse_Opened{Opened: &functionv1.Opened{ProtocolVersion: ProtocolVersion, Sdk: sdkName}}}); err != nil {
 		return err
 	}
+	// Results and the stopping notice are sent from two goroutines; a gRPC stream allows one
+	// sender at a time.
+	var sendMu sync.Mutex
+	send := func(m *functionv1.ProcessResponse) error {
+		sendMu.Lock()
+		defer sendMu.Unlock()
+		return stream.Send(m)
+	}
+	go func() {
+		select {
+		case <-s.stopping:
+			if err := send(&functionv1.ProcessResponse{Response: &functionv1.ProcessResponse_Stopping{Stopping: &functionv1.Stopping{}}}); err == nil {
+				s.opts.logger.Info("told the I/O sidecar that the function is stopping")
+			}
+		case <-ctx.Done():
+		}
+	}()
 	e := newEngine(s.handler, s.opts.hooks, st, info)
 	// Send marshals each result before the next batch is processed.
 	e.reuse = true
@@ -183,7 +213,7 @@ func (s *functionServer) Process(stream functionv1.Function_ProcessServer) error
 		if err != nil {
 			return status.Error(codes.Aborted, err.Error())
 		}
-		if err := stream.Send(&functionv1.ProcessResponse{Response: &functionv1.ProcessResponse_Result{Result: res}}); err != nil {
+		if err := send(&functionv1.ProcessResponse{Response: &functionv1.ProcessResponse_Result{Result: res}}); err != nil {
 			return err
 		}
 	}

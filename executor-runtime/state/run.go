@@ -144,7 +144,7 @@ func Run(ctx context.Context, cfgPath string, opts ...Option) error {
 					return errors.New("state not restored yet")
 				}
 				return nil
-			}, o.onMetrics)
+			}, nil, o.onMetrics)
 		}()
 	}
 	log.Info("state sidecar serving", "socket", o.socket, "backend", cfg.State.Backend, "changelog", cfg.State.ChangelogTopic)

@@ -13,12 +13,21 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
-// Serve listens on addr until ctx ends. ready decides /readyz; /healthz answers while the process
-// serves at all. It returns the bound address through bound (useful with port 0).
-func Serve(ctx context.Context, addr string, reg *prometheus.Registry, ready func() error, bound func(net.Addr)) error {
+// Serve listens on addr until ctx ends. ready decides /readyz and live decides /healthz (the
+// liveness probe; nil: healthy while the process serves at all). It returns the bound address
+// through bound (useful with port 0).
+func Serve(ctx context.Context, addr string, reg *prometheus.Registry, ready, live func() error, bound func(net.Addr)) error {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		if live != nil {
+			if err := live(); err != nil {
+				http.Error(w, err.Error(), http.StatusServiceUnavailable)
+				return
+			}
+		}
+		fmt.Fprintln(w, "ok")
+	})
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
 		if err := ready(); err != nil {
 			http.Error(w, err.Error(), http.StatusServiceUnavailable)
