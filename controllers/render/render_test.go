@@ -4,10 +4,12 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	kedav1alpha1 "github.com/kedacore/keda/v2/apis/keda/v1alpha1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
 
 	"github.com/millrace-dev/millrace/apis/streaming/v1alpha1"
 	"github.com/millrace-dev/millrace/apis/strimzi"
@@ -276,6 +278,37 @@ func TestKafkaTopicNamesDoNotCollide(t *testing.T) {
 					}
 					seen[kt.Name] = true
 				}
+			}
+		})
+	}
+}
+
+// TestCooldownPeriodAsWritten decodes the autoscaling block as a user writes it (and as the
+// operator reads it from the API server): an explicit cooldownPeriod of 0 must reach the
+// ScaledObject as 0, not turn into the default of 120.
+func TestCooldownPeriodAsWritten(t *testing.T) {
+	cases := map[string]struct {
+		reason string
+		yaml   string
+		want   int32
+	}{
+		"Zero":    {"An explicit 0 scales to zero at once.", `{"maxReplicas": 1, "cooldownPeriod": 0}`, 0},
+		"Omitted": {"An omitted field takes the CRD default.", `{"maxReplicas": 1}`, defaultCooldownPeriod},
+		"Set":     {"A value is kept.", `{"maxReplicas": 1, "cooldownPeriod": 30}`, 30},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			var a v1alpha1.AutoscalingSpec
+			if err := yaml.UnmarshalStrict([]byte(tc.yaml), &a); err != nil {
+				t.Fatal(err)
+			}
+			p := minimal(onEntity("handle", func(e *v1alpha1.Entity) { e.Replicas = nil; e.Autoscaling = &a }))
+			so := find[*kedav1alpha1.ScaledObject](mustRender(t, p, newFacts(withKEDA())), ScaledObjectName(p, "handle"))
+			if so == nil {
+				t.Fatal("no ScaledObject rendered")
+			}
+			if diff := cmp.Diff(ptr.To(tc.want), so.Spec.CooldownPeriod); diff != "" {
+				t.Errorf("%s\nspec.cooldownPeriod: -want, +got:\n%s", tc.reason, diff)
 			}
 		})
 	}

@@ -66,7 +66,9 @@ func invalidMessage(p *v1alpha1.Pipeline, errs field.ErrorList) string {
 // checked reads the Pipelines and validates each, printing the errors of invalid ones to errOut.
 // It returns the valid Pipelines, defaulted as the API server stores them, and whether all were
 // valid.
-func checked(cmd *cobra.Command, f *fileFlags, old *v1alpha1.Pipeline, streams IO) ([]manifest.Document, bool, error) {
+// Each Pipeline is checked as written, not after a Go round trip that drops zero values
+// (partitions: 0 is rejected by the API server, and so here).
+func checked(cmd *cobra.Command, f *fileFlags, old *manifest.Document, streams IO) ([]manifest.Document, bool, error) {
 	docs, err := manifest.Read(f.files, streams.In, f.namespace)
 	if err != nil {
 		return nil, false, err
@@ -74,7 +76,11 @@ func checked(cmd *cobra.Command, f *fileFlags, old *v1alpha1.Pipeline, streams I
 	ok := true
 	var valid []manifest.Document
 	for _, d := range docs {
-		if errs := validate.Pipeline(cmd.Context(), d.Pipeline, old); len(errs) > 0 {
+		var oldObj map[string]any
+		if old != nil {
+			oldObj = old.Object
+		}
+		if errs := validate.Object(cmd.Context(), d.Object, oldObj); len(errs) > 0 {
 			fmt.Fprintf(streams.ErrOut, "%s: %s", d.Source, invalidMessage(d.Pipeline, errs))
 			ok = false
 			continue
@@ -104,12 +110,13 @@ over a stored Pipeline (partitions never decrease, topicName never changes).`,
   millrace validate -f new.yaml --old deployed.yaml`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var old *v1alpha1.Pipeline
+			var old *manifest.Document
 			if oldFile != "" {
-				var err error
-				if old, err = manifest.ReadOne(oldFile, streams.In, f.namespace); err != nil {
+				d, err := manifest.ReadOneDocument(oldFile, streams.In, f.namespace)
+				if err != nil {
 					return err
 				}
+				old = &d
 			}
 			valid, ok, err := checked(cmd, &f, old, streams)
 			if err != nil {
