@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+	appsv1 "k8s.io/api/apps/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -215,4 +217,42 @@ func metricValue(m prometheus.Metric) float64 {
 		return c.GetValue()
 	}
 	return out.GetGauge().GetValue()
+}
+
+// TestRolloutWaitsForOldPods: after a change of the pod template the StatefulSet controller
+// observes the new generation at once, while pods of the old revision still run. The executors
+// are ready only once every pod runs the update revision, as `kubectl rollout status` decides.
+func TestRolloutWaitsForOldPods(t *testing.T) {
+	e := envV1
+	ns := e.namespace(t)
+	e.startOperator(t, ns)
+	p := e.converged(t, e.create(t, newPipeline(ns, withReplicas("split", 3))))
+	e.markTopicsReady(t, p)
+	e.markExecutorsReady(t, p)
+	p = e.wantCondition(t, p, v1alpha1.ConditionExecutorsReady, metav1.ConditionTrue, v1alpha1.ReasonReconciled)
+
+	// The rollout as the StatefulSet controller reports it midway: new generation observed, all
+	// three pods ready, one of them already on the new revision.
+	setStatus := func(updated int32, current string) {
+		eventually(t, "set split's rollout status", func() error {
+			sts, err := e.statefulSet(p, "split")
+			if err != nil {
+				return err
+			}
+			sts.Status = appsv1.StatefulSetStatus{
+				ObservedGeneration: sts.Generation, Replicas: 3, ReadyReplicas: 3, AvailableReplicas: 3,
+				CurrentReplicas: 3 - updated, UpdatedReplicas: updated, CurrentRevision: current, UpdateRevision: "split-new",
+			}
+			return e.client.Status().Update(context.Background(), sts)
+		})
+	}
+	setStatus(1, "split-old")
+	p = e.wantCondition(t, p, v1alpha1.ConditionExecutorsReady, metav1.ConditionFalse, v1alpha1.ReasonExecutorsPending)
+	if c := condOf(p, v1alpha1.ConditionExecutorsReady); !strings.Contains(c.Message, "split (rolling out: 1/3 updated)") {
+		t.Errorf("ExecutorsReady message %q does not say split is rolling out", c.Message)
+	}
+
+	// The controller finished: every pod on the new revision.
+	setStatus(3, "split-new")
+	e.wantCondition(t, p, v1alpha1.ConditionExecutorsReady, metav1.ConditionTrue, v1alpha1.ReasonReconciled)
 }
