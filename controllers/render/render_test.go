@@ -1,6 +1,8 @@
 package render
 
 import (
+	"os"
+	"regexp"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -311,5 +313,30 @@ func TestCooldownPeriodAsWritten(t *testing.T) {
 				t.Errorf("%s\nspec.cooldownPeriod: -want, +got:\n%s", tc.reason, diff)
 			}
 		})
+	}
+}
+
+// TestDefaultImagesAreReleased: the default sidecar images are the ones the Makefile builds and
+// the bundle references for this version.
+func TestDefaultImagesAreReleased(t *testing.T) {
+	mk, err := os.ReadFile("../../Makefile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	vars := map[string]string{}
+	for _, m := range regexp.MustCompile(`(?m)^([A-Z_]+) \?= (\S+)$`).FindAllStringSubmatch(string(mk), -1) {
+		vars[m[1]] = m[2]
+	}
+	registry, version := vars["IMAGE_REGISTRY"], vars["VERSION"]
+	if registry == "" || version == "" {
+		t.Fatalf("the Makefile sets no IMAGE_REGISTRY or VERSION: %v", vars)
+	}
+	for got, want := range map[string]string{
+		DefaultIOSidecarImage:    registry + "/millrace-io:v" + version,
+		DefaultStateSidecarImage: registry + "/millrace-state:v" + version,
+	} {
+		if got != want {
+			t.Errorf("default image %s, want %s (what make docker-build builds)", got, want)
+		}
 	}
 }
