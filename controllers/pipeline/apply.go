@@ -55,6 +55,7 @@ func (r *Reconciler) apply(ctx context.Context, s *scope) error {
 	desired := map[schema.GroupVersionKind]map[string]bool{}
 	var todo []*unstructured.Unstructured
 	var errs []error
+	inputsReady := inputsReadyOf(s)
 	for _, obj := range s.desired.Objects {
 		u, err := applied(obj)
 		if err != nil {
@@ -66,7 +67,14 @@ func (r *Reconciler) apply(ctx context.Context, s *scope) error {
 			desired[gvk] = map[string]bool{}
 		}
 		desired[gvk][u.GetName()] = true
-		if live := s.child(gvk, u.GetName()); live == nil || !upToDate(u, live) {
+		live := s.child(gvk, u.GetName())
+		if entity := u.GetLabels()[render.LabelEntity]; gvk == gvkScaledObject && live == nil && !inputsReady(entity) {
+			// Still desired (never pruned), created by the reconcile that the KafkaTopic's
+			// status change brings once it is Ready.
+			s.waitingForTopics = append(s.waitingForTopics, entity)
+			continue
+		}
+		if live == nil || !upToDate(u, live) {
 			todo = append(todo, u)
 		}
 	}
@@ -102,6 +110,28 @@ func (r *Reconciler) apply(ctx context.Context, s *scope) error {
 		return fmt.Errorf("%w: %w", errApply, errors.Join(errs...))
 	}
 	return r.prune(ctx, s, desired)
+}
+
+// inputsReadyOf returns whether every input topic of an entity is ready (see streamStatuses):
+// the ScaledObject of an entity is created only then.
+func inputsReadyOf(s *scope) func(entity string) bool {
+	ready := map[string]bool{}
+	for _, st := range streamStatuses(s) {
+		ready[st.Name] = st.Ready
+	}
+	return func(entity string) bool {
+		for _, e := range s.p.Spec.Entities {
+			if e.Name != entity {
+				continue
+			}
+			for _, in := range e.Inputs {
+				if !ready[in] {
+					return false
+				}
+			}
+		}
+		return true
+	}
 }
 
 // prune deletes the children that render no longer wants. It deletes only objects this Pipeline

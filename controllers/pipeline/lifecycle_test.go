@@ -11,11 +11,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	appsv1 "k8s.io/api/apps/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 
 	"github.com/millrace-dev/millrace/apis/streaming/v1alpha1"
+	"github.com/millrace-dev/millrace/controllers/render"
 )
 
 // TestUpdateImage: changing one entity's image changes only that entity's StatefulSet.
@@ -255,4 +257,34 @@ func TestRolloutWaitsForOldPods(t *testing.T) {
 	// The controller finished: every pod on the new revision.
 	setStatus(3, "split-new")
 	e.wantCondition(t, p, v1alpha1.ConditionExecutorsReady, metav1.ConditionTrue, v1alpha1.ReasonReconciled)
+}
+
+// TestScaledObjectWaitsForItsTopics: KEDA polls the lag of an entity's input topics as soon as
+// its ScaledObject exists, so the ScaledObject is created only once those KafkaTopics are Ready;
+// until then AutoscalingReady says what it waits for.
+func TestScaledObjectWaitsForItsTopics(t *testing.T) {
+	e := envV1
+	ns := e.namespace(t)
+	e.startOperator(t, ns)
+	p := e.converged(t, e.create(t, newPipeline(ns, withAutoscaling("count", 1, 3))))
+	p = e.wantCondition(t, p, v1alpha1.ConditionAutoscalingReady, metav1.ConditionFalse, v1alpha1.ReasonAutoscalingPending)
+	if c := condOf(p, v1alpha1.ConditionAutoscalingReady); !strings.Contains(c.Message, "count are created once their input topics are ready") {
+		t.Errorf("AutoscalingReady message %q does not say it waits for the topics", c.Message)
+	}
+	name := render.ScaledObjectName(p, "count")
+	if _, err := e.get(gvkScaledObject, ns, name); !apierrors.IsNotFound(err) {
+		t.Fatalf("ScaledObject %s before its topics are ready: %v, want NotFound", name, err)
+	}
+
+	e.markTopicsReady(t, p)
+	eventually(t, "ScaledObject created once the topics are ready", func() error {
+		_, err := e.get(gvkScaledObject, ns, name)
+		return err
+	})
+	eventually(t, "AutoscalingReady no longer waits for topics", func() error {
+		if c := condOf(e.pipeline(t, p), v1alpha1.ConditionAutoscalingReady); c == nil || strings.Contains(c.Message, "input topics") {
+			return fmt.Errorf("AutoscalingReady %+v", c)
+		}
+		return nil
+	})
 }

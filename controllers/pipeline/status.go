@@ -341,6 +341,10 @@ func autoscalingCondition(s *scope) metav1.Condition {
 			Message: "KEDA is not installed (no keda.sh ScaledObject CRD): " + strings.Join(scaled, ", ") +
 				" run with fixed replicas (autoscaling.minReplicas, at least 1); install KEDA v2 to autoscale them"}
 	}
+	if len(s.waitingForTopics) > 0 {
+		return metav1.Condition{Status: metav1.ConditionFalse, Reason: v1alpha1.ReasonAutoscalingPending,
+			Message: "the ScaledObjects of " + strings.Join(s.waitingForTopics, ", ") + " are created once their input topics are ready (see TopicsReady)"}
+	}
 	var pending []string
 	for _, e := range scaled {
 		so := s.child(gvkScaledObject, render.ScaledObjectName(p, e))
