@@ -74,6 +74,15 @@ func (r *Reconciler) apply(ctx context.Context, s *scope) error {
 			s.waitingForTopics = append(s.waitingForTopics, entity)
 			continue
 		}
+		if live == nil {
+			// Not a child of this Pipeline: it must not be another's (child names join the
+			// Pipeline's name and an entity's or stream's, so "orders-v2"/"sum" and
+			// "orders"/"v2-sum" make the same name), which forced ownership would take over.
+			if err := r.notAnothers(ctx, s.p, u); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+		}
 		if live == nil || !upToDate(u, live) {
 			todo = append(todo, u)
 		}
@@ -110,6 +119,41 @@ func (r *Reconciler) apply(ctx context.Context, s *scope) error {
 		return fmt.Errorf("%w: %w", errApply, errors.Join(errs...))
 	}
 	return r.prune(ctx, s, desired)
+}
+
+// errNameConflict: a child's name is taken by an object this Pipeline does not control.
+var errNameConflict = errors.New("name conflict")
+
+// notAnothers checks that no object of u's kind and name exists that belongs to something else:
+// another Pipeline (by label or controller) or nobody Millrace knows. A live read, done only for
+// objects this Pipeline has not created yet.
+func (r *Reconciler) notAnothers(ctx context.Context, p *v1alpha1.Pipeline, u *unstructured.Unstructured) error {
+	if r.reader == nil {
+		return nil
+	}
+	existing := &metav1.PartialObjectMetadata{}
+	existing.SetGroupVersionKind(u.GroupVersionKind())
+	err := r.reader.Get(ctx, client.ObjectKeyFromObject(u), existing)
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("check that %s %s/%s is free: %w", u.GetKind(), u.GetNamespace(), u.GetName(), err)
+	}
+	owner := existing.GetLabels()[render.LabelPipeline]
+	ref := metav1.GetControllerOf(existing)
+	if owner == p.Name && (ref == nil || ref.UID == p.UID) {
+		return nil
+	}
+	who := "an object Millrace does not manage"
+	switch {
+	case ref != nil && ref.UID != p.UID:
+		who = fmt.Sprintf("%s %s", ref.Kind, ref.Name)
+	case owner != "":
+		who = "Pipeline " + owner
+	}
+	return fmt.Errorf("%w: %s %s/%s belongs to %s; rename an entity or stream of this Pipeline, or the Pipeline, so that its children's names differ",
+		errNameConflict, u.GetKind(), u.GetNamespace(), u.GetName(), who)
 }
 
 // inputsReadyOf returns whether every input topic of an entity is ready (see streamStatuses):

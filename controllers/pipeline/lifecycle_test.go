@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	appsv1 "k8s.io/api/apps/v1"
@@ -287,4 +288,55 @@ func TestScaledObjectWaitsForItsTopics(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestChildNameConflictBetweenPipelines: children are named <pipeline>-<entity>, so Pipeline
+// "orders-v2" with entity "sum" and Pipeline "orders" with entity "v2-sum" name one StatefulSet
+// (and ConfigMap, Service) alike. The second Pipeline must not take the first one's children
+// over; it says what conflicts and what to rename.
+func TestChildNameConflictBetweenPipelines(t *testing.T) {
+	e := envV1
+	ns := e.namespace(t)
+	e.startOperator(t, ns)
+	first := e.converged(t, e.create(t, newPipeline(ns, named("orders"), func(p *v1alpha1.Pipeline) { entity(p, "count").Name = "v2-sum" })))
+	before, err := e.statefulSet(first, "v2-sum")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmBefore, err := e.configMap(first, "v2-sum")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	second := e.create(t, newPipeline(ns, named("orders-v2"), func(p *v1alpha1.Pipeline) { entity(p, "count").Name = "sum" }))
+	if got, want := render.StatefulSetName(second, "sum"), before.Name; got != want {
+		t.Fatalf("the fixture no longer collides: %s and %s", got, want)
+	}
+	second = e.wantCondition(t, second, v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonApplyFailed)
+	msg := condOf(second, v1alpha1.ConditionReady).Message
+	if !strings.Contains(msg, "StatefulSet "+ns+"/orders-v2-sum belongs to Pipeline orders") {
+		t.Errorf("Ready message %q does not name the conflict", msg)
+	}
+	// The first Pipeline's children are untouched: still its own, same spec.
+	after, err := e.statefulSet(first, "v2-sum")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.Labels[render.LabelPipeline] != "orders" || after.Generation != before.Generation || functionImage(after) != functionImage(before) {
+		t.Errorf("the first Pipeline's StatefulSet was changed: labels %v, generation %d -> %d", after.Labels, before.Generation, after.Generation)
+	}
+	if ref := metav1.GetControllerOf(after); ref == nil || ref.UID != first.UID {
+		t.Errorf("the first Pipeline's StatefulSet is controlled by %+v", ref)
+	}
+	cmAfter, err := e.configMap(first, "v2-sum")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(cmBefore.Data, cmAfter.Data); diff != "" || cmAfter.Labels[render.LabelPipeline] != "orders" {
+		t.Errorf("the first Pipeline's ConfigMap was changed (labels %v): %s", cmAfter.Labels, diff)
+	}
+	// The children that do not collide are applied.
+	if _, err := e.statefulSet(second, "split"); err != nil {
+		t.Errorf("the second Pipeline's split: %v", err)
+	}
 }

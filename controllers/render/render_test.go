@@ -340,3 +340,26 @@ func TestDefaultImagesAreReleased(t *testing.T) {
 		}
 	}
 }
+
+// TestChildNamesAreUniqueWithinAPipeline: entities named like the pipeline-wide children
+// (the kafka-client ConfigMap, the executor KafkaUser, the kafka TriggerAuthentication) must
+// not make two objects of one kind and name, which would overwrite each other.
+func TestChildNamesAreUniqueWithinAPipeline(t *testing.T) {
+	p := newPipeline(withStream("in", partitions(4)), withAuth(v1alpha1.AuthScramSha512, ""), withMonitoring(nil))
+	for _, name := range []string{"kafka-client", "kafka", "executor", "demo"} {
+		p.Spec.Entities = append(p.Spec.Entities, v1alpha1.Entity{Name: name, Image: "i", Inputs: []string{"in"},
+			Autoscaling: &v1alpha1.AutoscalingSpec{MaxReplicas: 2}, State: &v1alpha1.StateSpec{Enabled: true}})
+	}
+	res := mustRender(t, p, newFacts(withKEDA(), withPrometheus()))
+	seen := map[string]bool{}
+	for _, o := range res.Objects {
+		key := o.GetObjectKind().GroupVersionKind().Kind + "/" + o.GetName()
+		if seen[key] {
+			t.Errorf("two objects %s", key)
+		}
+		seen[key] = true
+	}
+	if !seen["ConfigMap/"+KafkaClientConfigMapName(p)] || !seen["ConfigMap/"+ConfigMapName(p, "kafka-client")] {
+		t.Errorf("want both the kafka-client ConfigMap and entity kafka-client's; rendered %v", seen)
+	}
+}
