@@ -12,8 +12,8 @@ import (
 
 // Name limits. Every name render makes is at most 63 characters, and a DNS-1035 label (valid
 // for every kind, a Service name being the strictest) except KafkaTopic names of dead-letter
-// and changelog topics, which are DNS subdomains so that their suffix cannot collide with a
-// stream's name.
+// and changelog topics and the kafka-client ConfigMap, which are DNS subdomains so that their
+// suffix cannot collide with a stream's or entity's name.
 const (
 	// maxNameLength is the DNS label limit.
 	maxNameLength = validation.DNS1035LabelMaxLength
