@@ -17,10 +17,10 @@ IO_SIDECAR_IMG ?= $(IMAGE_REGISTRY)/millrace-io:v$(VERSION)
 STATE_SIDECAR_IMG ?= $(IMAGE_REGISTRY)/millrace-state:v$(VERSION)
 
 LOCALBIN ?= $(CURDIR)/bin
-CONTROLLER_GEN_VERSION ?= v0.23.0
-CONTROLLER_GEN ?= $(LOCALBIN)/controller-gen-$(CONTROLLER_GEN_VERSION)
-KUSTOMIZE_VERSION ?= v5.7.1
-KUSTOMIZE ?= $(LOCALBIN)/kustomize-$(KUSTOMIZE_VERSION)
+# Generators and tools at the exact versions hack/tools.sh pins, installed on first use into
+# $(MILLRACE_CACHE)/tools, so that generated files are the same on every machine.
+CONTROLLER_GEN ?= hack/tools.sh exec controller-gen
+KUSTOMIZE ?= hack/tools.sh exec kustomize
 
 GO_TEST_FLAGS ?= -timeout 30m
 
@@ -33,12 +33,12 @@ help: ## Show the targets.
 ##@ Development
 
 .PHONY: generate
-generate: $(CONTROLLER_GEN) ## Generate deepcopy code and the function/state protocol stubs.
+generate: ## Generate deepcopy code and the function/state protocol stubs.
 	$(CONTROLLER_GEN) object:headerFile=hack/boilerplate.go.txt paths=./apis/...
 	hack/gen-proto.sh
 
 .PHONY: manifests
-manifests: $(CONTROLLER_GEN) ## Generate the CRD and RBAC manifests from the API types and markers.
+manifests: ## Generate the CRD and RBAC manifests from the API types and markers.
 	$(CONTROLLER_GEN) crd paths=./apis/streaming/... output:crd:artifacts:config=config/crd/bases
 	$(CONTROLLER_GEN) rbac:roleName=millrace-manager-role paths=./controllers/... output:rbac:artifacts:config=config/rbac
 
@@ -68,8 +68,8 @@ run-wordcount: ## Build millrace and the executor runtime into bin/, run the wor
 	$(LOCALBIN)/millrace run -f config/samples/streaming_v1alpha1_pipeline_wordcount.yaml --bin-dir $(LOCALBIN) --input lines=config/samples/wordcount-input.txt --until-idle --timeout 5m
 
 .PHONY: test
-test: $(CONTROLLER_GEN) ## Run every test: unit, golden, fuzz seeds, envtest suites, e2e scenarios, kfake and real-broker tiers.
-	CONTROLLER_GEN=$(CONTROLLER_GEN) hack/test.sh -tags e2e $(GO_TEST_FLAGS) ./...
+test: ## Run every test: unit, golden, fuzz seeds, envtest suites, e2e scenarios, kfake and real-broker tiers.
+	hack/test.sh -tags e2e $(GO_TEST_FLAGS) ./...
 
 .PHONY: test-e2e
 test-e2e: ## Run the cluster tier: a real single-node Kubernetes (hack/cluster.sh), real KEDA, a real broker, the operator deployed; or the cluster of KUBECONFIG (see docs/e2e.md).
@@ -104,9 +104,9 @@ verify: generate manifests bundle api-docs fmt vet ## Regenerate everything, the
 $(LOCALBIN):
 	mkdir -p $(LOCALBIN)
 
-$(CONTROLLER_GEN): | $(LOCALBIN)
-	GOBIN=$(LOCALBIN) go install sigs.k8s.io/controller-tools/cmd/controller-gen@$(CONTROLLER_GEN_VERSION)
-	mv $(LOCALBIN)/controller-gen $(CONTROLLER_GEN)
+.PHONY: tools
+tools: ## Install every pinned generator and tool into $(MILLRACE_CACHE)/tools (hack/tools.sh --list shows them).
+	@for t in $$(hack/tools.sh --list | cut -d' ' -f1); do hack/tools.sh "$$t" >/dev/null; done
 
 ##@ Deployment
 
@@ -172,23 +172,24 @@ docker-buildx: ## Build and push multi-platform images for $(PLATFORMS) (needs d
 comma := ,
 
 .PHONY: kustomize
-kustomize: $(KUSTOMIZE) ## Install kustomize into bin/.
+kustomize: ## Install kustomize into $(MILLRACE_CACHE)/tools; prints its path.
+	@hack/tools.sh kustomize
 
 # deploy builds config/default with the images of this Makefile's variables, through an overlay
 # outside the tree, so that the tree stays as committed.
 .PHONY: deploy
-deploy: $(KUSTOMIZE) ## Install the CRD and the operator into the cluster of the current kubeconfig (images from IMG, IO_SIDECAR_IMG, STATE_SIDECAR_IMG).
+deploy: ## Install the CRD and the operator into the cluster of the current kubeconfig (images from IMG, IO_SIDECAR_IMG, STATE_SIDECAR_IMG).
 	@overlay="$$(mktemp -d)"; trap 'rm -rf "$$overlay"' EXIT; \
 	hack/bundle-deploy-overlay.sh "$$overlay" "$(CURDIR)/config/default" "$(IMG)" "$(IO_SIDECAR_IMG)" "$(STATE_SIDECAR_IMG)"; \
 	$(KUSTOMIZE) build "$$overlay" | kubectl apply --server-side --field-manager=millrace-deploy -f -
 
 .PHONY: deploy-monitoring
-deploy-monitoring: $(KUSTOMIZE) ## Install the operator's ServiceMonitor and alerts (Prometheus Operator) and the Grafana dashboard.
+deploy-monitoring: ## Install the operator's ServiceMonitor and alerts (Prometheus Operator) and the Grafana dashboard.
 	$(KUSTOMIZE) build config/prometheus | kubectl apply --server-side --field-manager=millrace-deploy -f -
 	$(KUSTOMIZE) build config/grafana | kubectl apply --server-side --field-manager=millrace-deploy -f -
 
 .PHONY: undeploy
-undeploy: $(KUSTOMIZE) ## Remove the operator, its monitoring and the CRD (deleting every Pipeline) from the current cluster.
+undeploy: ## Remove the operator, its monitoring and the CRD (deleting every Pipeline) from the current cluster.
 	$(KUSTOMIZE) build config/grafana | kubectl delete --ignore-not-found -f -
 	-$(KUSTOMIZE) build config/prometheus | kubectl delete --ignore-not-found -f -
 	$(KUSTOMIZE) build config/default | kubectl delete --ignore-not-found -f -
@@ -196,7 +197,3 @@ undeploy: $(KUSTOMIZE) ## Remove the operator, its monitoring and the CRD (delet
 .PHONY: api-docs
 api-docs: ## Generate docs/api-reference.md from the API types.
 	go run ./hack/apidocs -out docs/api-reference.md ./apis/streaming/v1alpha1
-
-$(KUSTOMIZE): | $(LOCALBIN)
-	GOBIN=$(LOCALBIN) go install sigs.k8s.io/kustomize/kustomize/v5@$(KUSTOMIZE_VERSION)
-	mv $(LOCALBIN)/kustomize $(KUSTOMIZE)

@@ -19,7 +19,7 @@ cd "$root"
 KUBEBUILDER_ASSETS="$(hack/envtest-assets.sh | tail -n 1)"
 export KUBEBUILDER_ASSETS
 # The Prometheus Operator CRDs, for when the real ones (../shared/crds) are not at hand.
-MILLRACE_PROMETHEUS_CRDS="$(hack/third-party-crds.sh "${CONTROLLER_GEN:-controller-gen}" | tail -n 1)"
+MILLRACE_PROMETHEUS_CRDS="$(hack/third-party-crds.sh | tail -n 1)"
 export MILLRACE_PROMETHEUS_CRDS
 
 # Brokers this script started, stopped on exit.

@@ -4,11 +4,11 @@
 # monitoring/v1 Go types of the module version in go.mod (their kubebuilder markers are the
 # source of the upstream CRDs), into the cache outside the clone. Prints the folder.
 #
-# Usage: hack/third-party-crds.sh [path to controller-gen]
+# Usage: hack/third-party-crds.sh [path to controller-gen; default: the one hack/tools.sh pins]
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
-controller_gen="${1:-${CONTROLLER_GEN:-controller-gen}}"
+controller_gen="${1:-}"
 cache="${MILLRACE_CACHE:-${HOME}/.cache/millrace}"
 module=github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring
 version="$(go list -m -f '{{.Version}}' "$module")"
@@ -16,6 +16,9 @@ out="${cache}/crds/prometheus-operator-${version}"
 if [[ -f "${out}/.complete" ]]; then
   echo "$out"
   exit 0
+fi
+if [[ -z "$controller_gen" ]]; then
+  controller_gen="$(hack/tools.sh controller-gen | tail -n 1)"
 fi
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT

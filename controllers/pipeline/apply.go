@@ -55,6 +55,7 @@ func (r *Reconciler) apply(ctx context.Context, s *scope) error {
 	desired := map[schema.GroupVersionKind]map[string]bool{}
 	var todo []*unstructured.Unstructured
 	var errs []error
+	inputsReady := inputsReadyOf(s)
 	for _, obj := range s.desired.Objects {
 		u, err := applied(obj)
 		if err != nil {
@@ -66,7 +67,23 @@ func (r *Reconciler) apply(ctx context.Context, s *scope) error {
 			desired[gvk] = map[string]bool{}
 		}
 		desired[gvk][u.GetName()] = true
-		if live := s.child(gvk, u.GetName()); live == nil || !upToDate(u, live) {
+		live := s.child(gvk, u.GetName())
+		if entity := u.GetLabels()[render.LabelEntity]; gvk == gvkScaledObject && live == nil && !inputsReady(entity) {
+			// Still desired (never pruned), created by the reconcile that the KafkaTopic's
+			// status change brings once it is Ready.
+			s.waitingForTopics = append(s.waitingForTopics, entity)
+			continue
+		}
+		if live == nil {
+			// Not a child of this Pipeline: it must not be another's (child names join the
+			// Pipeline's name and an entity's or stream's, so "orders-v2"/"sum" and
+			// "orders"/"v2-sum" make the same name), which forced ownership would take over.
+			if err := r.notAnothers(ctx, s.p, u); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+		}
+		if live == nil || !upToDate(u, live) {
 			todo = append(todo, u)
 		}
 	}
@@ -102,6 +119,63 @@ func (r *Reconciler) apply(ctx context.Context, s *scope) error {
 		return fmt.Errorf("%w: %w", errApply, errors.Join(errs...))
 	}
 	return r.prune(ctx, s, desired)
+}
+
+// errNameConflict: a child's name is taken by an object this Pipeline does not control.
+var errNameConflict = errors.New("name conflict")
+
+// notAnothers checks that no object of u's kind and name exists that belongs to something else:
+// another Pipeline (by label or controller) or nobody Millrace knows. A live read, done only for
+// objects this Pipeline has not created yet.
+func (r *Reconciler) notAnothers(ctx context.Context, p *v1alpha1.Pipeline, u *unstructured.Unstructured) error {
+	if r.reader == nil {
+		return nil
+	}
+	existing := &metav1.PartialObjectMetadata{}
+	existing.SetGroupVersionKind(u.GroupVersionKind())
+	err := r.reader.Get(ctx, client.ObjectKeyFromObject(u), existing)
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("check that %s %s/%s is free: %w", u.GetKind(), u.GetNamespace(), u.GetName(), err)
+	}
+	owner := existing.GetLabels()[render.LabelPipeline]
+	ref := metav1.GetControllerOf(existing)
+	if owner == p.Name && (ref == nil || ref.UID == p.UID) {
+		return nil
+	}
+	who := "an object Millrace does not manage"
+	switch {
+	case ref != nil && ref.UID != p.UID:
+		who = fmt.Sprintf("%s %s", ref.Kind, ref.Name)
+	case owner != "":
+		who = "Pipeline " + owner
+	}
+	return fmt.Errorf("%w: %s %s/%s belongs to %s; rename an entity or stream of this Pipeline, or the Pipeline, so that its children's names differ",
+		errNameConflict, u.GetKind(), u.GetNamespace(), u.GetName(), who)
+}
+
+// inputsReadyOf returns whether every input topic of an entity is ready (see streamStatuses):
+// the ScaledObject of an entity is created only then.
+func inputsReadyOf(s *scope) func(entity string) bool {
+	ready := map[string]bool{}
+	for _, st := range streamStatuses(s) {
+		ready[st.Name] = st.Ready
+	}
+	return func(entity string) bool {
+		for _, e := range s.p.Spec.Entities {
+			if e.Name != entity {
+				continue
+			}
+			for _, in := range e.Inputs {
+				if !ready[in] {
+					return false
+				}
+			}
+		}
+		return true
+	}
 }
 
 // prune deletes the children that render no longer wants. It deletes only objects this Pipeline

@@ -26,6 +26,7 @@ func TestAutoscalingWithAuthentication(t *testing.T) {
 	}
 	p := e.create(t, newPipeline(ns, scram, withAutoscaling("split", 0, 2)))
 	p = e.converged(t, p)
+	e.markTopicsReady(t, p) // the ScaledObject waits for its input topics
 
 	gvkAuth := schema.GroupVersionKind{Group: "keda.sh", Version: "v1alpha1", Kind: "TriggerAuthentication"}
 	auth, err := e.get(gvkAuth, ns, render.TriggerAuthenticationName(p))

@@ -4,16 +4,21 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+	appsv1 "k8s.io/api/apps/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 
 	"github.com/millrace-dev/millrace/apis/streaming/v1alpha1"
+	"github.com/millrace-dev/millrace/controllers/render"
 )
 
 // TestUpdateImage: changing one entity's image changes only that entity's StatefulSet.
@@ -215,4 +220,123 @@ func metricValue(m prometheus.Metric) float64 {
 		return c.GetValue()
 	}
 	return out.GetGauge().GetValue()
+}
+
+// TestRolloutWaitsForOldPods: after a change of the pod template the StatefulSet controller
+// observes the new generation at once, while pods of the old revision still run. The executors
+// are ready only once every pod runs the update revision, as `kubectl rollout status` decides.
+func TestRolloutWaitsForOldPods(t *testing.T) {
+	e := envV1
+	ns := e.namespace(t)
+	e.startOperator(t, ns)
+	p := e.converged(t, e.create(t, newPipeline(ns, withReplicas("split", 3))))
+	e.markTopicsReady(t, p)
+	e.markExecutorsReady(t, p)
+	p = e.wantCondition(t, p, v1alpha1.ConditionExecutorsReady, metav1.ConditionTrue, v1alpha1.ReasonReconciled)
+
+	// The rollout as the StatefulSet controller reports it midway: new generation observed, all
+	// three pods ready, one of them already on the new revision.
+	setStatus := func(updated int32, current string) {
+		eventually(t, "set split's rollout status", func() error {
+			sts, err := e.statefulSet(p, "split")
+			if err != nil {
+				return err
+			}
+			sts.Status = appsv1.StatefulSetStatus{
+				ObservedGeneration: sts.Generation, Replicas: 3, ReadyReplicas: 3, AvailableReplicas: 3,
+				CurrentReplicas: 3 - updated, UpdatedReplicas: updated, CurrentRevision: current, UpdateRevision: "split-new",
+			}
+			return e.client.Status().Update(context.Background(), sts)
+		})
+	}
+	setStatus(1, "split-old")
+	p = e.wantCondition(t, p, v1alpha1.ConditionExecutorsReady, metav1.ConditionFalse, v1alpha1.ReasonExecutorsPending)
+	if c := condOf(p, v1alpha1.ConditionExecutorsReady); !strings.Contains(c.Message, "split (rolling out: 1/3 updated)") {
+		t.Errorf("ExecutorsReady message %q does not say split is rolling out", c.Message)
+	}
+
+	// The controller finished: every pod on the new revision.
+	setStatus(3, "split-new")
+	e.wantCondition(t, p, v1alpha1.ConditionExecutorsReady, metav1.ConditionTrue, v1alpha1.ReasonReconciled)
+}
+
+// TestScaledObjectWaitsForItsTopics: KEDA polls the lag of an entity's input topics as soon as
+// its ScaledObject exists, so the ScaledObject is created only once those KafkaTopics are Ready;
+// until then AutoscalingReady says what it waits for.
+func TestScaledObjectWaitsForItsTopics(t *testing.T) {
+	e := envV1
+	ns := e.namespace(t)
+	e.startOperator(t, ns)
+	p := e.converged(t, e.create(t, newPipeline(ns, withAutoscaling("count", 1, 3))))
+	p = e.wantCondition(t, p, v1alpha1.ConditionAutoscalingReady, metav1.ConditionFalse, v1alpha1.ReasonAutoscalingPending)
+	if c := condOf(p, v1alpha1.ConditionAutoscalingReady); !strings.Contains(c.Message, "count are created once their input topics are ready") {
+		t.Errorf("AutoscalingReady message %q does not say it waits for the topics", c.Message)
+	}
+	name := render.ScaledObjectName(p, "count")
+	if _, err := e.get(gvkScaledObject, ns, name); !apierrors.IsNotFound(err) {
+		t.Fatalf("ScaledObject %s before its topics are ready: %v, want NotFound", name, err)
+	}
+
+	e.markTopicsReady(t, p)
+	eventually(t, "ScaledObject created once the topics are ready", func() error {
+		_, err := e.get(gvkScaledObject, ns, name)
+		return err
+	})
+	eventually(t, "AutoscalingReady no longer waits for topics", func() error {
+		if c := condOf(e.pipeline(t, p), v1alpha1.ConditionAutoscalingReady); c == nil || strings.Contains(c.Message, "input topics") {
+			return fmt.Errorf("AutoscalingReady %+v", c)
+		}
+		return nil
+	})
+}
+
+// TestChildNameConflictBetweenPipelines: children are named <pipeline>-<entity>, so Pipeline
+// "orders-v2" with entity "sum" and Pipeline "orders" with entity "v2-sum" name one StatefulSet
+// (and ConfigMap, Service) alike. The second Pipeline must not take the first one's children
+// over; it says what conflicts and what to rename.
+func TestChildNameConflictBetweenPipelines(t *testing.T) {
+	e := envV1
+	ns := e.namespace(t)
+	e.startOperator(t, ns)
+	first := e.converged(t, e.create(t, newPipeline(ns, named("orders"), func(p *v1alpha1.Pipeline) { entity(p, "count").Name = "v2-sum" })))
+	before, err := e.statefulSet(first, "v2-sum")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmBefore, err := e.configMap(first, "v2-sum")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	second := e.create(t, newPipeline(ns, named("orders-v2"), func(p *v1alpha1.Pipeline) { entity(p, "count").Name = "sum" }))
+	if got, want := render.StatefulSetName(second, "sum"), before.Name; got != want {
+		t.Fatalf("the fixture no longer collides: %s and %s", got, want)
+	}
+	second = e.wantCondition(t, second, v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonApplyFailed)
+	msg := condOf(second, v1alpha1.ConditionReady).Message
+	if !strings.Contains(msg, "StatefulSet "+ns+"/orders-v2-sum belongs to Pipeline orders") {
+		t.Errorf("Ready message %q does not name the conflict", msg)
+	}
+	// The first Pipeline's children are untouched: still its own, same spec.
+	after, err := e.statefulSet(first, "v2-sum")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.Labels[render.LabelPipeline] != "orders" || after.Generation != before.Generation || functionImage(after) != functionImage(before) {
+		t.Errorf("the first Pipeline's StatefulSet was changed: labels %v, generation %d -> %d", after.Labels, before.Generation, after.Generation)
+	}
+	if ref := metav1.GetControllerOf(after); ref == nil || ref.UID != first.UID {
+		t.Errorf("the first Pipeline's StatefulSet is controlled by %+v", ref)
+	}
+	cmAfter, err := e.configMap(first, "v2-sum")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(cmBefore.Data, cmAfter.Data); diff != "" || cmAfter.Labels[render.LabelPipeline] != "orders" {
+		t.Errorf("the first Pipeline's ConfigMap was changed (labels %v): %s", cmAfter.Labels, diff)
+	}
+	// The children that do not collide are applied.
+	if _, err := e.statefulSet(second, "split"); err != nil {
+		t.Errorf("the second Pipeline's split: %v", err)
+	}
 }

@@ -64,7 +64,8 @@ const annotationLastApplied = "kubectl.kubernetes.io/last-applied-configuration"
 //   - managed fields, often the larger part of an object: server-side apply computes ownership
 //     on the server;
 //   - kubectl's last-applied-configuration annotation, which render never sets;
-//   - a StatefulSet's status except observedGeneration, replicas and readyReplicas;
+//   - a StatefulSet's status except observedGeneration, replicas, readyReplicas and what a
+//     rollout's end is read from (updatedReplicas, currentRevision, updateRevision);
 //   - a composed kind's status except conditions (ScaledObject "Active", KafkaTopic readiness)
 //     and listeners (a Strimzi Kafka's bootstrap addresses), and a Strimzi Kafka's spec, which
 //     the operator reads but never applies.
@@ -87,6 +88,9 @@ func stripUnread(in any) (any, error) {
 			ObservedGeneration: t.Status.ObservedGeneration,
 			Replicas:           t.Status.Replicas,
 			ReadyReplicas:      t.Status.ReadyReplicas,
+			UpdatedReplicas:    t.Status.UpdatedReplicas,
+			CurrentRevision:    t.Status.CurrentRevision,
+			UpdateRevision:     t.Status.UpdateRevision,
 		}
 	case *unstructured.Unstructured:
 		if t.GetKind() == "Kafka" && t.GroupVersionKind().Group == strimzi.Group {

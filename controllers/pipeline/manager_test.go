@@ -52,8 +52,9 @@ func TestStripUnread(t *testing.T) {
 			want: &appsv1.StatefulSet{
 				ObjectMeta: metav1.ObjectMeta{Name: "wc-split", Namespace: "ns", Generation: 3,
 					Labels: map[string]string{"a": "b"}, Annotations: map[string]string{AnnotationAppliedHash: "h"}},
-				Spec:   appsv1.StatefulSetSpec{Replicas: &replicas},
-				Status: appsv1.StatefulSetStatus{ObservedGeneration: 3, Replicas: 2, ReadyReplicas: 1},
+				Spec: appsv1.StatefulSetSpec{Replicas: &replicas},
+				Status: appsv1.StatefulSetStatus{ObservedGeneration: 3, Replicas: 2, ReadyReplicas: 1,
+					CurrentRevision: "r1", UpdateRevision: "r2"},
 			},
 		},
 		{

@@ -84,7 +84,10 @@ type Options struct {
 
 // Reconciler reconciles Pipelines.
 type Reconciler struct {
-	client   client.Client
+	client client.Client
+	// reader reads from the API server, not the cache: to find, by name, an object that another
+	// Pipeline controls (the cache holds children by label; a per-name check needs no informer).
+	reader   client.Reader
 	cache    cache.Cache
 	recorder events.EventRecorder
 	images   render.Images
@@ -108,6 +111,7 @@ func SetupWithManager(ctx context.Context, mgr ctrl.Manager, o Options) (*Reconc
 	}
 	r := &Reconciler{
 		client:   c,
+		reader:   mgr.GetAPIReader(),
 		cache:    mgr.GetCache(),
 		recorder: mgr.GetEventRecorder(FieldManager),
 		images:   o.Images,

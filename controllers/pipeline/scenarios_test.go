@@ -91,6 +91,7 @@ func TestAutoscaledReplicasSurvive(t *testing.T) {
 	ns := e.namespace(t)
 	e.startOperator(t, ns)
 	p := e.converged(t, e.create(t, newPipeline(ns, withAutoscaling("count", 1, 3))))
+	e.markTopicsReady(t, p) // the ScaledObject waits for its input topics
 	eventually(t, "ScaledObject of count", func() error {
 		_, err := e.get(gvkScaledObject, ns, render.ScaledObjectName(p, "count"))
 		return err
@@ -266,6 +267,7 @@ func TestSuspendResume(t *testing.T) {
 	ns := e.namespace(t)
 	e.startOperator(t, ns)
 	p := e.converged(t, e.create(t, newPipeline(ns, withReplicas("split", 2), withAutoscaling("count", 1, 3))))
+	e.markTopicsReady(t, p) // the ScaledObject waits for its input topics
 	soName := render.ScaledObjectName(p, "count")
 
 	p = e.update(t, p, func(p *v1alpha1.Pipeline) { p.Spec.Suspend = true })
@@ -458,6 +460,7 @@ func TestComposedOperatorsInstalledLater(t *testing.T) {
 	ns := e.namespace(t)
 	e.startOperator(t, ns)
 	p := e.converged(t, e.create(t, newPipeline(ns, withAutoscaling("count", 2, 3), withMonitoring())))
+	e.markTopicsReady(t, p) // the ScaledObject waits for its input topics
 	p = e.wantCondition(t, p, v1alpha1.ConditionAutoscalingReady, metav1.ConditionFalse, v1alpha1.ReasonKEDANotInstalled)
 	p = e.wantCondition(t, p, v1alpha1.ConditionMonitoringReady, metav1.ConditionFalse, v1alpha1.ReasonPrometheusNotFound)
 	p = e.wantCondition(t, p, v1alpha1.ConditionDegraded, metav1.ConditionTrue, v1alpha1.ReasonDependenciesDegraded)

@@ -41,6 +41,9 @@ type scope struct {
 	topicStates []topics.State
 	applied     int // objects written by this reconcile
 	created     int // objects that did not exist before
+	// waitingForTopics are the entities whose ScaledObject is not created yet because an input
+	// topic is not ready (KEDA's first polls would fail on a topic that does not exist).
+	waitingForTopics []string
 }
 
 func newScope(p *v1alpha1.Pipeline) *scope {

@@ -6,10 +6,12 @@ import (
 	"sort"
 	"strings"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/millrace-dev/millrace/apis/streaming/v1alpha1"
@@ -86,6 +88,8 @@ func computeStatus(s *scope) *v1alpha1.PipelineStatus {
 	for _, e := range st.Entities {
 		if e.ReadyReplicas >= e.Replicas && s.statefulSets[e.Name] != nil && rolledOut(s, e.Name) {
 			st.ReadyEntities++
+		} else if sts := s.statefulSets[e.Name]; sts != nil && e.ReadyReplicas >= e.Replicas {
+			notReady = append(notReady, fmt.Sprintf("%s (rolling out: %d/%d updated)", e.Name, sts.Status.UpdatedReplicas, e.Replicas))
 		} else {
 			notReady = append(notReady, fmt.Sprintf("%s (%d/%d ready)", e.Name, e.ReadyReplicas, e.Replicas))
 		}
@@ -173,10 +177,31 @@ func waitingForBootstrap(s *scope) bool {
 	return s.renderErr != nil && s.facts.BootstrapServers == "" && s.p.Spec.Kafka.BootstrapServers == ""
 }
 
-// rolledOut reports whether the StatefulSet controller has seen the latest StatefulSet spec.
+// rolledOut reports whether an entity's StatefulSet has finished its rollout, decided as
+// `kubectl rollout status` decides it: a matching observedGeneration only says that the
+// StatefulSet controller saw the new spec, while pods of the old revision may still run. So
+// every replica must be ready and, for a RollingUpdate, run the update revision (or, with a
+// partition, every ordinal at or above it must).
 func rolledOut(s *scope, entity string) bool {
-	sts := s.statefulSets[entity]
-	return sts != nil && sts.Status.ObservedGeneration >= sts.Generation
+	return statefulSetRolledOut(s.statefulSets[entity])
+}
+
+func statefulSetRolledOut(sts *appsv1.StatefulSet) bool {
+	if sts == nil || sts.Status.ObservedGeneration < sts.Generation {
+		return false
+	}
+	replicas := ptr.Deref(sts.Spec.Replicas, 1)
+	if sts.Status.ReadyReplicas < replicas {
+		return false
+	}
+	if sts.Spec.UpdateStrategy.Type == appsv1.OnDeleteStatefulSetStrategyType {
+		// Pods change only when deleted: there is no rollout to wait for.
+		return true
+	}
+	if ru := sts.Spec.UpdateStrategy.RollingUpdate; ru != nil && ru.Partition != nil && *ru.Partition > 0 {
+		return sts.Status.UpdatedReplicas >= replicas-*ru.Partition
+	}
+	return sts.Status.UpdateRevision == sts.Status.CurrentRevision
 }
 
 func entityStatuses(s *scope) []v1alpha1.EntityStatus {
@@ -315,6 +340,10 @@ func autoscalingCondition(s *scope) metav1.Condition {
 		return metav1.Condition{Status: metav1.ConditionFalse, Reason: v1alpha1.ReasonKEDANotInstalled,
 			Message: "KEDA is not installed (no keda.sh ScaledObject CRD): " + strings.Join(scaled, ", ") +
 				" run with fixed replicas (autoscaling.minReplicas, at least 1); install KEDA v2 to autoscale them"}
+	}
+	if len(s.waitingForTopics) > 0 {
+		return metav1.Condition{Status: metav1.ConditionFalse, Reason: v1alpha1.ReasonAutoscalingPending,
+			Message: "the ScaledObjects of " + strings.Join(s.waitingForTopics, ", ") + " are created once their input topics are ready (see TopicsReady)"}
 	}
 	var pending []string
 	for _, e := range scaled {

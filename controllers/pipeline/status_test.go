@@ -5,8 +5,10 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	appsv1 "k8s.io/api/apps/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 
 	"github.com/millrace-dev/millrace/apis/streaming/v1alpha1"
 	"github.com/millrace-dev/millrace/controllers/render"
@@ -118,4 +120,47 @@ func TestInvalidTopology(t *testing.T) {
 		t.Error("an invalid pipeline must not be applied")
 	}
 	_ = context.Background()
+}
+
+// TestStatefulSetRolledOut: a rollout ends as `kubectl rollout status` says it does.
+func TestStatefulSetRolledOut(t *testing.T) {
+	sts := func(mods ...func(*appsv1.StatefulSet)) *appsv1.StatefulSet {
+		s := &appsv1.StatefulSet{
+			ObjectMeta: metav1.ObjectMeta{Generation: 2},
+			Spec:       appsv1.StatefulSetSpec{Replicas: ptr.To[int32](3)},
+			Status: appsv1.StatefulSetStatus{ObservedGeneration: 2, Replicas: 3, ReadyReplicas: 3, UpdatedReplicas: 3,
+				CurrentRevision: "r2", UpdateRevision: "r2"},
+		}
+		for _, m := range mods {
+			m(s)
+		}
+		return s
+	}
+	oldPods := func(s *appsv1.StatefulSet) { s.Status.CurrentRevision, s.Status.UpdatedReplicas = "r1", 1 }
+	cases := []struct {
+		reason string
+		sts    *appsv1.StatefulSet
+		want   bool
+	}{
+		{"no StatefulSet yet", nil, false},
+		{"every pod ready on the update revision", sts(), true},
+		{"the controller has not seen the new spec", sts(func(s *appsv1.StatefulSet) { s.Status.ObservedGeneration = 1 }), false},
+		{"a pod is not ready", sts(func(s *appsv1.StatefulSet) { s.Status.ReadyReplicas = 2 }), false},
+		{"pods of the old revision still run, all ready", sts(oldPods), false},
+		{"OnDelete has no rollout to wait for", sts(oldPods, func(s *appsv1.StatefulSet) {
+			s.Spec.UpdateStrategy.Type = appsv1.OnDeleteStatefulSetStrategyType
+		}), true},
+		{"a partitioned rollout ends when the ordinals above the partition are updated", sts(oldPods, func(s *appsv1.StatefulSet) {
+			s.Spec.UpdateStrategy.RollingUpdate = &appsv1.RollingUpdateStatefulSetStrategy{Partition: ptr.To[int32](2)}
+		}), true},
+		{"a partitioned rollout waits for the ordinals above the partition", sts(oldPods, func(s *appsv1.StatefulSet) {
+			s.Spec.UpdateStrategy.RollingUpdate = &appsv1.RollingUpdateStatefulSetStrategy{Partition: ptr.To[int32](1)}
+		}), false},
+		{"no replicas field means one", sts(func(s *appsv1.StatefulSet) { s.Spec.Replicas, s.Status.ReadyReplicas = nil, 1 }), true},
+	}
+	for _, c := range cases {
+		if got := statefulSetRolledOut(c.sts); got != c.want {
+			t.Errorf("%s: rolled out %v, want %v", c.reason, got, c.want)
+		}
+	}
 }

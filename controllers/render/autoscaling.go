@@ -62,7 +62,7 @@ func scaledObject(p *v1alpha1.Pipeline, e *v1alpha1.Entity, cfg *config.Executor
 				Name:       StatefulSetName(p, e.Name),
 			},
 			PollingInterval: ptr.To(a.PollingInterval),
-			CooldownPeriod:  ptr.To(a.CooldownPeriod),
+			CooldownPeriod:  ptr.To(ptr.Deref(a.CooldownPeriod, defaultCooldownPeriod)),
 			MinReplicaCount: ptr.To(ptr.Deref(a.MinReplicas, defaultMinReplicas)),
 			MaxReplicaCount: ptr.To(a.MaxReplicas),
 			Triggers:        triggers,

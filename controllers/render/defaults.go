@@ -55,10 +55,10 @@ func withDefaults(in *v1alpha1.Pipeline) *v1alpha1.Pipeline {
 			if a.PollingInterval == 0 {
 				a.PollingInterval = defaultPollingInterval
 			}
-			// The field is not a pointer, so a zero here is indistinguishable from an omitted
-			// field: it takes the CRD default, as it would have through the API server.
-			if a.CooldownPeriod == 0 {
-				a.CooldownPeriod = defaultCooldownPeriod
+			// A pointer: an explicit 0 (scale to zero at once) is kept.
+			if a.CooldownPeriod == nil {
+				c := defaultCooldownPeriod
+				a.CooldownPeriod = &c
 			}
 		}
 		if e.Assignment != nil && e.Assignment.Mode == "" {

@@ -200,9 +200,11 @@ func checkResult(t *testing.T, p *v1alpha1.Pipeline, res *Result) {
 		if len(name) > maxNameLength {
 			t.Errorf("%s name %q is longer than %d", kind.Kind, name, maxNameLength)
 		}
-		if _, topic := o.(*strimzi.KafkaTopic); topic {
+		_, topic := o.(*strimzi.KafkaTopic)
+		_, configMap := o.(*corev1.ConfigMap)
+		if topic || (configMap && name == KafkaClientConfigMapName(p)) {
 			if errs := validation.IsDNS1123Subdomain(name); len(errs) > 0 {
-				t.Errorf("KafkaTopic name %q: %v", name, errs)
+				t.Errorf("%s name %q: %v", kind.Kind, name, errs)
 			}
 		} else if errs := validation.IsDNS1035Label(name); len(errs) > 0 {
 			t.Errorf("%s name %q: %v", kind.Kind, name, errs)

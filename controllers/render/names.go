@@ -12,8 +12,8 @@ import (
 
 // Name limits. Every name render makes is at most 63 characters, and a DNS-1035 label (valid
 // for every kind, a Service name being the strictest) except KafkaTopic names of dead-letter
-// and changelog topics, which are DNS subdomains so that their suffix cannot collide with a
-// stream's name.
+// and changelog topics and the kafka-client ConfigMap, which are DNS subdomains so that their
+// suffix cannot collide with a stream's or entity's name.
 const (
 	// maxNameLength is the DNS label limit.
 	maxNameLength = validation.DNS1035LabelMaxLength
@@ -152,9 +152,11 @@ func TriggerAuthenticationName(p *v1alpha1.Pipeline) string {
 }
 
 // KafkaClientConfigMapName is the name of the ConfigMap with the non-secret identity (the
-// username) of the pipeline's Kafka user.
+// username) of the pipeline's Kafka user: <pipeline>.kafka-client, a DNS subdomain. The "."
+// cannot occur in the name of an entity's ConfigMap (a DNS label), so no entity (one named
+// "kafka-client", say) can collide with it.
 func KafkaClientConfigMapName(p *v1alpha1.Pipeline) string {
-	return dnsName(maxNameLength, p.Name, "kafka-client")
+	return dnsName(maxNameLength-len(".kafka-client"), p.Name) + ".kafka-client"
 }
 
 // ServiceMonitorName is the name of the pipeline's ServiceMonitor.

@@ -52,11 +52,16 @@ type Images struct {
 	StateSidecar string
 }
 
+// Version is the Millrace release this code is, the tag of the images it was released with
+// (the Makefile's VERSION; a test keeps the two in step).
+const Version = "0.1.0"
+
 // Default sidecar images, used when Facts.Images leaves one empty (for example when the CLI
-// renders a Pipeline).
+// renders a Pipeline): the released images of this version, which `make docker-build` builds and
+// the bundle references, never a :latest that nothing publishes.
 const (
-	DefaultIOSidecarImage    = "ghcr.io/millrace-dev/millrace-io:latest"
-	DefaultStateSidecarImage = "ghcr.io/millrace-dev/millrace-state:latest"
+	DefaultIOSidecarImage    = "ghcr.io/millrace-dev/millrace-io:v" + Version
+	DefaultStateSidecarImage = "ghcr.io/millrace-dev/millrace-state:v" + Version
 )
 
 // TopicPurpose says why a topic exists.

@@ -1,13 +1,17 @@
 package render
 
 import (
+	"os"
+	"regexp"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	kedav1alpha1 "github.com/kedacore/keda/v2/apis/keda/v1alpha1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
 
 	"github.com/millrace-dev/millrace/apis/streaming/v1alpha1"
 	"github.com/millrace-dev/millrace/apis/strimzi"
@@ -278,5 +282,84 @@ func TestKafkaTopicNamesDoNotCollide(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestCooldownPeriodAsWritten decodes the autoscaling block as a user writes it (and as the
+// operator reads it from the API server): an explicit cooldownPeriod of 0 must reach the
+// ScaledObject as 0, not turn into the default of 120.
+func TestCooldownPeriodAsWritten(t *testing.T) {
+	cases := map[string]struct {
+		reason string
+		yaml   string
+		want   int32
+	}{
+		"Zero":    {"An explicit 0 scales to zero at once.", `{"maxReplicas": 1, "cooldownPeriod": 0}`, 0},
+		"Omitted": {"An omitted field takes the CRD default.", `{"maxReplicas": 1}`, defaultCooldownPeriod},
+		"Set":     {"A value is kept.", `{"maxReplicas": 1, "cooldownPeriod": 30}`, 30},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			var a v1alpha1.AutoscalingSpec
+			if err := yaml.UnmarshalStrict([]byte(tc.yaml), &a); err != nil {
+				t.Fatal(err)
+			}
+			p := minimal(onEntity("handle", func(e *v1alpha1.Entity) { e.Replicas = nil; e.Autoscaling = &a }))
+			so := find[*kedav1alpha1.ScaledObject](mustRender(t, p, newFacts(withKEDA())), ScaledObjectName(p, "handle"))
+			if so == nil {
+				t.Fatal("no ScaledObject rendered")
+			}
+			if diff := cmp.Diff(ptr.To(tc.want), so.Spec.CooldownPeriod); diff != "" {
+				t.Errorf("%s\nspec.cooldownPeriod: -want, +got:\n%s", tc.reason, diff)
+			}
+		})
+	}
+}
+
+// TestDefaultImagesAreReleased: the default sidecar images are the ones the Makefile builds and
+// the bundle references for this version.
+func TestDefaultImagesAreReleased(t *testing.T) {
+	mk, err := os.ReadFile("../../Makefile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	vars := map[string]string{}
+	for _, m := range regexp.MustCompile(`(?m)^([A-Z_]+) \?= (\S+)$`).FindAllStringSubmatch(string(mk), -1) {
+		vars[m[1]] = m[2]
+	}
+	registry, version := vars["IMAGE_REGISTRY"], vars["VERSION"]
+	if registry == "" || version == "" {
+		t.Fatalf("the Makefile sets no IMAGE_REGISTRY or VERSION: %v", vars)
+	}
+	for got, want := range map[string]string{
+		DefaultIOSidecarImage:    registry + "/millrace-io:v" + version,
+		DefaultStateSidecarImage: registry + "/millrace-state:v" + version,
+	} {
+		if got != want {
+			t.Errorf("default image %s, want %s (what make docker-build builds)", got, want)
+		}
+	}
+}
+
+// TestChildNamesAreUniqueWithinAPipeline: entities named like the pipeline-wide children
+// (the kafka-client ConfigMap, the executor KafkaUser, the kafka TriggerAuthentication) must
+// not make two objects of one kind and name, which would overwrite each other.
+func TestChildNamesAreUniqueWithinAPipeline(t *testing.T) {
+	p := newPipeline(withStream("in", partitions(4)), withAuth(v1alpha1.AuthScramSha512, ""), withMonitoring(nil))
+	for _, name := range []string{"kafka-client", "kafka", "executor", "demo"} {
+		p.Spec.Entities = append(p.Spec.Entities, v1alpha1.Entity{Name: name, Image: "i", Inputs: []string{"in"},
+			Autoscaling: &v1alpha1.AutoscalingSpec{MaxReplicas: 2}, State: &v1alpha1.StateSpec{Enabled: true}})
+	}
+	res := mustRender(t, p, newFacts(withKEDA(), withPrometheus()))
+	seen := map[string]bool{}
+	for _, o := range res.Objects {
+		key := o.GetObjectKind().GroupVersionKind().Kind + "/" + o.GetName()
+		if seen[key] {
+			t.Errorf("two objects %s", key)
+		}
+		seen[key] = true
+	}
+	if !seen["ConfigMap/"+KafkaClientConfigMapName(p)] || !seen["ConfigMap/"+ConfigMapName(p, "kafka-client")] {
+		t.Errorf("want both the kafka-client ConfigMap and entity kafka-client's; rendered %v", seen)
 	}
 }

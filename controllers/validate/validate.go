@@ -120,21 +120,36 @@ func Default(p *v1alpha1.Pipeline) (*v1alpha1.Pipeline, error) {
 // Schema checks a Pipeline against the CRD's OpenAPI schema and CEL rules after defaulting, in the
 // API server's order and with its messages. old, when not nil, is the stored Pipeline an update
 // replaces, so that transition rules (partitions never decrease, topicName never changes) run.
+//
+// A typed Pipeline has lost the zero values its omitempty fields dropped (partitions: 0 is no
+// field at all once it went through Go): to check a manifest as written, use SchemaObject.
 func Schema(ctx context.Context, p, old *v1alpha1.Pipeline) field.ErrorList {
-	s, err := pipelineSchema()
-	if err != nil {
-		return field.ErrorList{field.InternalError(nil, err)}
-	}
 	obj, err := ToUnstructured(p)
 	if err != nil {
 		return field.ErrorList{field.InternalError(nil, err)}
 	}
-	structuraldefaulting.Default(obj, s.structural)
 	var oldObj map[string]any
 	if old != nil {
 		if oldObj, err = ToUnstructured(old); err != nil {
 			return field.ErrorList{field.InternalError(nil, err)}
 		}
+	}
+	return SchemaObject(ctx, obj, oldObj)
+}
+
+// SchemaObject is Schema for a Pipeline as the API server receives it: the JSON object of the
+// manifest (integers as int64, as k8s.io/apimachinery/pkg/util/json decodes them), and the
+// stored object an update replaces, or nil. Neither is modified.
+func SchemaObject(ctx context.Context, obj, old map[string]any) field.ErrorList {
+	s, err := pipelineSchema()
+	if err != nil {
+		return field.ErrorList{field.InternalError(nil, err)}
+	}
+	obj = asReceived(obj)
+	structuraldefaulting.Default(obj, s.structural)
+	var oldObj map[string]any
+	if old != nil {
+		oldObj = asReceived(old)
 		structuraldefaulting.Default(oldObj, s.structural)
 	}
 
@@ -157,6 +172,14 @@ func Schema(ctx context.Context, p, old *v1alpha1.Pipeline) field.ErrorList {
 	return append(errs, celErrs...)
 }
 
+// asReceived is a copy of obj without status, which is a subresource: the main resource's
+// validation never sees it.
+func asReceived(obj map[string]any) map[string]any {
+	out := runtime.DeepCopyJSON(obj)
+	delete(out, "status")
+	return out
+}
+
 // blocking mirrors the API server: after these errors, CEL rules are not evaluated.
 func blocking(errs field.ErrorList) bool {
 	for _, e := range errs {
@@ -175,6 +198,19 @@ func Pipeline(ctx context.Context, p, old *v1alpha1.Pipeline) field.ErrorList {
 		return errs
 	}
 	return Topology(p)
+}
+
+// Object runs every check on a Pipeline as written (see SchemaObject): the API server's schema and
+// rules, then the topology checks on the Pipeline it decodes to.
+func Object(ctx context.Context, obj, old map[string]any) field.ErrorList {
+	if errs := SchemaObject(ctx, obj, old); len(errs) > 0 {
+		return errs
+	}
+	var p v1alpha1.Pipeline
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(obj, &p); err != nil {
+		return field.ErrorList{field.InternalError(nil, fmt.Errorf("decode the Pipeline: %w", err))}
+	}
+	return Topology(&p)
 }
 
 // Topology checks what CEL cannot: the stream graph of a Pipeline must be acyclic, since a cycle

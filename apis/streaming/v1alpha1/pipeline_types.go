@@ -303,11 +303,12 @@ type AutoscalingSpec struct {
 	// +optional
 	PollingInterval int32 `json:"pollingInterval,omitempty"`
 
-	// CooldownPeriod in seconds before scaling to zero.
+	// CooldownPeriod in seconds before scaling to zero; 0 scales to zero as soon as the lag is
+	// gone. A pointer, so that an explicit 0 is kept rather than taken for an omitted field.
 	// +kubebuilder:default=120
 	// +kubebuilder:validation:Minimum=0
 	// +optional
-	CooldownPeriod int32 `json:"cooldownPeriod,omitempty"`
+	CooldownPeriod *int32 `json:"cooldownPeriod,omitempty"`
 }
 
 // PartitionList is the partitions one pod consumes.
@@ -352,7 +353,9 @@ type MonitoringSpec struct {
 
 	// Interval between scrapes.
 	// +kubebuilder:default="15s"
-	// +kubebuilder:validation:Pattern=`^(0|([0-9]+(\.[0-9]+)?(ms|s|m|h))+)$`
+	// Prometheus' duration format, the same pattern as the ServiceMonitor's: whole numbers of
+	// y, w, d, h, m, s, ms in that order, such as 30s or 1m30s (no fractions: 1.5s is 1500ms).
+	// +kubebuilder:validation:Pattern=`^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$`
 	// +optional
 	Interval string `json:"interval,omitempty"`
 

@@ -251,6 +251,14 @@ func InvalidCases() []InvalidCase {
 			Pipeline: Pipeline(Entity("split", func(e *v1alpha1.Entity) { e.Image = "" })),
 			Want:     `spec.entities[0].image: Invalid value: "": spec.entities[0].image in body should be at least 1 chars long`,
 		},
+		{
+			// The ServiceMonitor the interval goes into would reject it; the Pipeline must first.
+			Reason: "the scrape interval is a Prometheus duration, without fractions",
+			Pipeline: Pipeline(func(p *v1alpha1.Pipeline) {
+				p.Spec.Monitoring = &v1alpha1.MonitoringSpec{Enabled: true, Interval: "1.5s"}
+			}),
+			Want: `spec.monitoring.interval: Invalid value: "1.5s": spec.monitoring.interval in body should match`,
+		},
 	}
 }
 
@@ -294,6 +302,12 @@ func ValidPipelines() map[string]*v1alpha1.Pipeline {
 			k.BootstrapServers = "kafka-0:9092,kafka-1:9092"
 			k.Topics = v1alpha1.TopicsDirect
 		})),
+		"monitoring every minute and a half": Pipeline(func(p *v1alpha1.Pipeline) {
+			p.Spec.Monitoring = &v1alpha1.MonitoringSpec{Enabled: true, Interval: "1m30s"}
+		}),
+		"monitoring every 1500ms": Pipeline(func(p *v1alpha1.Pipeline) {
+			p.Spec.Monitoring = &v1alpha1.MonitoringSpec{Enabled: true, Interval: "1500ms"}
+		}),
 		"strimzi with scram": Pipeline(Kafka(func(k *v1alpha1.KafkaSpec) {
 			k.Authentication = &v1alpha1.KafkaAuthentication{Type: v1alpha1.AuthScramSha512}
 		})),

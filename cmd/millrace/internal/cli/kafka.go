@@ -129,7 +129,7 @@ func newProduceCommand(streams IO) *cobra.Command {
 func newConsumeCommand(streams IO) *cobra.Command {
 	var t topicFlags
 	var o kafkaio.ConsumeOptions
-	var follow bool
+	var follow, headers bool
 	cmd := &cobra.Command{
 		Use:   "consume TOPIC | -f PIPELINE STREAM",
 		Short: "Print the records of a topic or stream, one a line, and follow it",
@@ -137,7 +137,8 @@ func newConsumeCommand(streams IO) *cobra.Command {
 new ones until interrupted. Only committed records are shown (read_committed), as the entities
 reading the stream see them. No consumer group is used: consuming moves no offsets.`,
 		Example: `  millrace consume -f pipeline.yaml counts --key-separator '\t'
-  millrace consume my-topic --follow=false`,
+  millrace consume my-topic --follow=false
+  millrace consume my-topic.dlq --headers   # a dead-lettered record's origin and error`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			topic, err := t.topic(args[0], streams.In)
@@ -146,6 +147,7 @@ reading the stream see them. No consumer group is used: consuming moves no offse
 			}
 			o.UntilEnd = !follow
 			format := t.format()
+			format.Headers = headers
 			_, err = kafkaio.Consume(cmd.Context(), t.seeds(), topic, o, func(r *kgo.Record) error {
 				return kafkaio.WriteRecord(streams.Out, r, format)
 			})
@@ -158,5 +160,6 @@ reading the stream see them. No consumer group is used: consuming moves no offse
 	fl.BoolVar(&o.FromEnd, "from-end", false, "start at the end instead of the beginning (only new records)")
 	fl.IntVar(&o.Max, "max", 0, "stop after this many records (0: no limit)")
 	fl.BoolVar(&o.Uncommitted, "read-uncommitted", false, "also show records of open or aborted transactions")
+	fl.BoolVar(&headers, "headers", false, `start each line with the record's headers, key="value" separated by spaces, then a tab`)
 	return cmd
 }

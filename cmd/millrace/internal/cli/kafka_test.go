@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 func TestProduceConsume(t *testing.T) {
@@ -79,5 +80,38 @@ func TestProduceConsume(t *testing.T) {
 	res = run(t, "millrace", "", "consume", "-f", samplePath(t), "nosuch")
 	if res.code == 0 || !strings.Contains(res.errOut, `has no stream "nosuch"`) {
 		t.Errorf("consume of an unknown stream: exit %d, stderr %q", res.code, res.errOut)
+	}
+}
+
+// TestConsumeHeaders: a dead-lettered record carries its origin and error in headers, which
+// --headers prints before the record, quoted so that a tab or newline in a value stays on the line.
+func TestConsumeHeaders(t *testing.T) {
+	fake, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "in.dlq"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fake.Close()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(fake.ListenAddrs()...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	rec := &kgo.Record{Topic: "in.dlq", Key: []byte("k"), Value: []byte("v"), Headers: []kgo.RecordHeader{
+		{Key: "millrace.source.topic", Value: []byte("in")},
+		{Key: "millrace.source.offset", Value: []byte("7")},
+		{Key: "millrace.error", Value: []byte("bad\tinput\n")},
+	}}
+	if err := cl.ProduceSync(context.Background(), rec).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	seeds := strings.Join(fake.ListenAddrs(), ",")
+	res := run(t, "millrace", "", "consume", "in.dlq", "--bootstrap-servers", seeds, "--follow=false", "--headers", "--key-separator", "=")
+	want := `millrace.source.topic="in" millrace.source.offset="7" millrace.error="bad\tinput\n"` + "\tk=v\n"
+	if res.code != 0 || res.out != want {
+		t.Errorf("consume --headers: exit %d, stderr %q\n got %q\nwant %q", res.code, res.errOut, res.out, want)
+	}
+	res = run(t, "millrace", "", "consume", "in.dlq", "--bootstrap-servers", seeds, "--follow=false")
+	if res.code != 0 || res.out != "v\n" {
+		t.Errorf("consume without --headers: exit %d, stdout %q, want the value only", res.code, res.out)
 	}
 }

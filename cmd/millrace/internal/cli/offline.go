@@ -66,7 +66,9 @@ func invalidMessage(p *v1alpha1.Pipeline, errs field.ErrorList) string {
 // checked reads the Pipelines and validates each, printing the errors of invalid ones to errOut.
 // It returns the valid Pipelines, defaulted as the API server stores them, and whether all were
 // valid.
-func checked(cmd *cobra.Command, f *fileFlags, old *v1alpha1.Pipeline, streams IO) ([]manifest.Document, bool, error) {
+// Each Pipeline is checked as written, not after a Go round trip that drops zero values
+// (partitions: 0 is rejected by the API server, and so here).
+func checked(cmd *cobra.Command, f *fileFlags, old *manifest.Document, streams IO) ([]manifest.Document, bool, error) {
 	docs, err := manifest.Read(f.files, streams.In, f.namespace)
 	if err != nil {
 		return nil, false, err
@@ -74,7 +76,11 @@ func checked(cmd *cobra.Command, f *fileFlags, old *v1alpha1.Pipeline, streams I
 	ok := true
 	var valid []manifest.Document
 	for _, d := range docs {
-		if errs := validate.Pipeline(cmd.Context(), d.Pipeline, old); len(errs) > 0 {
+		var oldObj map[string]any
+		if old != nil {
+			oldObj = old.Object
+		}
+		if errs := validate.Object(cmd.Context(), d.Object, oldObj); len(errs) > 0 {
 			fmt.Fprintf(streams.ErrOut, "%s: %s", d.Source, invalidMessage(d.Pipeline, errs))
 			ok = false
 			continue
@@ -104,12 +110,13 @@ over a stored Pipeline (partitions never decrease, topicName never changes).`,
   millrace validate -f new.yaml --old deployed.yaml`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var old *v1alpha1.Pipeline
+			var old *manifest.Document
 			if oldFile != "" {
-				var err error
-				if old, err = manifest.ReadOne(oldFile, streams.In, f.namespace); err != nil {
+				d, err := manifest.ReadOneDocument(oldFile, streams.In, f.namespace)
+				if err != nil {
 					return err
 				}
+				old = &d
 			}
 			valid, ok, err := checked(cmd, &f, old, streams)
 			if err != nil {
@@ -195,16 +202,21 @@ Topics created with the Kafka admin API (spec.kafka.topics: Direct) are listed a
 				return exitError{code: 1}
 			}
 			var items []map[string]any
-			var b strings.Builder
+			// notes are comments: before the documents in YAML, on stderr with JSON (which has
+			// no comments, and must stay parseable).
+			var b, notes strings.Builder
 			for _, d := range valid {
 				res, err := render.Render(d.Pipeline, facts)
 				if err != nil {
 					return fmt.Errorf("%s: %w", d.Source, err)
 				}
+				if d.Pipeline.UID == "" {
+					fmt.Fprintf(&notes, "# Pipeline %s/%s: no ownerReferences (the Pipeline has no uid until the API server stores it), so deleting the Pipeline does not delete these\n", d.Pipeline.Namespace, d.Pipeline.Name)
+				}
 				if d.Pipeline.Spec.Kafka.Topics == v1alpha1.TopicsDirect {
-					fmt.Fprintf(&b, "# Pipeline %s/%s: topics the operator creates with the Kafka admin API\n", d.Pipeline.Namespace, d.Pipeline.Name)
+					fmt.Fprintf(&notes, "# Pipeline %s/%s: topics the operator creates with the Kafka admin API\n", d.Pipeline.Namespace, d.Pipeline.Name)
 					for _, t := range res.Topics {
-						fmt.Fprintf(&b, "#   %s (%s, %d partitions, deletionPolicy %s)\n", t.Name, t.Purpose, t.Partitions, t.DeletionPolicy)
+						fmt.Fprintf(&notes, "#   %s (%s, %d partitions, deletionPolicy %s)\n", t.Name, t.Purpose, t.Partitions, t.DeletionPolicy)
 					}
 				}
 				for _, o := range res.Objects {
@@ -217,6 +229,7 @@ Topics created with the Kafka admin API (spec.kafka.topics: Direct) are listed a
 			}
 			switch r.output {
 			case "yaml":
+				b.WriteString(notes.String())
 				for _, it := range items {
 					y, err := yaml.Marshal(it)
 					if err != nil {
@@ -232,6 +245,7 @@ Topics created with the Kafka admin API (spec.kafka.topics: Direct) are listed a
 				}
 				b.Write(j)
 				b.WriteString("\n")
+				fmt.Fprint(streams.ErrOut, notes.String())
 			default:
 				return fmt.Errorf("--output %q: want yaml or json", r.output)
 			}
@@ -252,11 +266,25 @@ Topics created with the Kafka admin API (spec.kafka.topics: Direct) are listed a
 	return cmd
 }
 
-// clean drops the empty fields that typed objects carry but nobody writes in a manifest:
-// null creationTimestamps and empty statuses.
+// clean makes a rendered object a manifest that kubectl apply accepts as is: no status (the
+// operator never applies one, and a CRD without a status subresource would store it), no owner
+// reference without a uid (the API server rejects those; a Pipeline read from a file has none),
+// and none of the null creationTimestamps typed objects carry.
 func clean(obj map[string]any) map[string]any {
-	if st, ok := obj["status"].(map[string]any); ok && len(st) == 0 {
-		delete(obj, "status")
+	delete(obj, "status")
+	if md, ok := obj["metadata"].(map[string]any); ok {
+		if refs, ok := md["ownerReferences"].([]any); ok {
+			kept := slices.DeleteFunc(refs, func(r any) bool {
+				ref, _ := r.(map[string]any)
+				uid, _ := ref["uid"].(string)
+				return uid == ""
+			})
+			if len(kept) == 0 {
+				delete(md, "ownerReferences")
+			} else {
+				md["ownerReferences"] = kept
+			}
+		}
 	}
 	var walk func(v any)
 	walk = func(v any) {

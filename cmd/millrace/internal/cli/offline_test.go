@@ -32,6 +32,7 @@ func TestValidateGolden(t *testing.T) {
 		{reason: "a cycle is rejected as the reconciler rejects it", args: []string{"-f", "testdata/pipelines/cycle.yaml"}, golden: "validate/cycle.txt", code: 1},
 		{reason: "an update must not decrease partitions", args: []string{"-f", "testdata/pipelines/fewer-partitions.yaml", "--old", wordcount}, golden: "validate/fewer-partitions.txt", code: 1},
 		{reason: "a misspelt field is an error, as kubectl's strict field validation", args: []string{"-f", "testdata/pipelines/unknown-field.yaml"}, golden: "validate/unknown-field.txt", code: 1},
+		{reason: "a zero value is checked as written, not dropped by a Go round trip", args: []string{"-f", "testdata/pipelines/zero-partitions.yaml"}, golden: "validate/zero-partitions.txt", code: 1},
 	}
 	for _, tc := range cases {
 		t.Run(tc.reason, func(t *testing.T) {

@@ -103,9 +103,14 @@ the latest value of each key, like a compacted topic.`,
 
 // loadForRun reads, adjusts and validates the Pipeline to run.
 func loadForRun(ctx context.Context, f *runFlags, in io.Reader) (*v1alpha1.Pipeline, error) {
-	p, err := manifest.ReadOne(f.file, in, f.namespace)
+	d, err := manifest.ReadOneDocument(f.file, in, f.namespace)
 	if err != nil {
 		return nil, err
+	}
+	p := d.Pipeline
+	// As written first: the typed Pipeline has lost the zero values the API server rejects.
+	if errs := validate.Object(ctx, d.Object, nil); len(errs) > 0 {
+		return nil, fmt.Errorf("%s: %s", f.file, strings.TrimSuffix(invalidMessage(p, errs), "\n"))
 	}
 	for name, v := range f.replicas {
 		n, err := strconv.ParseInt(v, 10, 32)

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"sync"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -23,6 +24,10 @@ type Format struct {
 	KeySeparator string
 	// Key is the key of every produced record when KeySeparator is empty.
 	Key string
+	// Headers, consuming, starts each line with the record's headers, in their order, as
+	// key="value" pairs (the value quoted as a Go string) separated by spaces and ended by a
+	// tab: a dead-lettered record shows where it came from and why it failed.
+	Headers bool
 }
 
 // Produce writes each line of r as a record to topic and waits until Kafka has acknowledged
@@ -74,9 +79,20 @@ func Produce(ctx context.Context, cl *kgo.Client, topic string, r io.Reader, f F
 }
 
 // WriteRecord prints a record as a line: the value, or key, separator and value when the
-// separator is set.
+// separator is set, after the headers when f.Headers is set.
 func WriteRecord(w io.Writer, r *kgo.Record, f Format) error {
 	var b bytes.Buffer
+	if f.Headers {
+		for i, h := range r.Headers {
+			if i > 0 {
+				b.WriteByte(' ')
+			}
+			b.WriteString(h.Key)
+			b.WriteByte('=')
+			b.WriteString(strconv.Quote(string(h.Value)))
+		}
+		b.WriteByte('\t')
+	}
 	if f.KeySeparator != "" {
 		b.Write(r.Key)
 		b.WriteString(f.KeySeparator)

@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 
+	utiljson "k8s.io/apimachinery/pkg/util/json"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/yaml"
 
@@ -21,6 +22,9 @@ type Document struct {
 	// Source names the file and document ("pipeline.yaml#2") for messages.
 	Source   string
 	Pipeline *v1alpha1.Pipeline
+	// Object is the document as written, as the API server would receive it: the fields that
+	// the typed Pipeline drops (a zero behind omitempty) are still there, for validation.
+	Object map[string]any
 }
 
 // Read reads every Pipeline of the files; "-" is stdin. A Pipeline without a namespace gets
@@ -56,14 +60,23 @@ func Read(files []string, stdin io.Reader, namespace string) ([]Document, error)
 
 // ReadOne reads exactly one Pipeline.
 func ReadOne(file string, stdin io.Reader, namespace string) (*v1alpha1.Pipeline, error) {
-	docs, err := Read([]string{file}, stdin, namespace)
+	d, err := ReadOneDocument(file, stdin, namespace)
 	if err != nil {
 		return nil, err
 	}
-	if len(docs) != 1 {
-		return nil, fmt.Errorf("%s holds %d Pipelines; this command takes one", file, len(docs))
+	return d.Pipeline, nil
+}
+
+// ReadOneDocument reads exactly one Pipeline, with its object as written.
+func ReadOneDocument(file string, stdin io.Reader, namespace string) (Document, error) {
+	docs, err := Read([]string{file}, stdin, namespace)
+	if err != nil {
+		return Document{}, err
 	}
-	return docs[0].Pipeline, nil
+	if len(docs) != 1 {
+		return Document{}, fmt.Errorf("%s holds %d Pipelines; this command takes one", file, len(docs))
+	}
+	return docs[0], nil
 }
 
 func decode(name string, r io.Reader, namespace string) ([]Document, error) {
@@ -100,10 +113,22 @@ func decode(name string, r io.Reader, namespace string) ([]Document, error) {
 		if err := yaml.UnmarshalStrict(raw, p); err != nil {
 			return nil, fmt.Errorf("%s: %w", source, err)
 		}
+		// The object as written, with integers as int64 like the API server decodes them.
+		js, err := yaml.YAMLToJSON(raw)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", source, err)
+		}
+		var obj map[string]any
+		if err := utiljson.Unmarshal(js, &obj); err != nil {
+			return nil, fmt.Errorf("%s: %w", source, err)
+		}
 		if p.Namespace == "" {
 			p.Namespace = namespace
+			if md, ok := obj["metadata"].(map[string]any); ok {
+				md["namespace"] = namespace
+			}
 		}
-		out = append(out, Document{Source: source, Pipeline: p})
+		out = append(out, Document{Source: source, Pipeline: p, Object: obj})
 	}
 }
 
