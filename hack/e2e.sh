@@ -55,8 +55,7 @@ if [[ "${LOCAL}" == 1 ]]; then
   export MILLRACE_E2E_KAFKA="${GW}:${KAFKA_E2E_PORT}" MILLRACE_E2E_KAFKA_SCRAM="${GW}:$((KAFKA_E2E_PORT + 2))"
   export MILLRACE_E2E_CTR="${ROOT}/hack/cluster.sh ctr"
   t_kafka=$(date +%s)
-  make -s kustomize >&2
-  KUSTOMIZE="$(ls "${ROOT}"/bin/kustomize-* | head -n 1)" hack/keda.sh install
+  KUSTOMIZE="$(hack/tools.sh kustomize | tail -n 1)" hack/keda.sh install
   t_keda=$(date +%s)
   make -s deploy >&2
   # A redeploy with a rebuilt image of the same tag needs new pods to run it.
