@@ -34,10 +34,6 @@ const (
 	volumeState       = "state"
 	volumeCredentials = "kafka-credentials"
 	volumeClusterCA   = "kafka-cluster-ca"
-
-	// nonRootID is the user and group executors run as (distroless "nonroot"). Setting it,
-	// rather than only requiring a non-root user, lets images without a USER run too.
-	nonRootID int64 = 65532
 )
 
 // entityObjects renders the ConfigMap, Service, StatefulSet and (when KEDA scales the entity)
@@ -224,11 +220,12 @@ func podTemplate(p *v1alpha1.Pipeline, e *v1alpha1.Entity, f Facts) corev1.PodTe
 			// Service environment variables are noise for executors, and can collide with the
 			// user's own variables.
 			EnableServiceLinks: ptr.To(false),
+			// No runAsUser, runAsGroup or fsGroup: OpenShift's restricted-v2 SCC assigns them
+			// from the namespace's range and rejects fixed ones. runAsNonRoot keeps the
+			// restricted Pod Security Standard satisfied; elsewhere the images' numeric USER
+			// (65532) applies, and the kubelet refuses an image whose user is root.
 			SecurityContext: &corev1.PodSecurityContext{
 				RunAsNonRoot:   ptr.To(true),
-				RunAsUser:      ptr.To(nonRootID),
-				RunAsGroup:     ptr.To(nonRootID),
-				FSGroup:        ptr.To(nonRootID),
 				SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
 			},
 		},
