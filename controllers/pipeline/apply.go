@@ -82,7 +82,10 @@ func (r *Reconciler) apply(ctx context.Context, s *scope) error {
 		go func() {
 			defer func() { <-sem; wg.Done() }()
 			gvk := u.GroupVersionKind()
-			err := r.client.Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(FieldManager), client.ForceOwnership)
+			err := r.handOverReplicas(ctx, u, s.child(gvk, u.GetName()))
+			if err == nil {
+				err = r.client.Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(FieldManager), client.ForceOwnership)
+			}
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
@@ -102,6 +105,44 @@ func (r *Reconciler) apply(ctx context.Context, s *scope) error {
 		return fmt.Errorf("%w: %w", errApply, errors.Join(errs...))
 	}
 	return r.prune(ctx, s, desired)
+}
+
+// FieldManagerHandover is the field manager that holds a StatefulSet's spec.replicas while it
+// passes from the operator to an autoscaler.
+const FieldManagerHandover = "millrace-replicas-handover"
+
+// handOverReplicas transfers spec.replicas of a StatefulSet that the operator is about to apply
+// without that field (its entity became autoscaled) and still owns. Dropping a field one is the
+// only owner of removes it, and the StatefulSet would fall back to one replica before the HPA
+// acts. So, as the server-side apply documentation describes for handing a field to a
+// controller, a second field manager first applies the live value, and only then the operator
+// applies without the field: the value stays, owned by the handover manager until the HPA's next
+// scale takes it. The handover apply is not forced: a conflict means the cached value is stale.
+func (r *Reconciler) handOverReplicas(ctx context.Context, u, live *unstructured.Unstructured) error {
+	if u.GetKind() != "StatefulSet" || live == nil || live.GetAnnotations()[cachedOwnsReplicas] != "true" {
+		return nil
+	}
+	if _, found, _ := unstructured.NestedFieldNoCopy(u.Object, "spec", "replicas"); found {
+		return nil
+	}
+	replicas, found, err := unstructured.NestedInt64(live.Object, "spec", "replicas")
+	if err != nil || !found {
+		return nil
+	}
+	h := &unstructured.Unstructured{}
+	h.SetGroupVersionKind(u.GroupVersionKind())
+	h.SetNamespace(u.GetNamespace())
+	h.SetName(u.GetName())
+	if err := unstructured.SetNestedField(h.Object, replicas, "spec", "replicas"); err != nil {
+		return err
+	}
+	if err := r.client.Apply(ctx, client.ApplyConfigurationFromUnstructured(h), client.FieldOwner(FieldManagerHandover)); err != nil {
+		// A conflict means the cached value is stale: retry with a fresh one rather than drop
+		// a field that may still be the operator's alone.
+		return fmt.Errorf("hand spec.replicas of StatefulSet %s/%s over to the autoscaler: %w", u.GetNamespace(), u.GetName(), err)
+	}
+	ctrl.LoggerFrom(ctx).V(1).Info("handed spec.replicas over to the autoscaler", "statefulset", klog.KObj(u), "replicas", replicas)
+	return nil
 }
 
 // prune deletes the children that render no longer wants. It deletes only objects this Pipeline

@@ -47,6 +47,11 @@ func (r *Reconciler) observe(ctx context.Context, s *scope) error {
 	if err := r.observeCore(ctx, s); err != nil {
 		return err
 	}
+	if snap.keda && usesAutoscaling(s.p) {
+		if s.keda, err = r.observeKEDA(ctx); err != nil {
+			return err
+		}
+	}
 	for _, gvk := range snap.thirdParty() {
 		if err := r.observeUnstructured(ctx, s, gvk); err != nil {
 			return err
@@ -201,4 +206,13 @@ func (r *Reconciler) bootstrap(ctx context.Context, s *scope) (string, error) {
 		}
 	}
 	return first, nil
+}
+
+func usesAutoscaling(p *v1alpha1.Pipeline) bool {
+	for _, e := range p.Spec.Entities {
+		if e.Autoscaling != nil {
+			return true
+		}
+	}
+	return false
 }

@@ -483,18 +483,11 @@ func TestComposedOperatorsInstalledLater(t *testing.T) {
 		_, err := e.get(gvkScaledObject, ns, soName)
 		return err
 	})
+	// The CRDs are there, KEDA's metrics server is not yet.
+	e.wantCondition(t, p, v1alpha1.ConditionAutoscalingReady, metav1.ConditionFalse, v1alpha1.ReasonKEDANotRunning)
+	e.installKEDAMetrics(t)
 	e.wantCondition(t, p, v1alpha1.ConditionAutoscalingReady, metav1.ConditionFalse, v1alpha1.ReasonAutoscalingPending)
-	eventually(t, "KEDA reports the ScaledObject ready", func() error {
-		so, err := e.get(gvkScaledObject, ns, soName)
-		if err != nil {
-			return err
-		}
-		_ = unstructured.SetNestedSlice(so.Object, []any{
-			map[string]any{"type": "Ready", "status": "True"},
-			map[string]any{"type": "Active", "status": "False"},
-		}, "status", "conditions")
-		return e.client.Status().Update(context.Background(), so)
-	})
+	e.markScaledObjectReady(t, p, "count")
 	p = e.wantCondition(t, p, v1alpha1.ConditionAutoscalingReady, metav1.ConditionTrue, v1alpha1.ReasonReconciled)
 	for _, es := range p.Status.Entities {
 		if es.Name == "count" && (es.Autoscaling != "2-3" || es.Active == nil || *es.Active) {

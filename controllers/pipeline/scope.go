@@ -22,6 +22,7 @@ type scope struct {
 	caps         snapshot
 	facts        render.Facts
 	kafkaMissing bool                           // the named Strimzi Kafka does not exist
+	keda         kedaHealth                     // KEDA's metrics server, when KEDA is served
 	statefulSets map[string]*appsv1.StatefulSet // by entity
 	configMaps   map[string]*corev1.ConfigMap   // by entity
 	// children are the live children by kind and name, as unstructured objects.

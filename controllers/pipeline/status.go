@@ -112,8 +112,11 @@ func computeStatus(s *scope) *v1alpha1.PipelineStatus {
 	conditions.Set(conds, gen, v1alpha1.ConditionMonitoringReady, mon.Status, mon.Reason, mon.Message)
 
 	var degraded []string
-	if auto.Reason == v1alpha1.ReasonKEDANotInstalled {
+	switch auto.Reason {
+	case v1alpha1.ReasonKEDANotInstalled:
 		degraded = append(degraded, "autoscaling is off (KEDA is not installed)")
+	case v1alpha1.ReasonKEDANotRunning:
+		degraded = append(degraded, "autoscaling is off (KEDA is installed but its metrics server is not Available)")
 	}
 	if mon.Reason == v1alpha1.ReasonPrometheusNotFound {
 		degraded = append(degraded, "monitoring is off (the Prometheus Operator is not installed)")
@@ -315,6 +318,10 @@ func autoscalingCondition(s *scope) metav1.Condition {
 		return metav1.Condition{Status: metav1.ConditionFalse, Reason: v1alpha1.ReasonKEDANotInstalled,
 			Message: "KEDA is not installed (no keda.sh ScaledObject CRD): " + strings.Join(scaled, ", ") +
 				" run with fixed replicas (autoscaling.minReplicas, at least 1); install KEDA v2 to autoscale them"}
+	}
+	if s.keda.problem != "" {
+		return metav1.Condition{Status: metav1.ConditionFalse, Reason: v1alpha1.ReasonKEDANotRunning,
+			Message: "KEDA is installed but not running: " + s.keda.problem + "; until then " + strings.Join(scaled, ", ") + " keep their current replicas"}
 	}
 	var pending []string
 	for _, e := range scaled {

@@ -41,6 +41,16 @@ func TestComputeStatus(t *testing.T) {
 				autoscaling: v1alpha1.ReasonKEDANotInstalled, mon: v1alpha1.ReasonPrometheusNotFound, degradedStatus: metav1.ConditionTrue},
 		},
 		{
+			reason: "KEDA's CRD without its metrics server is not KEDA running: the pipeline degrades and says what is missing",
+			p:      newPipeline("ns", withAutoscaling("count", 1, 3)),
+			scope: func(s *scope) {
+				s.caps, s.facts.StrimziAPIVersion, s.facts.KEDA = snapshot{strimzi: "v1", keda: true}, "v1", true
+				s.keda = kedaHealth{problem: "the APIService is missing"}
+			},
+			want: want{phase: v1alpha1.PhaseDegraded, ready: v1alpha1.ReasonTopicsPending, topics: v1alpha1.ReasonTopicsPending,
+				autoscaling: v1alpha1.ReasonKEDANotRunning, mon: v1alpha1.ReasonMonitoringDisabled, degradedStatus: metav1.ConditionTrue},
+		},
+		{
 			reason: "Unmanaged topics are ready by definition",
 			p:      newPipeline("ns", func(p *v1alpha1.Pipeline) { p.Spec.Kafka.Topics = v1alpha1.TopicsUnmanaged }),
 			want: want{phase: v1alpha1.PhasePending, ready: v1alpha1.ReasonExecutorsPending, topics: v1alpha1.ReasonTopicsNotManaged,

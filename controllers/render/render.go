@@ -322,14 +322,32 @@ func fixedReplicas(e *v1alpha1.Entity) int32 {
 	}
 }
 
-// statefulSetReplicas is the spec.replicas of an entity's StatefulSet; nil when the HPA that
-// KEDA creates owns it, so that server-side apply never fights the autoscaler.
+// statefulSetReplicas is the spec.replicas of an entity's StatefulSet.
+//
+// For an entity KEDA scales it is nil once the StatefulSet exists: the HPA that KEDA creates owns
+// the field, and server-side apply must never fight the autoscaler. The operator hands the field
+// over (see the pipeline package's apply) instead of simply dropping it, which would reset the
+// StatefulSet to one replica. A new autoscaled StatefulSet starts at minReplicas, zero included,
+// so that KEDA scales it up from there rather than the API server's default of one.
+//
+// An autoscaled entity without KEDA keeps the replicas it runs with, within its bounds, so that
+// KEDA going away does not cut pods the autoscaler had started.
 func statefulSetReplicas(p *v1alpha1.Pipeline, e *v1alpha1.Entity, f Facts) *int32 {
+	current, exists := f.Replicas[e.Name]
 	if kedaScaled(e, f) {
-		return nil
+		if exists {
+			return nil
+		}
+		if p.Spec.Suspend {
+			return ptr.To[int32](0)
+		}
+		return ptr.To(ptr.Deref(e.Autoscaling.MinReplicas, defaultMinReplicas))
 	}
 	if p.Spec.Suspend {
 		return ptr.To[int32](0)
+	}
+	if autoscaled(e) && exists {
+		return ptr.To(min(max(current, fixedReplicas(e)), max(e.Autoscaling.MaxReplicas, 1)))
 	}
 	return ptr.To(fixedReplicas(e))
 }

@@ -27,6 +27,7 @@ const (
 	ReasonBootstrapUnknown     = "BootstrapAddressUnknown"
 	ReasonExecutorsPending     = "ExecutorsPending"
 	ReasonKEDANotInstalled     = "KEDANotInstalled"
+	ReasonKEDANotRunning       = "KEDANotRunning"
 	ReasonAutoscalingPending   = "AutoscalingPending"
 	ReasonAutoscalingNotUsed   = "AutoscalingNotUsed"
 	ReasonPrometheusNotFound   = "PrometheusOperatorNotInstalled"
