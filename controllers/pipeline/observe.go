@@ -83,8 +83,63 @@ func (r *Reconciler) observe(ctx context.Context, s *scope) error {
 		}
 		s.facts.Assignments[entity] = ex.Assignment
 	}
-	s.facts.BootstrapServers, err = r.bootstrap(ctx, s)
+	if s.facts.BootstrapServers, err = r.bootstrap(ctx, s); err != nil {
+		return err
+	}
+	s.facts.TopicPartitions, err = r.adoptedPartitions(ctx, s)
 	return err
+}
+
+// adoptedPartitions observes the partition counts of the existing topics that streams adopt
+// through topicName: in Direct mode from Kafka; in Strimzi mode from a KafkaTopic of that topic
+// that is not this Pipeline's (whoever manages the topic). Render gives the stream, and all that
+// derives from it, the real count when it is larger than the spec's.
+func (r *Reconciler) adoptedPartitions(ctx context.Context, s *scope) (map[string]int32, error) {
+	adopted := map[string]bool{}
+	var names []string
+	for _, st := range s.p.Spec.Streams {
+		if st.TopicName != "" {
+			adopted[st.TopicName] = true
+			names = append(names, st.TopicName)
+		}
+	}
+	if len(names) == 0 {
+		return nil, nil
+	}
+	switch {
+	case s.p.Spec.Kafka.Topics == v1alpha1.TopicsDirect:
+		if s.facts.BootstrapServers == "" {
+			return nil, nil
+		}
+		found, err := r.kafka.Exists(ctx, s.facts.BootstrapServers, names...)
+		if err != nil {
+			// Ensure meets the same error and reports it in TopicsReady.
+			ctrl.LoggerFrom(ctx).V(1).Info("cannot read the partitions of adopted topics", "error", err.Error())
+			return nil, nil
+		}
+		return found, nil
+	case s.caps.strimzi != "":
+		list := &unstructured.UnstructuredList{}
+		list.SetGroupVersionKind(s.caps.strimziGVK("KafkaTopicList"))
+		if err := r.cache.List(ctx, list, client.InNamespace(s.p.Namespace)); err != nil {
+			return nil, fmt.Errorf("list KafkaTopics of namespace %s: %w", s.p.Namespace, err)
+		}
+		out := map[string]int32{}
+		for _, kt := range list.Items {
+			if kt.GetLabels()[render.LabelPipeline] == s.p.Name && kt.GetLabels()[render.LabelManagedBy] == render.ValueManagedBy {
+				continue
+			}
+			topic, _, _ := unstructured.NestedString(kt.Object, "spec", "topicName")
+			if topic == "" {
+				topic = kt.GetName()
+			}
+			if n, found, _ := unstructured.NestedInt64(kt.Object, "spec", "partitions"); found && adopted[topic] && int32(n) > out[topic] {
+				out[topic] = int32(n)
+			}
+		}
+		return out, nil
+	}
+	return nil, nil
 }
 
 func (r *Reconciler) observeCore(ctx context.Context, s *scope) error {

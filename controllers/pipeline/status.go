@@ -237,7 +237,8 @@ func streamStatuses(s *scope) []v1alpha1.StreamStatus {
 			if s.caps.strimzi != "" {
 				if kt := s.child(s.caps.strimziGVK("KafkaTopic"), render.KafkaTopicName(p, st.Name)); kt != nil {
 					c, _ := condition(kt, "Ready")
-					ss.Ready = c == "True"
+					adopted := kt.GetAnnotations()[AnnotationStrimziManaged] == "false"
+					ss.Ready = c == "True" || (adopted && c != "False")
 				}
 			}
 		}
@@ -279,7 +280,7 @@ func topicsCondition(s *scope) metav1.Condition {
 		return metav1.Condition{Status: metav1.ConditionFalse, Reason: v1alpha1.ReasonTopicsPending, Message: "topics are not applied yet"}
 	}
 	gvk := s.caps.strimziGVK("KafkaTopic")
-	var pending []string
+	var pending, failed []string
 	total := 0
 	for _, o := range s.desired.Objects {
 		if o.GetObjectKind().GroupVersionKind().Kind != "KafkaTopic" {
@@ -291,9 +292,22 @@ func topicsCondition(s *scope) metav1.Condition {
 			pending = append(pending, o.GetName())
 			continue
 		}
-		if c, _ := condition(kt, "Ready"); c != "True" {
+		c := fullCondition(kt, "Ready")
+		switch {
+		case c.Status == metav1.ConditionFalse:
+			// The Topic Operator's own words: NotSupported (partitions cannot decrease), a
+			// conflict with another KafkaTopic, an invalid config.
+			failed = append(failed, fmt.Sprintf("%s (%s: %s)", o.GetName(), c.Reason, c.Message))
+		case o.GetAnnotations()[AnnotationStrimziManaged] == "false":
+			// An adopted topic: the Topic Operator leaves it alone, there is nothing to wait for.
+		case c.Status != metav1.ConditionTrue:
 			pending = append(pending, o.GetName())
 		}
+	}
+	if len(failed) > 0 {
+		sort.Strings(failed)
+		return metav1.Condition{Status: metav1.ConditionFalse, Reason: v1alpha1.ReasonTopicsFailed,
+			Message: "Strimzi's Topic Operator refuses KafkaTopics: " + strings.Join(failed, "; ") + "; fix the stream in the spec (or the topic in Kafka)"}
 	}
 	if len(pending) > 0 {
 		sort.Strings(pending)
@@ -351,6 +365,26 @@ func monitoringCondition(s *scope) metav1.Condition {
 			Message: "the Prometheus Operator is not installed (no monitoring.coreos.com ServiceMonitor CRD): install it to get the ServiceMonitor and alert rules; executors still serve /metrics"}
 	}
 	return metav1.Condition{Status: metav1.ConditionTrue, Reason: v1alpha1.ReasonReconciled, Message: "the ServiceMonitor and alert rules are applied"}
+}
+
+// fullCondition returns a condition of an unstructured object's status.conditions; its Status is
+// "" when there is none.
+func fullCondition(u *unstructured.Unstructured, condType string) metav1.Condition {
+	conds, _, _ := unstructured.NestedSlice(u.Object, "status", "conditions")
+	for _, c := range conds {
+		m, ok := c.(map[string]any)
+		if !ok || m["type"] != condType {
+			continue
+		}
+		out := metav1.Condition{Type: condType}
+		if v, ok := m["status"].(string); ok {
+			out.Status = metav1.ConditionStatus(v)
+		}
+		out.Reason, _ = m["reason"].(string)
+		out.Message, _ = m["message"].(string)
+		return out
+	}
+	return metav1.Condition{Type: condType}
 }
 
 // condition returns the status of a condition in an unstructured object's status.conditions.

@@ -44,6 +44,13 @@ type Facts struct {
 	Assignments map[string]config.Assignment
 	// Images are the sidecar images the operator is configured with.
 	Images Images
+	// TopicPartitions are the partition counts of existing topics, by Kafka topic name, as
+	// observed for the streams that adopt a topic through topicName (in Direct mode from Kafka,
+	// in Strimzi mode from another KafkaTopic of that topic). A stream whose topic has more
+	// partitions than its spec says is rendered with the real count, so that its dead-letter
+	// topic, changelog and executors (a Static map, the partition count in executor.json) cover
+	// every partition.
+	TopicPartitions map[string]int32
 }
 
 // Images are the container images of the executor sidecars.
@@ -87,6 +94,9 @@ type Topic struct {
 	Config   map[string]string `json:"config,omitempty"`
 	// DeletionPolicy says whether the topic goes when the Pipeline does.
 	DeletionPolicy v1alpha1.DeletionPolicy `json:"deletionPolicy"`
+	// Adopted marks the topic of a stream with an explicit topicName: an existing topic, which
+	// Millrace reads and writes but whose partitions and configuration it does not manage.
+	Adopted bool `json:"adopted,omitempty"`
 }
 
 // Result is everything render wants to exist for a Pipeline.
@@ -109,6 +119,12 @@ func Render(p *v1alpha1.Pipeline, f Facts) (*Result, error) {
 		return nil, fmt.Errorf("render: pipeline is nil")
 	}
 	p = withDefaults(p)
+	for i := range p.Spec.Streams {
+		s := &p.Spec.Streams[i]
+		if n := f.TopicPartitions[TopicName(p, s.Name)]; n > s.Partitions {
+			s.Partitions = n
+		}
+	}
 	if err := checkReferences(p); err != nil {
 		return nil, fmt.Errorf("render pipeline %s/%s: %w", p.Namespace, p.Name, err)
 	}
@@ -214,6 +230,7 @@ func topics(p *v1alpha1.Pipeline) []Topic {
 			Replicas:       s.Replicas,
 			Config:         cloneMap(s.Config),
 			DeletionPolicy: s.DeletionPolicy,
+			Adopted:        s.TopicName != "",
 		})
 	}
 	for _, s := range p.Spec.Streams {

@@ -1,6 +1,7 @@
 package render
 
 import (
+	"encoding/json"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -287,3 +288,44 @@ func TestKafkaTopicNamesDoNotCollide(t *testing.T) {
 	}
 }
 
+// TestAdoptedTopic: a stream pointed at an existing topic (topicName) must not have Strimzi
+// rewrite that topic, and everything derived from the topic's partitions (its dead-letter
+// topic, the executors' view of the input, a Static map) must cover the partitions the topic
+// really has, as observed, not the spec's default of one.
+func TestAdoptedTopic(t *testing.T) {
+	p := newPipeline(
+		withStream("events", topicName("legacy.events")),
+		withEntity("handle", "example/handle:1", []string{"events"}, nil, static()),
+	)
+	res := mustRender(t, p, newFacts(func(f *Facts) { f.TopicPartitions = map[string]int32{"legacy.events": 8} }))
+
+	kt := find[*strimzi.KafkaTopic](res, KafkaTopicName(p, "events"))
+	if kt == nil {
+		t.Fatal("no KafkaTopic for the adopted stream")
+	}
+	if got := kt.Annotations[strimzi.AnnotationManaged]; got != "false" {
+		t.Errorf("the adopted topic's KafkaTopic has %s=%q: Strimzi's Topic Operator would reset its configuration to the spec's", strimzi.AnnotationManaged, got)
+	}
+	dlq := find[*strimzi.KafkaTopic](res, DeadLetterKafkaTopicName(p, "events"))
+	if dlq == nil || ptr.Deref(dlq.Spec.Partitions, 0) != 8 {
+		t.Errorf("the dead-letter topic must have the adopted topic's 8 partitions: %+v", dlq)
+	}
+	if _, managed := dlq.Annotations[strimzi.AnnotationManaged]; managed {
+		t.Errorf("the dead-letter topic is Millrace's own and stays managed")
+	}
+	cm := find[*corev1.ConfigMap](res, ConfigMapName(p, "handle"))
+	var ex config.Executor
+	if err := json.Unmarshal([]byte(cm.Data[config.FileName]), &ex); err != nil {
+		t.Fatal(err)
+	}
+	if len(ex.Inputs) != 1 || ex.Inputs[0].Partitions != 8 {
+		t.Errorf("executor.json must say the input has 8 partitions: %+v", ex.Inputs)
+	}
+	var assigned []int32
+	for _, ps := range ex.Assignment.Static {
+		assigned = append(assigned, ps...)
+	}
+	if len(assigned) != 8 {
+		t.Errorf("the Static map must cover all 8 partitions, covers %v", assigned)
+	}
+}

@@ -21,6 +21,7 @@ const (
 	ReasonReconciled           = "Reconciled"
 	ReasonInvalidSpec          = "InvalidSpec"
 	ReasonTopicsPending        = "TopicsPending"
+	ReasonTopicsFailed         = "TopicsFailed"
 	ReasonTopicsNotManaged     = "TopicsNotManaged"
 	ReasonStrimziNotInstalled  = "StrimziNotInstalled"
 	ReasonKafkaNotFound        = "KafkaNotFound"
