@@ -76,8 +76,8 @@ const annotationLastApplied = "kubectl.kubernetes.io/last-applied-configuration"
 //   - kubectl's last-applied-configuration annotation, which render never sets;
 //   - a StatefulSet's status except observedGeneration, replicas and readyReplicas;
 //   - a composed kind's status except conditions (ScaledObject "Active", KafkaTopic readiness)
-//     and listeners (a Strimzi Kafka's bootstrap addresses), and a Strimzi Kafka's spec, which
-//     the operator reads but never applies.
+//     and listeners (a Strimzi Kafka's bootstrap addresses), and a Strimzi Kafka's spec except
+//     its listeners' name, type, tls and authentication type (which listener fits a Pipeline).
 //
 // Spec, data and labels stay whole: covers needs every value render sets to detect drift, and
 // observe reads the current assignment back from a ConfigMap's executor.json.
@@ -103,7 +103,30 @@ func stripUnread(in any) (any, error) {
 		}
 	case *unstructured.Unstructured:
 		if t.GetKind() == "Kafka" && t.GroupVersionKind().Group == strimzi.Group {
+			// Only the listeners' name, type, tls and authentication type: observe chooses the
+			// listener that fits a Pipeline's authentication from them.
+			listeners, _, _ := unstructured.NestedSlice(t.Object, "spec", "kafka", "listeners")
+			var kept []any
+			for _, raw := range listeners {
+				l, ok := raw.(map[string]any)
+				if !ok {
+					continue
+				}
+				k := map[string]any{}
+				for _, f := range []string{"name", "type", "tls"} {
+					if v, ok := l[f]; ok {
+						k[f] = v
+					}
+				}
+				if a, ok := l["authentication"].(map[string]any); ok {
+					k["authentication"] = map[string]any{"type": a["type"]}
+				}
+				kept = append(kept, k)
+			}
 			delete(t.Object, "spec")
+			if kept != nil {
+				t.Object["spec"] = map[string]any{"kafka": map[string]any{"listeners": kept}}
+			}
 		}
 		if st, ok := t.Object["status"].(map[string]any); ok {
 			for k := range st {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -238,29 +239,104 @@ func (r *Reconciler) bootstrap(ctx context.Context, s *scope) (string, error) {
 		}
 		return "", fmt.Errorf("read Kafka %s/%s: %w", s.p.Namespace, k.StrimziCluster, err)
 	}
-	listeners, _, _ := unstructured.NestedSlice(kafka.Object, "status", "listeners")
-	want := "plain"
-	if k.Authentication != nil && k.Authentication.Type == v1alpha1.AuthTLS {
-		want = "tls"
+	auth := v1alpha1.AuthNone
+	if k.Authentication != nil && k.Authentication.Type != "" {
+		auth = k.Authentication.Type
 	}
-	var first string
-	for _, l := range listeners {
-		m, ok := l.(map[string]any)
+	l, problem := chooseListener(kafka, auth)
+	s.listenerProblem = problem
+	s.facts.BootstrapTLS = l.tls
+	return l.addr, nil
+}
+
+// listener is one listener of a Strimzi Kafka: its spec (spec.kafka.listeners) joined with its
+// address (status.listeners) by name.
+type listener struct {
+	name, addr, kind, auth string
+	tls, specified         bool
+}
+
+// chooseListener picks the listener of a Strimzi Kafka that the executors (and KEDA) can use
+// with the Pipeline's authentication: one whose authentication type is the Pipeline's (none for
+// none), in the cluster (internal or cluster-ip rather than a route, load balancer, node port or
+// ingress), encrypting when there is a choice for SCRAM, plain when there is a choice without
+// authentication. Names mean nothing to Strimzi, so they decide only when the Kafka's spec is
+// unknown (then "plain", or "tls" for TLS authentication). problem says why no listener fits.
+func chooseListener(kafka *unstructured.Unstructured, auth v1alpha1.AuthenticationType) (listener, string) {
+	specs := map[string]listener{}
+	specList, _, _ := unstructured.NestedSlice(kafka.Object, "spec", "kafka", "listeners")
+	for _, raw := range specList {
+		m, ok := raw.(map[string]any)
 		if !ok {
 			continue
 		}
+		l := listener{specified: true}
+		l.name, _ = m["name"].(string)
+		l.kind, _ = m["type"].(string)
+		l.tls, _ = m["tls"].(bool)
+		if a, ok := m["authentication"].(map[string]any); ok {
+			l.auth, _ = a["type"].(string)
+		}
+		specs[l.name] = l
+	}
+	var all []listener
+	statusList, _, _ := unstructured.NestedSlice(kafka.Object, "status", "listeners")
+	for _, raw := range statusList {
+		m, ok := raw.(map[string]any)
+		if !ok {
+			continue
+		}
+		name, _ := m["name"].(string)
 		addr, _ := m["bootstrapServers"].(string)
 		if addr == "" {
 			continue
 		}
-		if name, _ := m["name"].(string); name == want {
-			return addr, nil
+		l := specs[name]
+		l.name, l.addr = name, addr
+		all = append(all, l)
+	}
+	if len(all) == 0 {
+		return listener{}, ""
+	}
+	if len(specs) == 0 {
+		want := "plain"
+		if auth == v1alpha1.AuthTLS {
+			want = "tls"
 		}
-		if first == "" {
-			first = addr
+		for _, l := range all {
+			if l.name == want {
+				return l, ""
+			}
+		}
+		return all[0], ""
+	}
+	wantAuth := string(auth)
+	if auth == v1alpha1.AuthNone {
+		wantAuth = ""
+	}
+	best, bestScore := listener{}, -1
+	var offered []string
+	for _, l := range all {
+		offered = append(offered, fmt.Sprintf("%s (authentication %q, tls %t)", l.name, l.auth, l.tls))
+		if !l.specified || l.auth != wantAuth {
+			continue
+		}
+		score := 0
+		if l.kind == "internal" || l.kind == "cluster-ip" {
+			score += 2
+		}
+		if (auth == v1alpha1.AuthScramSha512 && l.tls) || (auth == v1alpha1.AuthNone && !l.tls) {
+			score++
+		}
+		if score > bestScore {
+			best, bestScore = l, score
 		}
 	}
-	return first, nil
+	if bestScore < 0 {
+		return listener{}, fmt.Sprintf("the Strimzi Kafka %s has no listener with authentication %q: it offers %s; add one, or change spec.kafka.authentication",
+			kafka.GetName(), wantAuth, strings.Join(offered, ", "))
+	}
+	return best, ""
 }
 
 func usesAutoscaling(p *v1alpha1.Pipeline) bool {

@@ -17,6 +17,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -93,7 +94,15 @@ type Reconciler struct {
 	caps     *capabilities
 	watches  *dynamicWatches
 	kafka    *topics.Admin
+	// topicDeletionTimeout bounds how long a deleted Pipeline waits for Kafka to delete its
+	// Direct-mode Delete topics.
+	// Direct-mode Delete topics (nanoseconds; atomic so that tests can shorten it).
+	topicDeletionTimeout atomic.Int64
 }
+
+// DefaultTopicDeletionTimeout is how long a deleted Pipeline in Direct mode waits for its Delete
+// topics to be deleted before it gives up, keeps them and goes.
+const DefaultTopicDeletionTimeout = 10 * time.Minute
 
 // SetupWithManager builds the reconciler and registers its controller with the manager. The
 // controller watches Pipelines, the core children (filtered to Millrace's by the cache), and the
@@ -116,6 +125,7 @@ func SetupWithManager(ctx context.Context, mgr ctrl.Manager, o Options) (*Reconc
 		caps:     newCapabilities(disc),
 		kafka:    topics.NewAdmin(),
 	}
+	r.topicDeletionTimeout.Store(int64(DefaultTopicDeletionTimeout))
 	if err := mgr.GetFieldIndexer().IndexField(ctx, &v1alpha1.Pipeline{}, indexStrimziCluster, func(o client.Object) []string {
 		if s := o.(*v1alpha1.Pipeline).Spec.Kafka.StrimziCluster; s != "" {
 			return []string{s}

@@ -611,3 +611,46 @@ func TestStrimziInstalledLater(t *testing.T) {
 	})
 	e.wantCondition(t, p, v1alpha1.ConditionTopicsReady, metav1.ConditionFalse, v1alpha1.ReasonTopicsPending)
 }
+
+// TestDirectDeletionDoesNotHang: a Direct-mode Pipeline whose Kafka cannot be reached (or refuses
+// the operator) must not be held by its finalizer forever. While the Delete topics cannot be
+// deleted the Pipeline says why (DeletionBlocked); after the bound it goes, keeping them.
+func TestDirectDeletionDoesNotHang(t *testing.T) {
+	e := envV1
+	ns := e.namespace(t)
+	op := e.startOperator(t, ns)
+	// Nothing listens on port 1.
+	p := e.create(t, newPipeline(ns, withDirect("127.0.0.1:1"), withDeletionPolicy("words", v1alpha1.DeletionDelete)))
+	eventually(t, "finalizer added", func() error {
+		if len(e.pipeline(t, p).Finalizers) == 0 {
+			return errNotYet
+		}
+		return nil
+	})
+	if err := e.client.Delete(context.Background(), p); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the Pipeline says why its deletion waits", func() error {
+		cur := &v1alpha1.Pipeline{}
+		if err := e.client.Get(context.Background(), client.ObjectKeyFromObject(p), cur); err != nil {
+			return err
+		}
+		c := condOf(cur, v1alpha1.ConditionReady)
+		if c == nil || c.Reason != v1alpha1.ReasonDeletionBlocked || !strings.Contains(c.Message, "Kafka admin API") {
+			return fmt.Errorf("Ready is %+v", c)
+		}
+		return nil
+	})
+	op.r.topicDeletionTimeout.Store(int64(time.Second))
+	eventually(t, "the Pipeline goes after the bound", func() error {
+		cur := &v1alpha1.Pipeline{}
+		err := e.client.Get(context.Background(), client.ObjectKeyFromObject(p), cur)
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		return fmt.Errorf("still there, finalizers %v", cur.Finalizers)
+	})
+}

@@ -258,6 +258,9 @@ func topicsCondition(s *scope) metav1.Condition {
 			return metav1.Condition{Status: metav1.ConditionFalse, Reason: v1alpha1.ReasonKafkaNotFound,
 				Message: fmt.Sprintf("the Strimzi Kafka %q does not exist in namespace %s: create it or fix spec.kafka.strimziCluster", p.Spec.Kafka.StrimziCluster, p.Namespace)}
 		}
+		if s.listenerProblem != "" {
+			return metav1.Condition{Status: metav1.ConditionFalse, Reason: v1alpha1.ReasonBootstrapUnknown, Message: s.listenerProblem}
+		}
 		if s.facts.BootstrapServers == "" {
 			return metav1.Condition{Status: metav1.ConditionFalse, Reason: v1alpha1.ReasonBootstrapUnknown,
 				Message: "no Kafka bootstrap address: set spec.kafka.bootstrapServers, or name a Strimzi Kafka whose status lists its listeners"}
@@ -275,6 +278,9 @@ func topicsCondition(s *scope) metav1.Condition {
 	if s.kafkaMissing {
 		return metav1.Condition{Status: metav1.ConditionFalse, Reason: v1alpha1.ReasonKafkaNotFound,
 			Message: fmt.Sprintf("the Strimzi Kafka %q does not exist in namespace %s: create it or fix spec.kafka.strimziCluster", p.Spec.Kafka.StrimziCluster, p.Namespace)}
+	}
+	if s.listenerProblem != "" {
+		return metav1.Condition{Status: metav1.ConditionFalse, Reason: v1alpha1.ReasonBootstrapUnknown, Message: s.listenerProblem}
 	}
 	if s.desired == nil {
 		return metav1.Condition{Status: metav1.ConditionFalse, Reason: v1alpha1.ReasonTopicsPending, Message: "topics are not applied yet"}
@@ -304,10 +310,23 @@ func topicsCondition(s *scope) metav1.Condition {
 			pending = append(pending, o.GetName())
 		}
 	}
+	if s.caps.strimziUser {
+		// The pipeline's KafkaUser: its ACLs cover the topics, so its refusal belongs here.
+		for _, o := range s.desired.Objects {
+			if o.GetObjectKind().GroupVersionKind().Kind != "KafkaUser" {
+				continue
+			}
+			if ku := s.child(s.caps.strimziGVK("KafkaUser"), o.GetName()); ku != nil {
+				if c := fullCondition(ku, "Ready"); c.Status == metav1.ConditionFalse {
+					failed = append(failed, fmt.Sprintf("KafkaUser %s (%s: %s)", o.GetName(), c.Reason, c.Message))
+				}
+			}
+		}
+	}
 	if len(failed) > 0 {
 		sort.Strings(failed)
 		return metav1.Condition{Status: metav1.ConditionFalse, Reason: v1alpha1.ReasonTopicsFailed,
-			Message: "Strimzi's Topic Operator refuses KafkaTopics: " + strings.Join(failed, "; ") + "; fix the stream in the spec (or the topic in Kafka)"}
+			Message: "Strimzi refuses: " + strings.Join(failed, "; ") + "; fix the stream in the spec (or the topic in Kafka)"}
 	}
 	if len(pending) > 0 {
 		sort.Strings(pending)
@@ -337,16 +356,25 @@ func autoscalingCondition(s *scope) metav1.Condition {
 		return metav1.Condition{Status: metav1.ConditionFalse, Reason: v1alpha1.ReasonKEDANotRunning,
 			Message: "KEDA is installed but not running: " + s.keda.problem + "; until then " + strings.Join(scaled, ", ") + " keep their current replicas"}
 	}
-	var pending []string
+	var pending, failed []string
 	for _, e := range scaled {
 		so := s.child(gvkScaledObject, render.ScaledObjectName(p, e))
 		if so == nil {
 			pending = append(pending, e)
 			continue
 		}
-		if c, _ := condition(so, "Ready"); c != "True" {
+		switch c := fullCondition(so, "Ready"); c.Status {
+		case metav1.ConditionTrue:
+		case metav1.ConditionFalse:
+			// KEDA's own words, e.g. a scaler that cannot reach Kafka or authenticate.
+			failed = append(failed, fmt.Sprintf("%s (%s: %s)", e, c.Reason, c.Message))
+		default:
 			pending = append(pending, e)
 		}
+	}
+	if len(failed) > 0 {
+		return metav1.Condition{Status: metav1.ConditionFalse, Reason: v1alpha1.ReasonAutoscalingPending,
+			Message: "KEDA reports the ScaledObjects of " + strings.Join(failed, "; ") + " not ready; `kubectl describe scaledobject` has the scaler's events"}
 	}
 	if len(pending) > 0 {
 		return metav1.Condition{Status: metav1.ConditionFalse, Reason: v1alpha1.ReasonAutoscalingPending,

@@ -2,11 +2,13 @@ package pipeline
 
 import (
 	"context"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
 	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/millrace-dev/millrace/apis/streaming/v1alpha1"
 	"github.com/millrace-dev/millrace/controllers/render"
@@ -128,4 +130,67 @@ func TestInvalidTopology(t *testing.T) {
 		t.Error("an invalid pipeline must not be applied")
 	}
 	_ = context.Background()
+}
+
+// TestComposedOperatorsReasons: when a composed operator refuses an object, the Pipeline's
+// condition carries that operator's reason and message, not only "pending".
+func TestComposedOperatorsReasons(t *testing.T) {
+	withReady := func(u *unstructured.Unstructured, status, reason, message string) *unstructured.Unstructured {
+		_ = unstructured.SetNestedSlice(u.Object, []any{map[string]any{"type": "Ready", "status": status, "reason": reason, "message": message}}, "status", "conditions")
+		return u
+	}
+	cases := []struct {
+		reason   string
+		p        *v1alpha1.Pipeline
+		children func(s *scope, p *v1alpha1.Pipeline)
+		condType string
+		want     string // reason
+		contains string
+	}{
+		{
+			reason: "KEDA's ScaledObject Ready=False message reaches AutoscalingReady",
+			p:      newPipeline("ns", withAutoscaling("count", 1, 3)),
+			children: func(s *scope, p *v1alpha1.Pipeline) {
+				so := &unstructured.Unstructured{}
+				so.SetGroupVersionKind(gvkScaledObject)
+				so.SetName(render.ScaledObjectName(p, "count"))
+				s.addChild(gvkScaledObject, withReady(so, "False", "ScaledObjectCheckFailed", "client has run out of available brokers"))
+			},
+			condType: v1alpha1.ConditionAutoscalingReady, want: v1alpha1.ReasonAutoscalingPending,
+			contains: "count (ScaledObjectCheckFailed: client has run out of available brokers)",
+		},
+		{
+			reason: "Strimzi's KafkaUser Ready=False message reaches TopicsReady",
+			p: newPipeline("ns", func(p *v1alpha1.Pipeline) {
+				p.Spec.Kafka.Authentication = &v1alpha1.KafkaAuthentication{Type: v1alpha1.AuthScramSha512}
+			}),
+			children: func(s *scope, p *v1alpha1.Pipeline) {
+				ku := &unstructured.Unstructured{}
+				ku.SetGroupVersionKind(s.caps.strimziGVK("KafkaUser"))
+				ku.SetName(render.KafkaUserName(p))
+				s.addChild(s.caps.strimziGVK("KafkaUser"), withReady(ku, "False", "InvalidResourceException", "authorization needs simple authorization in the Kafka"))
+			},
+			condType: v1alpha1.ConditionTopicsReady, want: v1alpha1.ReasonTopicsFailed,
+			contains: "(InvalidResourceException: authorization needs simple authorization in the Kafka)",
+		},
+	}
+	for _, c := range cases {
+		t.Run(c.reason, func(t *testing.T) {
+			c.p.Generation = 1
+			s := newScope(c.p)
+			s.caps = snapshot{strimzi: "v1", strimziUser: true, keda: true}
+			s.facts = render.Facts{StrimziAPIVersion: "v1", KEDA: true, BootstrapServers: c.p.Spec.Kafka.BootstrapServers}
+			res, err := render.Render(c.p, s.facts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s.desired = res
+			c.children(s, c.p)
+			st := computeStatus(s)
+			got := condOf(&v1alpha1.Pipeline{Status: *st}, c.condType)
+			if got == nil || got.Reason != c.want || !strings.Contains(got.Message, c.contains) {
+				t.Errorf("%s: %s is %+v, want reason %s with %q", c.reason, c.condType, got, c.want, c.contains)
+			}
+		})
+	}
 }

@@ -31,6 +31,11 @@ type Facts struct {
 	// BootstrapServers is the resolved Kafka address (from the Strimzi Kafka's status); "" when
 	// unknown. spec.kafka.bootstrapServers overrides it.
 	BootstrapServers string
+	// BootstrapTLS reports that the listener BootstrapServers points at (chosen from the Strimzi
+	// Kafka by its authentication and TLS) encrypts: executors and KEDA then connect with TLS,
+	// trusting Strimzi's cluster CA, whatever the authentication (SCRAM over TLS is Strimzi's
+	// usual production listener).
+	BootstrapTLS bool
 	// KEDA reports whether the keda.sh ScaledObject CRD is served.
 	KEDA bool
 	// PrometheusOperator reports whether monitoring.coreos.com ServiceMonitor and PrometheusRule
@@ -451,6 +456,12 @@ func bootstrapServers(p *v1alpha1.Pipeline, f Facts) []string {
 		}
 	}
 	return out
+}
+
+// useTLS reports whether the executors connect with TLS: for TLS authentication, or when the
+// Strimzi listener they use encrypts.
+func useTLS(p *v1alpha1.Pipeline, f Facts) bool {
+	return authType(p) == v1alpha1.AuthTLS || (f.BootstrapTLS && p.Spec.Kafka.BootstrapServers == "")
 }
 
 func authType(p *v1alpha1.Pipeline) v1alpha1.AuthenticationType {

@@ -49,7 +49,7 @@ func entityObjects(p *v1alpha1.Pipeline, e *v1alpha1.Entity, cfg *config.Executo
 	}
 	objs := []client.Object{cm, service(p, e), sts}
 	if kedaScaled(e, f) {
-		objs = append(objs, scaledObject(p, e, cfg))
+		objs = append(objs, scaledObject(p, e, cfg, f))
 	}
 	return objs, nil
 }
@@ -164,15 +164,15 @@ func podTemplate(p *v1alpha1.Pipeline, e *v1alpha1.Entity, f Facts) corev1.PodTe
 			Secret: &corev1.SecretVolumeSource{SecretName: credentialsSecretName(p)},
 		}})
 		kafkaMounts = append(kafkaMounts, corev1.VolumeMount{Name: volumeCredentials, MountPath: CredentialsDir, ReadOnly: true})
-		if auth == v1alpha1.AuthTLS && caDir(p) == ClusterCADir {
-			volumes = append(volumes, corev1.Volume{Name: volumeClusterCA, VolumeSource: corev1.VolumeSource{
-				Secret: &corev1.SecretVolumeSource{
-					SecretName: clusterCASecretName(p),
-					Items:      []corev1.KeyToPath{{Key: "ca.crt", Path: "ca.crt"}},
-				},
-			}})
-			kafkaMounts = append(kafkaMounts, corev1.VolumeMount{Name: volumeClusterCA, MountPath: ClusterCADir, ReadOnly: true})
-		}
+	}
+	if useTLS(p, f) && caDir(p) == ClusterCADir {
+		volumes = append(volumes, corev1.Volume{Name: volumeClusterCA, VolumeSource: corev1.VolumeSource{
+			Secret: &corev1.SecretVolumeSource{
+				SecretName: clusterCASecretName(p),
+				Items:      []corev1.KeyToPath{{Key: "ca.crt", Path: "ca.crt"}},
+			},
+		}})
+		kafkaMounts = append(kafkaMounts, corev1.VolumeMount{Name: volumeClusterCA, MountPath: ClusterCADir, ReadOnly: true})
 	}
 
 	var sidecars []corev1.Container

@@ -39,6 +39,7 @@ const (
 	ReasonRollbackFailed       = "RollbackFailed"
 	ReasonAsExpected           = "AsExpected"
 	ReasonDependenciesDegraded = "DependenciesDegraded"
+	ReasonDeletionBlocked      = "DeletionBlocked"
 )
 
 // Annotations and labels of the API.
