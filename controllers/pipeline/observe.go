@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -67,9 +68,18 @@ func (r *Reconciler) observe(ctx context.Context, s *scope) error {
 		Assignments:        map[string]config.Assignment{},
 		Images:             r.images,
 	}
+	s.facts.KeptReplicas = map[string]int32{}
 	for entity, sts := range s.statefulSets {
-		if sts.Spec.Replicas != nil {
-			s.facts.Replicas[entity] = *sts.Spec.Replicas
+		if sts.Spec.Replicas == nil {
+			continue
+		}
+		s.facts.Replicas[entity] = *sts.Spec.Replicas
+		if kept, err := strconv.ParseInt(sts.Annotations[render.AnnotationKeptReplicas], 10, 32); err == nil {
+			s.facts.KeptReplicas[entity] = int32(kept)
+		} else if sts.Annotations[render.AnnotationAutoscaled] == "true" {
+			// An autoscaler owned the field: if the entity is no longer autoscaled, the
+			// operator takes it back at this count.
+			s.facts.KeptReplicas[entity] = *sts.Spec.Replicas
 		}
 	}
 	for entity, cm := range s.configMaps {

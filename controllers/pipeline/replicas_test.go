@@ -219,3 +219,53 @@ func TestAutoscaledEntityStartsAtMinReplicas(t *testing.T) {
 		return nil
 	})
 }
+
+// TestLeavingAutoscalingKeepsPods: an entity that stops being autoscaled without stating
+// replicas takes spec.replicas back at the count the autoscaler had set, not at the default of
+// one, and keeps it on later reconciles until the spec states replicas.
+func TestLeavingAutoscalingKeepsPods(t *testing.T) {
+	e := envV1
+	ns := e.namespace(t)
+	e.startOperator(t, ns)
+	p := e.converged(t, e.create(t, newPipeline(ns, withAutoscaling("count", 1, 3))))
+	eventually(t, "handed over", func() error {
+		sts, err := e.statefulSet(p, "count")
+		if err != nil {
+			return err
+		}
+		if ownsReplicas(sts) {
+			return errNotYet
+		}
+		return nil
+	})
+	e.scaleAsHPA(t, p, "count", 3)
+	wantReplicas := func(what string, n int32, owned bool) {
+		t.Helper()
+		eventually(t, what, func() error {
+			sts, err := e.statefulSet(p, "count")
+			if err != nil {
+				return err
+			}
+			if replicasOf(sts) != n || ownsReplicas(sts) != owned {
+				return fmt.Errorf("count has %d replicas (operator owns: %t), want %d (%t)", replicasOf(sts), ownsReplicas(sts), n, owned)
+			}
+			return nil
+		})
+	}
+
+	p = e.converged(t, e.update(t, p, func(p *v1alpha1.Pipeline) { entity(p, "count").Autoscaling = nil }))
+	wantReplicas("the operator takes spec.replicas back at the autoscaler's 3", 3, true)
+	p = e.converged(t, e.update(t, p, withImage("count", "example/count:2")))
+	consistently(t, "the kept count survives later reconciles", 2*time.Second, func() error {
+		sts, err := e.statefulSet(p, "count")
+		if err != nil {
+			return err
+		}
+		if replicasOf(sts) != 3 {
+			return fmt.Errorf("count has %d replicas, it kept 3", replicasOf(sts))
+		}
+		return nil
+	})
+	p = e.converged(t, e.update(t, p, withReplicas("count", 1)))
+	wantReplicas("stated replicas win", 1, true)
+}

@@ -44,6 +44,10 @@ type Facts struct {
 	// Replicas is the current spec.replicas of each entity's StatefulSet, by entity name. For an
 	// autoscaled entity the HPA owns that field, and the Static assignment follows it.
 	Replicas map[string]int32
+	// KeptReplicas is, by entity name, the replica count an entity without replicas in its spec
+	// keeps after leaving autoscaling: what the autoscaler had set when the operator took
+	// spec.replicas back, then what the StatefulSet's AnnotationKeptReplicas says.
+	KeptReplicas map[string]int32
 	// Assignments is the current assignment of each entity, by entity name, as read from its
 	// ConfigMap. The Static map is recomputed from it with as few moves as possible.
 	Assignments map[string]config.Assignment
@@ -371,14 +375,33 @@ func statefulSetReplicas(p *v1alpha1.Pipeline, e *v1alpha1.Entity, f Facts) *int
 	if autoscaled(e) && exists {
 		return ptr.To(min(max(current, fixedReplicas(e)), max(e.Autoscaling.MaxReplicas, 1)))
 	}
-	return ptr.To(fixedReplicas(e))
+	return ptr.To(unscaledReplicas(e, f))
+}
+
+// keptReplicas is the count a fixed entity without stated replicas keeps after leaving
+// autoscaling, if any.
+func keptReplicas(e *v1alpha1.Entity, f Facts) (int32, bool) {
+	if autoscaled(e) || e.Replicas != nil || (e.Assignment != nil && len(e.Assignment.Partitions) > 0) {
+		return 0, false
+	}
+	n, ok := f.KeptReplicas[e.Name]
+	return n, ok
+}
+
+// unscaledReplicas is fixedReplicas, except that an entity that left autoscaling without
+// stating replicas keeps the pods it ran with rather than falling back to the default of one.
+func unscaledReplicas(e *v1alpha1.Entity, f Facts) int32 {
+	if n, ok := keptReplicas(e, f); ok {
+		return n
+	}
+	return fixedReplicas(e)
 }
 
 // assignmentReplicas is the number of pods the Static map spreads partitions over. It ignores
 // suspend, so that suspending and resuming moves nothing, and is at least one, so that a map
 // exists for the first pod when an entity scales up from zero.
 func assignmentReplicas(e *v1alpha1.Entity, f Facts) int {
-	r := fixedReplicas(e)
+	r := unscaledReplicas(e, f)
 	if kedaScaled(e, f) {
 		r = ptr.Deref(e.Autoscaling.MinReplicas, defaultMinReplicas)
 		if current, ok := f.Replicas[e.Name]; ok {

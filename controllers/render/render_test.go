@@ -104,21 +104,23 @@ func TestReplicas(t *testing.T) {
 		facts    Facts
 		want     *int32
 	}{
-		"Default":        {"No replicas means one.", minimal(), newFacts(), ptr.To[int32](1)},
-		"Fixed":          {"Fixed replicas are rendered.", minimal(onEntity("handle", replicas(3))), newFacts(), ptr.To[int32](3)},
-		"FixedZero":      {"Zero replicas are allowed.", minimal(onEntity("handle", replicas(0))), newFacts(), ptr.To[int32](0)},
-		"Explicit":       {"Explicit partition lists fix one pod per list.", newPipeline(withStream("s", partitions(4)), withEntity("e", "i", []string{"s"}, nil, static([]int32{0, 1}, []int32{2}, []int32{3}))), newFacts(), ptr.To[int32](3)},
-		"KEDA":           {"Once the StatefulSet exists the HPA owns replicas: none rendered.", minimal(onEntity("handle", autoscaling(0, 1))), newFacts(withKEDA(), currentReplicas("handle", 1)), nil},
-		"KEDANew":        {"A new KEDA-scaled entity starts at minReplicas, zero included, not at the API server's default of one.", minimal(onEntity("handle", autoscaling(0, 1))), newFacts(withKEDA()), ptr.To[int32](0)},
-		"KEDANewMin":     {"A new KEDA-scaled entity starts at minReplicas.", newPipeline(withStream("s", partitions(4)), withEntity("e", "i", []string{"s"}, nil, autoscaling(2, 4))), newFacts(withKEDA()), ptr.To[int32](2)},
-		"KEDAGone":       {"Without KEDA an autoscaled entity keeps the pods the autoscaler started, within its bounds.", newPipeline(withStream("s", partitions(4)), withEntity("e", "i", []string{"s"}, nil, autoscaling(1, 4))), newFacts(currentReplicas("e", 3)), ptr.To[int32](3)},
-		"KEDAGoneMax":    {"Without KEDA an autoscaled entity runs no more than maxReplicas.", newPipeline(withStream("s", partitions(4)), withEntity("e", "i", []string{"s"}, nil, autoscaling(1, 2))), newFacts(currentReplicas("e", 3)), ptr.To[int32](2)},
-		"KEDAGoneZero":   {"Without KEDA an autoscaled entity runs at least one pod, so the pipeline makes progress.", minimal(onEntity("handle", autoscaling(0, 1))), newFacts(currentReplicas("handle", 0)), ptr.To[int32](1)},
-		"NoKEDA":         {"Without KEDA, the minimum, at least one.", minimal(onEntity("handle", autoscaling(0, 1))), newFacts(), ptr.To[int32](1)},
-		"NoKEDAMin":      {"Without KEDA, the minimum.", newPipeline(withStream("s", partitions(4)), withEntity("e", "i", []string{"s"}, nil, autoscaling(2, 4))), newFacts(), ptr.To[int32](2)},
-		"Suspended":      {"Suspended fixed replicas are zero.", minimal(suspended(), onEntity("handle", replicas(3))), newFacts(), ptr.To[int32](0)},
-		"SuspendKEDA":    {"Suspended autoscaled entities are paused through KEDA, not replicas.", minimal(suspended(), onEntity("handle", autoscaling(0, 1))), newFacts(withKEDA(), currentReplicas("handle", 1)), nil},
-		"SuspendKEDANew": {"A suspended pipeline's new autoscaled entity starts at zero.", newPipeline(suspended(), withStream("s", partitions(4)), withEntity("e", "i", []string{"s"}, nil, autoscaling(2, 4))), newFacts(withKEDA()), ptr.To[int32](0)},
+		"Default":               {"No replicas means one.", minimal(), newFacts(), ptr.To[int32](1)},
+		"Fixed":                 {"Fixed replicas are rendered.", minimal(onEntity("handle", replicas(3))), newFacts(), ptr.To[int32](3)},
+		"FixedZero":             {"Zero replicas are allowed.", minimal(onEntity("handle", replicas(0))), newFacts(), ptr.To[int32](0)},
+		"Explicit":              {"Explicit partition lists fix one pod per list.", newPipeline(withStream("s", partitions(4)), withEntity("e", "i", []string{"s"}, nil, static([]int32{0, 1}, []int32{2}, []int32{3}))), newFacts(), ptr.To[int32](3)},
+		"KEDA":                  {"Once the StatefulSet exists the HPA owns replicas: none rendered.", minimal(onEntity("handle", autoscaling(0, 1))), newFacts(withKEDA(), currentReplicas("handle", 1)), nil},
+		"KEDANew":               {"A new KEDA-scaled entity starts at minReplicas, zero included, not at the API server's default of one.", minimal(onEntity("handle", autoscaling(0, 1))), newFacts(withKEDA()), ptr.To[int32](0)},
+		"KEDANewMin":            {"A new KEDA-scaled entity starts at minReplicas.", newPipeline(withStream("s", partitions(4)), withEntity("e", "i", []string{"s"}, nil, autoscaling(2, 4))), newFacts(withKEDA()), ptr.To[int32](2)},
+		"KEDAGone":              {"Without KEDA an autoscaled entity keeps the pods the autoscaler started, within its bounds.", newPipeline(withStream("s", partitions(4)), withEntity("e", "i", []string{"s"}, nil, autoscaling(1, 4))), newFacts(currentReplicas("e", 3)), ptr.To[int32](3)},
+		"KEDAGoneMax":           {"Without KEDA an autoscaled entity runs no more than maxReplicas.", newPipeline(withStream("s", partitions(4)), withEntity("e", "i", []string{"s"}, nil, autoscaling(1, 2))), newFacts(currentReplicas("e", 3)), ptr.To[int32](2)},
+		"LeftAutoscaling":       {"An entity that left autoscaling without stating replicas keeps the count it ran with.", minimal(), newFacts(func(f *Facts) { f.KeptReplicas = map[string]int32{"handle": 4} }), ptr.To[int32](4)},
+		"LeftAutoscalingStated": {"Stated replicas win over the kept count.", minimal(onEntity("handle", replicas(2))), newFacts(func(f *Facts) { f.KeptReplicas = map[string]int32{"handle": 4} }), ptr.To[int32](2)},
+		"KEDAGoneZero":          {"Without KEDA an autoscaled entity runs at least one pod, so the pipeline makes progress.", minimal(onEntity("handle", autoscaling(0, 1))), newFacts(currentReplicas("handle", 0)), ptr.To[int32](1)},
+		"NoKEDA":                {"Without KEDA, the minimum, at least one.", minimal(onEntity("handle", autoscaling(0, 1))), newFacts(), ptr.To[int32](1)},
+		"NoKEDAMin":             {"Without KEDA, the minimum.", newPipeline(withStream("s", partitions(4)), withEntity("e", "i", []string{"s"}, nil, autoscaling(2, 4))), newFacts(), ptr.To[int32](2)},
+		"Suspended":             {"Suspended fixed replicas are zero.", minimal(suspended(), onEntity("handle", replicas(3))), newFacts(), ptr.To[int32](0)},
+		"SuspendKEDA":           {"Suspended autoscaled entities are paused through KEDA, not replicas.", minimal(suspended(), onEntity("handle", autoscaling(0, 1))), newFacts(withKEDA(), currentReplicas("handle", 1)), nil},
+		"SuspendKEDANew":        {"A suspended pipeline's new autoscaled entity starts at zero.", newPipeline(suspended(), withStream("s", partitions(4)), withEntity("e", "i", []string{"s"}, nil, autoscaling(2, 4))), newFacts(withKEDA()), ptr.To[int32](0)},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"path"
+	"strconv"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -97,9 +98,16 @@ func statefulSet(p *v1alpha1.Pipeline, e *v1alpha1.Entity, cfg *config.Executor,
 		return nil, err
 	}
 	tmpl.Annotations[AnnotationPodTemplateHash] = hash
+	meta := objectMeta(p, StatefulSetName(p, e.Name), EntityLabels(p, e.Name))
+	if n, ok := keptReplicas(e, f); ok {
+		meta.Annotations = map[string]string{AnnotationKeptReplicas: strconv.Itoa(int(n))}
+	}
+	if kedaScaled(e, f) {
+		meta.Annotations = map[string]string{AnnotationAutoscaled: "true"}
+	}
 	return &appsv1.StatefulSet{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "apps/v1", Kind: "StatefulSet"},
-		ObjectMeta: objectMeta(p, StatefulSetName(p, e.Name), EntityLabels(p, e.Name)),
+		ObjectMeta: meta,
 		Spec: appsv1.StatefulSetSpec{
 			Replicas:    statefulSetReplicas(p, e, f),
 			Selector:    &metav1.LabelSelector{MatchLabels: SelectorLabels(p, e.Name)},
