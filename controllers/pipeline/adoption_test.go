@@ -206,16 +206,17 @@ func testAdoptDirectTopic(t *testing.T, bootstrap string) {
 	}
 	defer cl.Close()
 	adm := kadm.NewClient(cl)
-	topic := fmt.Sprintf("legacy.events.%d", nsCounter.Add(1))
+	e := envV1
+	ns := e.namespace(t)
+	// Unique per run: a real broker keeps topics between runs.
+	topic := "legacy.events." + ns
 	retention := "1234"
-	if _, err := adm.CreateTopic(context.Background(), 8, -1, map[string]*string{"retention.ms": &retention}, topic); err != nil {
-		t.Fatal(err)
+	if resp, err := adm.CreateTopic(context.Background(), 8, -1, map[string]*string{"retention.ms": &retention}, topic); err != nil || resp.Err != nil {
+		t.Fatalf("create topic %s: %v %v", topic, err, resp.Err)
 	}
 	admin := topics.NewAdmin()
 	defer admin.Close()
 
-	e := envV1
-	ns := e.namespace(t)
 	e.startOperator(t, ns)
 	p := e.converged(t, e.create(t, newPipeline(ns, withDirect(bootstrap), withAdoptedLines(topic))))
 	eventually(t, "dead-letter topic and executors get the adopted topic's 8 partitions", func() error {
