@@ -28,6 +28,15 @@ var (
 // belongs to.
 const LabelCluster = "strimzi.io/cluster"
 
+// AnnotationManaged set to "false" makes Strimzi's (unidirectional) Topic Operator leave a
+// KafkaTopic's topic alone: it neither changes the topic to match the spec nor deletes it when the
+// KafkaTopic is deleted.
+const AnnotationManaged = "strimzi.io/managed"
+
+// FinalizerTopicOperator is the finalizer the Topic Operator puts on each KafkaTopic it manages,
+// and removes once it has deleted the topic in Kafka.
+const FinalizerTopicOperator = "strimzi.io/topic-operator"
+
 // AddToScheme registers the types under both served versions.
 func AddToScheme(s *runtime.Scheme) error {
 	for _, gv := range []schema.GroupVersion{V1, V1beta2} {

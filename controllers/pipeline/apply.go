@@ -7,8 +7,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"sync"
+	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -37,7 +39,7 @@ const applyConcurrency = 4
 // AnnotationStrimziManaged set to "false" makes Strimzi's (unidirectional) Topic Operator stop
 // managing a KafkaTopic: deleting the KafkaTopic then removes only the resource and keeps the
 // Kafka topic and its data. See finalize.go for how Millrace uses it.
-const AnnotationStrimziManaged = "strimzi.io/managed"
+const AnnotationStrimziManaged = strimzi.AnnotationManaged
 
 // apply makes the cluster match s.desired: Direct-mode topics through the Kafka admin API, every
 // object by server-side apply, and the children no longer desired deleted. Nothing is pruned
@@ -99,7 +101,10 @@ func (r *Reconciler) apply(ctx context.Context, s *scope) error {
 		go func() {
 			defer func() { <-sem; wg.Done() }()
 			gvk := u.GroupVersionKind()
-			err := r.client.Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(FieldManager), client.ForceOwnership)
+			err := r.handOverReplicas(ctx, u, s.child(gvk, u.GetName()))
+			if err == nil {
+				err = r.client.Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(FieldManager), client.ForceOwnership)
+			}
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
@@ -178,6 +183,44 @@ func inputsReadyOf(s *scope) func(entity string) bool {
 	}
 }
 
+// FieldManagerHandover is the field manager that holds a StatefulSet's spec.replicas while it
+// passes from the operator to an autoscaler.
+const FieldManagerHandover = "millrace-replicas-handover"
+
+// handOverReplicas transfers spec.replicas of a StatefulSet that the operator is about to apply
+// without that field (its entity became autoscaled) and still owns. Dropping a field one is the
+// only owner of removes it, and the StatefulSet would fall back to one replica before the HPA
+// acts. So, as the server-side apply documentation describes for handing a field to a
+// controller, a second field manager first applies the live value, and only then the operator
+// applies without the field: the value stays, owned by the handover manager until the HPA's next
+// scale takes it. The handover apply is not forced: a conflict means the cached value is stale.
+func (r *Reconciler) handOverReplicas(ctx context.Context, u, live *unstructured.Unstructured) error {
+	if u.GetKind() != "StatefulSet" || live == nil || live.GetAnnotations()[cachedOwnsReplicas] != "true" {
+		return nil
+	}
+	if _, found, _ := unstructured.NestedFieldNoCopy(u.Object, "spec", "replicas"); found {
+		return nil
+	}
+	replicas, found, err := unstructured.NestedInt64(live.Object, "spec", "replicas")
+	if err != nil || !found {
+		return nil
+	}
+	h := &unstructured.Unstructured{}
+	h.SetGroupVersionKind(u.GroupVersionKind())
+	h.SetNamespace(u.GetNamespace())
+	h.SetName(u.GetName())
+	if err := unstructured.SetNestedField(h.Object, replicas, "spec", "replicas"); err != nil {
+		return err
+	}
+	if err := r.client.Apply(ctx, client.ApplyConfigurationFromUnstructured(h), client.FieldOwner(FieldManagerHandover)); err != nil {
+		// A conflict means the cached value is stale: retry with a fresh one rather than drop
+		// a field that may still be the operator's alone.
+		return fmt.Errorf("hand spec.replicas of StatefulSet %s/%s over to the autoscaler: %w", u.GetNamespace(), u.GetName(), err)
+	}
+	ctrl.LoggerFrom(ctx).V(1).Info("handed spec.replicas over to the autoscaler", "statefulset", klog.KObj(u), "replicas", replicas)
+	return nil
+}
+
 // prune deletes the children that render no longer wants. It deletes only objects this Pipeline
 // controls; a Retain KafkaTopic (deliberately without owner) is first released from Strimzi's
 // management so that deleting it keeps the Kafka topic.
@@ -210,6 +253,11 @@ func (r *Reconciler) deleteChild(ctx context.Context, p *v1alpha1.Pipeline, live
 	if !controlled && !retainTopic {
 		return nil
 	}
+	if controlled && gvk.Group == strimzi.Group && gvk.Kind == "KafkaTopic" {
+		if done, err := r.handBackAdoptedTopic(ctx, live); !done {
+			return err
+		}
+	}
 	if retainTopic && live.GetAnnotations()[AnnotationStrimziManaged] != "false" {
 		patch := []byte(`{"metadata":{"annotations":{"` + AnnotationStrimziManaged + `":"false"}}}`)
 		if err := r.client.Patch(ctx, live, client.RawPatch(types.MergePatchType, patch), client.FieldOwner(FieldManager)); err != nil {
@@ -225,6 +273,46 @@ func (r *Reconciler) deleteChild(ctx context.Context, p *v1alpha1.Pipeline, live
 	}
 	log.Info("deleted child that is no longer desired", "kind", gvk.Kind, "object", klog.KObj(live), "retainedTopic", retainTopic)
 	return nil
+}
+
+// errTopicHandBack: an adopted topic is being handed back to Strimzi's Topic Operator before its
+// KafkaTopic is deleted; the deletion continues at the next reconcile.
+var errTopicHandBack = errors.New("waiting for Strimzi's Topic Operator to manage the adopted topic before deleting it")
+
+// annotationHandBack records when an adopted topic was handed back for deletion.
+const annotationHandBack = "streaming.millrace.dev/delete-requested"
+
+// handBackTimeout bounds the wait for the Topic Operator: without one running, the KafkaTopic is
+// deleted anyway (the Kafka topic then stays, which the Pipeline's deletion cannot prevent).
+const handBackTimeout = 5 * time.Minute
+
+// handBackAdoptedTopic prepares the deletion of an adopted topic (a stream with topicName and
+// deletionPolicy: Delete). Its KafkaTopic says strimzi.io/managed: "false", so that the Topic
+// Operator leaves the topic's configuration alone, but then deleting the KafkaTopic would keep the
+// topic. So the topic is first handed back (managed: "true"), and the KafkaTopic is deleted only
+// once the Topic Operator has put its finalizer on it, which makes the deletion delete the topic.
+// done reports whether the deletion may proceed now.
+func (r *Reconciler) handBackAdoptedTopic(ctx context.Context, live *unstructured.Unstructured) (done bool, err error) {
+	ann := live.GetAnnotations()
+	switch {
+	case ann[annotationHandBack] == "" && ann[AnnotationStrimziManaged] != "false":
+		return true, nil // not an adopted topic
+	case ann[annotationHandBack] == "":
+		patch := fmt.Sprintf(`{"metadata":{"annotations":{%q:"true",%q:%q}}}`, AnnotationStrimziManaged, annotationHandBack, time.Now().UTC().Format(time.RFC3339))
+		if err := r.client.Patch(ctx, live, client.RawPatch(types.MergePatchType, []byte(patch)), client.FieldOwner(FieldManager)); err != nil {
+			return false, client.IgnoreNotFound(fmt.Errorf("hand KafkaTopic %s/%s back to Strimzi: %w", live.GetNamespace(), live.GetName(), err))
+		}
+		return false, fmt.Errorf("%w: KafkaTopic %s/%s", errTopicHandBack, live.GetNamespace(), live.GetName())
+	case slices.Contains(live.GetFinalizers(), strimzi.FinalizerTopicOperator):
+		return true, nil
+	}
+	since, err := time.Parse(time.RFC3339, ann[annotationHandBack])
+	if err == nil && time.Since(since) < handBackTimeout {
+		return false, fmt.Errorf("%w: KafkaTopic %s/%s has no %s finalizer yet", errTopicHandBack, live.GetNamespace(), live.GetName(), strimzi.FinalizerTopicOperator)
+	}
+	ctrl.LoggerFrom(ctx).Info("the Topic Operator did not take the adopted topic back; deleting its KafkaTopic keeps the Kafka topic",
+		"kafkatopic", klog.KObj(live), "waited", handBackTimeout)
+	return true, nil
 }
 
 // applied turns a rendered object into the configuration to apply: unstructured, without status

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -64,7 +65,53 @@ var (
 	gvkTriggerAuth    = schema.GroupVersionKind{Group: groupKEDA, Version: "v1alpha1", Kind: "TriggerAuthentication"}
 	gvkServiceMonitor = schema.GroupVersionKind{Group: groupMonitoring, Version: "v1", Kind: "ServiceMonitor"}
 	gvkPrometheusRule = schema.GroupVersionKind{Group: groupMonitoring, Version: "v1", Kind: "PrometheusRule"}
+	gvkAPIService     = schema.GroupVersionKind{Group: "apiregistration.k8s.io", Version: "v1", Kind: "APIService"}
 )
+
+// kedaAPIService is the APIService that KEDA's metrics server registers. The HPAs that KEDA
+// creates read their metrics through it, so KEDA scales nothing unless it is Available: a
+// ScaledObject CRD alone (left behind by an uninstall, or an OLM install of the keda package
+// without its KedaController) is KEDA installed, not KEDA running.
+const kedaAPIService = "v1beta1.external.metrics.k8s.io"
+
+// kedaHealth is what the cluster says about KEDA's metrics server.
+type kedaHealth struct {
+	// problem is "" when the APIService is Available, else what is missing, for the condition.
+	problem string
+}
+
+// observeKEDA reads KEDA's external metrics APIService from the cache (which holds that one
+// APIService, see CacheOptions).
+func (r *Reconciler) observeKEDA(ctx context.Context) (kedaHealth, error) {
+	u := &unstructured.Unstructured{}
+	u.SetGroupVersionKind(gvkAPIService)
+	if err := r.cache.Get(ctx, client.ObjectKey{Name: kedaAPIService}, u); err != nil {
+		if apierrors.IsNotFound(err) {
+			return kedaHealth{problem: "the APIService " + kedaAPIService + " that KEDA's metrics server registers does not exist, so KEDA's HPAs get no metrics: install KEDA completely (with OLM, create the KedaController)"}, nil
+		}
+		return kedaHealth{}, fmt.Errorf("read APIService %s: %w", kedaAPIService, err)
+	}
+	return kedaHealth{problem: apiServiceProblem(u)}, nil
+}
+
+// apiServiceProblem says why an APIService is not Available, or "" when it is.
+func apiServiceProblem(u *unstructured.Unstructured) string {
+	conds, _, _ := unstructured.NestedSlice(u.Object, "status", "conditions")
+	for _, c := range conds {
+		m, ok := c.(map[string]any)
+		if !ok || m["type"] != "Available" {
+			continue
+		}
+		if m["status"] == "True" {
+			return ""
+		}
+		reason, _ := m["reason"].(string)
+		msg, _ := m["message"].(string)
+		return fmt.Sprintf("the APIService %s of KEDA's metrics server is not Available (%s: %s), so KEDA's HPAs get no metrics: check the keda-operator-metrics-apiserver pods and Service",
+			u.GetName(), reason, msg)
+	}
+	return "the APIService " + u.GetName() + " of KEDA's metrics server reports no Available condition yet"
+}
 
 // thirdParty lists the composed kinds the snapshot serves, which the operator lists, applies,
 // prunes and watches.

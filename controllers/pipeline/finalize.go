@@ -4,6 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -11,6 +15,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	"github.com/millrace-dev/millrace/apis/streaming/v1alpha1"
+	"github.com/millrace-dev/millrace/controllers/pipeline/conditions"
 	"github.com/millrace-dev/millrace/controllers/render"
 )
 
@@ -68,7 +73,18 @@ func (r *Reconciler) finalize(ctx context.Context, p *v1alpha1.Pipeline) (ctrl.R
 	}
 	if p.Spec.Kafka.Topics == v1alpha1.TopicsDirect {
 		if err := r.deleteDirectTopics(ctx, s); err != nil {
-			errs = append(errs, err)
+			timeout := time.Duration(r.topicDeletionTimeout.Load())
+			if time.Since(p.DeletionTimestamp.Time) < timeout {
+				// Say why the Pipeline does not go away, and retry.
+				conditions.False(&s.p.Status.Conditions, p.Generation, v1alpha1.ConditionReady, v1alpha1.ReasonDeletionBlocked,
+					fmt.Sprintf("deleting the Pipeline waits to delete its Delete topics through the Kafka admin API, which fails: %v; after %s it gives up and keeps them", err, timeout))
+				return ctrl.Result{}, errors.Join(err, r.writeDeletionStatus(ctx, s))
+			}
+			// Kafka stayed unreachable (or refused the operator): the topics are kept rather
+			// than the Pipeline held forever.
+			log.Error(err, "giving up deleting the Delete topics; they are kept", "after", timeout)
+			r.recorder.Eventf(p, nil, corev1.EventTypeWarning, EventTopicsKept, "Delete",
+				"the Delete topics were not deleted (%v) and are kept: delete them in Kafka", err)
 		}
 	}
 	if len(errs) > 0 {
@@ -82,6 +98,19 @@ func (r *Reconciler) finalize(ctx context.Context, p *v1alpha1.Pipeline) (ctrl.R
 	forgetPhase(client.ObjectKeyFromObject(p))
 	log.Info("finalized pipeline")
 	return ctrl.Result{}, nil
+}
+
+// writeDeletionStatus writes the conditions finalize set, when they changed.
+func (r *Reconciler) writeDeletionStatus(ctx context.Context, s *scope) error {
+	if equality.Semantic.DeepEqual(s.before.Conditions, s.p.Status.Conditions) {
+		return nil
+	}
+	orig := s.p.DeepCopy()
+	orig.Status = *s.before
+	if err := r.client.Status().Patch(ctx, s.p, client.MergeFrom(orig), client.FieldOwner(FieldManager)); err != nil {
+		return client.IgnoreNotFound(fmt.Errorf("write status of %s/%s: %w", s.p.Namespace, s.p.Name, err))
+	}
+	return nil
 }
 
 // deleteDirectTopics deletes the Direct-mode topics whose deletionPolicy is Delete. When the

@@ -26,6 +26,7 @@ const (
 	EventRollbackFailed = v1alpha1.ReasonRollbackFailed
 	EventDegraded       = "Degraded"
 	EventRecovered      = "Recovered"
+	EventTopicsKept     = "TopicsKept"
 )
 
 // revisions lists the ControllerRevisions this Pipeline controls.

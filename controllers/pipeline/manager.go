@@ -1,12 +1,16 @@
 package pipeline
 
 import (
+	"encoding/json"
+
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv1 "k8s.io/api/autoscaling/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -48,6 +52,10 @@ func CacheOptions(namespace string) cache.Options {
 			&appsv1.ControllerRevision{}: {Label: ours},
 		},
 	}
+	// KEDA's external metrics APIService, the one APIService the operator reads.
+	apiService := &unstructured.Unstructured{}
+	apiService.SetGroupVersionKind(gvkAPIService)
+	o.ByObject[apiService] = cache.ByObject{Field: fields.OneTermEqualSelector("metadata.name", kedaAPIService)}
 	if namespace != "" {
 		o.DefaultNamespaces = map[string]cache.Config{namespace: {}}
 	}
@@ -62,13 +70,15 @@ const annotationLastApplied = "kubectl.kubernetes.io/last-applied-configuration"
 // spec, labels, annotations and owners that render sets), status.go, observe.go nor history.go
 // reads, so that it is not held in memory for as long as the object exists:
 //   - managed fields, often the larger part of an object: server-side apply computes ownership
-//     on the server;
+//     on the server. The one ownership fact the operator needs, whether it owns a StatefulSet's
+//     spec.replicas (to hand the field over to an autoscaler), is kept as a cache-only
+//     annotation (see markReplicasOwner);
 //   - kubectl's last-applied-configuration annotation, which render never sets;
 //   - a StatefulSet's status except observedGeneration, replicas, readyReplicas and what a
 //     rollout's end is read from (updatedReplicas, currentRevision, updateRevision);
 //   - a composed kind's status except conditions (ScaledObject "Active", KafkaTopic readiness)
-//     and listeners (a Strimzi Kafka's bootstrap addresses), and a Strimzi Kafka's spec, which
-//     the operator reads but never applies.
+//     and listeners (a Strimzi Kafka's bootstrap addresses), and a Strimzi Kafka's spec except
+//     its listeners' name, type, tls and authentication type (which listener fits a Pipeline).
 //
 // Spec, data and labels stay whole: covers needs every value render sets to detect drift, and
 // observe reads the current assignment back from a ConfigMap's executor.json.
@@ -76,6 +86,9 @@ func stripUnread(in any) (any, error) {
 	o, ok := in.(client.Object)
 	if !ok {
 		return in, nil
+	}
+	if sts, ok := o.(*appsv1.StatefulSet); ok {
+		markReplicasOwner(sts)
 	}
 	o.SetManagedFields(nil)
 	if ann := o.GetAnnotations(); ann[annotationLastApplied] != "" {
@@ -94,7 +107,30 @@ func stripUnread(in any) (any, error) {
 		}
 	case *unstructured.Unstructured:
 		if t.GetKind() == "Kafka" && t.GroupVersionKind().Group == strimzi.Group {
+			// Only the listeners' name, type, tls and authentication type: observe chooses the
+			// listener that fits a Pipeline's authentication from them.
+			listeners, _, _ := unstructured.NestedSlice(t.Object, "spec", "kafka", "listeners")
+			var kept []any
+			for _, raw := range listeners {
+				l, ok := raw.(map[string]any)
+				if !ok {
+					continue
+				}
+				k := map[string]any{}
+				for _, f := range []string{"name", "type", "tls"} {
+					if v, ok := l[f]; ok {
+						k[f] = v
+					}
+				}
+				if a, ok := l["authentication"].(map[string]any); ok {
+					k["authentication"] = map[string]any{"type": a["type"]}
+				}
+				kept = append(kept, k)
+			}
 			delete(t.Object, "spec")
+			if kept != nil {
+				t.Object["spec"] = map[string]any{"kafka": map[string]any{"listeners": kept}}
+			}
 		}
 		if st, ok := t.Object["status"].(map[string]any); ok {
 			for k := range st {
@@ -105,4 +141,51 @@ func stripUnread(in any) (any, error) {
 		}
 	}
 	return o, nil
+}
+
+// cachedOwnsReplicas is an annotation that exists only on cached StatefulSets, never on the
+// server: "true" when the operator's field manager owns spec.replicas. stripUnread sets it from
+// the managed fields it then drops.
+const cachedOwnsReplicas = "cache.streaming.millrace.dev/owns-replicas"
+
+func markReplicasOwner(sts *appsv1.StatefulSet) {
+	if !managerOwns(sts.ManagedFields, FieldManager, "f:spec", "f:replicas") {
+		return
+	}
+	ann := sts.GetAnnotations()
+	if ann == nil {
+		ann = map[string]string{}
+	}
+	ann[cachedOwnsReplicas] = "true"
+	sts.SetAnnotations(ann)
+}
+
+// managerOwns reports whether manager's apply entry (not a subresource's) owns the field at path.
+func managerOwns(entries []metav1.ManagedFieldsEntry, manager string, path ...string) bool {
+	for _, mf := range entries {
+		if mf.Manager != manager || mf.Subresource != "" || mf.FieldsV1 == nil {
+			continue
+		}
+		var fields map[string]any
+		if err := json.Unmarshal(mf.FieldsV1.Raw, &fields); err != nil {
+			continue
+		}
+		var node any = fields
+		for _, k := range path {
+			m, ok := node.(map[string]any)
+			if !ok {
+				node = nil
+				break
+			}
+			node, ok = m[k]
+			if !ok {
+				node = nil
+				break
+			}
+		}
+		if node != nil {
+			return true
+		}
+	}
+	return false
 }

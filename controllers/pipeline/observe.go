@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strconv"
+	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -47,6 +49,11 @@ func (r *Reconciler) observe(ctx context.Context, s *scope) error {
 	if err := r.observeCore(ctx, s); err != nil {
 		return err
 	}
+	if snap.keda && usesAutoscaling(s.p) {
+		if s.keda, err = r.observeKEDA(ctx); err != nil {
+			return err
+		}
+	}
 	for _, gvk := range snap.thirdParty() {
 		if err := r.observeUnstructured(ctx, s, gvk); err != nil {
 			return err
@@ -61,9 +68,18 @@ func (r *Reconciler) observe(ctx context.Context, s *scope) error {
 		Assignments:        map[string]config.Assignment{},
 		Images:             r.images,
 	}
+	s.facts.KeptReplicas = map[string]int32{}
 	for entity, sts := range s.statefulSets {
-		if sts.Spec.Replicas != nil {
-			s.facts.Replicas[entity] = *sts.Spec.Replicas
+		if sts.Spec.Replicas == nil {
+			continue
+		}
+		s.facts.Replicas[entity] = *sts.Spec.Replicas
+		if kept, err := strconv.ParseInt(sts.Annotations[render.AnnotationKeptReplicas], 10, 32); err == nil {
+			s.facts.KeptReplicas[entity] = int32(kept)
+		} else if sts.Annotations[render.AnnotationAutoscaled] == "true" {
+			// An autoscaler owned the field: if the entity is no longer autoscaled, the
+			// operator takes it back at this count.
+			s.facts.KeptReplicas[entity] = *sts.Spec.Replicas
 		}
 	}
 	for entity, cm := range s.configMaps {
@@ -78,8 +94,63 @@ func (r *Reconciler) observe(ctx context.Context, s *scope) error {
 		}
 		s.facts.Assignments[entity] = ex.Assignment
 	}
-	s.facts.BootstrapServers, err = r.bootstrap(ctx, s)
+	if s.facts.BootstrapServers, err = r.bootstrap(ctx, s); err != nil {
+		return err
+	}
+	s.facts.TopicPartitions, err = r.adoptedPartitions(ctx, s)
 	return err
+}
+
+// adoptedPartitions observes the partition counts of the existing topics that streams adopt
+// through topicName: in Direct mode from Kafka; in Strimzi mode from a KafkaTopic of that topic
+// that is not this Pipeline's (whoever manages the topic). Render gives the stream, and all that
+// derives from it, the real count when it is larger than the spec's.
+func (r *Reconciler) adoptedPartitions(ctx context.Context, s *scope) (map[string]int32, error) {
+	adopted := map[string]bool{}
+	var names []string
+	for _, st := range s.p.Spec.Streams {
+		if st.TopicName != "" {
+			adopted[st.TopicName] = true
+			names = append(names, st.TopicName)
+		}
+	}
+	if len(names) == 0 {
+		return nil, nil
+	}
+	switch {
+	case s.p.Spec.Kafka.Topics == v1alpha1.TopicsDirect:
+		if s.facts.BootstrapServers == "" {
+			return nil, nil
+		}
+		found, err := r.kafka.Exists(ctx, s.facts.BootstrapServers, names...)
+		if err != nil {
+			// Ensure meets the same error and reports it in TopicsReady.
+			ctrl.LoggerFrom(ctx).V(1).Info("cannot read the partitions of adopted topics", "error", err.Error())
+			return nil, nil
+		}
+		return found, nil
+	case s.caps.strimzi != "":
+		list := &unstructured.UnstructuredList{}
+		list.SetGroupVersionKind(s.caps.strimziGVK("KafkaTopicList"))
+		if err := r.cache.List(ctx, list, client.InNamespace(s.p.Namespace)); err != nil {
+			return nil, fmt.Errorf("list KafkaTopics of namespace %s: %w", s.p.Namespace, err)
+		}
+		out := map[string]int32{}
+		for _, kt := range list.Items {
+			if kt.GetLabels()[render.LabelPipeline] == s.p.Name && kt.GetLabels()[render.LabelManagedBy] == render.ValueManagedBy {
+				continue
+			}
+			topic, _, _ := unstructured.NestedString(kt.Object, "spec", "topicName")
+			if topic == "" {
+				topic = kt.GetName()
+			}
+			if n, found, _ := unstructured.NestedInt64(kt.Object, "spec", "partitions"); found && adopted[topic] && int32(n) > out[topic] {
+				out[topic] = int32(n)
+			}
+		}
+		return out, nil
+	}
+	return nil, nil
 }
 
 func (r *Reconciler) observeCore(ctx context.Context, s *scope) error {
@@ -178,27 +249,111 @@ func (r *Reconciler) bootstrap(ctx context.Context, s *scope) (string, error) {
 		}
 		return "", fmt.Errorf("read Kafka %s/%s: %w", s.p.Namespace, k.StrimziCluster, err)
 	}
-	listeners, _, _ := unstructured.NestedSlice(kafka.Object, "status", "listeners")
-	want := "plain"
-	if k.Authentication != nil && k.Authentication.Type == v1alpha1.AuthTLS {
-		want = "tls"
+	auth := v1alpha1.AuthNone
+	if k.Authentication != nil && k.Authentication.Type != "" {
+		auth = k.Authentication.Type
 	}
-	var first string
-	for _, l := range listeners {
-		m, ok := l.(map[string]any)
+	l, problem := chooseListener(kafka, auth)
+	s.listenerProblem = problem
+	s.facts.BootstrapTLS = l.tls
+	return l.addr, nil
+}
+
+// listener is one listener of a Strimzi Kafka: its spec (spec.kafka.listeners) joined with its
+// address (status.listeners) by name.
+type listener struct {
+	name, addr, kind, auth string
+	tls, specified         bool
+}
+
+// chooseListener picks the listener of a Strimzi Kafka that the executors (and KEDA) can use
+// with the Pipeline's authentication: one whose authentication type is the Pipeline's (none for
+// none), in the cluster (internal or cluster-ip rather than a route, load balancer, node port or
+// ingress), encrypting when there is a choice for SCRAM, plain when there is a choice without
+// authentication. Names mean nothing to Strimzi, so they decide only when the Kafka's spec is
+// unknown (then "plain", or "tls" for TLS authentication). problem says why no listener fits.
+func chooseListener(kafka *unstructured.Unstructured, auth v1alpha1.AuthenticationType) (listener, string) {
+	specs := map[string]listener{}
+	specList, _, _ := unstructured.NestedSlice(kafka.Object, "spec", "kafka", "listeners")
+	for _, raw := range specList {
+		m, ok := raw.(map[string]any)
 		if !ok {
 			continue
 		}
+		l := listener{specified: true}
+		l.name, _ = m["name"].(string)
+		l.kind, _ = m["type"].(string)
+		l.tls, _ = m["tls"].(bool)
+		if a, ok := m["authentication"].(map[string]any); ok {
+			l.auth, _ = a["type"].(string)
+		}
+		specs[l.name] = l
+	}
+	var all []listener
+	statusList, _, _ := unstructured.NestedSlice(kafka.Object, "status", "listeners")
+	for _, raw := range statusList {
+		m, ok := raw.(map[string]any)
+		if !ok {
+			continue
+		}
+		name, _ := m["name"].(string)
 		addr, _ := m["bootstrapServers"].(string)
 		if addr == "" {
 			continue
 		}
-		if name, _ := m["name"].(string); name == want {
-			return addr, nil
+		l := specs[name]
+		l.name, l.addr = name, addr
+		all = append(all, l)
+	}
+	if len(all) == 0 {
+		return listener{}, ""
+	}
+	if len(specs) == 0 {
+		want := "plain"
+		if auth == v1alpha1.AuthTLS {
+			want = "tls"
 		}
-		if first == "" {
-			first = addr
+		for _, l := range all {
+			if l.name == want {
+				return l, ""
+			}
+		}
+		return all[0], ""
+	}
+	wantAuth := string(auth)
+	if auth == v1alpha1.AuthNone {
+		wantAuth = ""
+	}
+	best, bestScore := listener{}, -1
+	var offered []string
+	for _, l := range all {
+		offered = append(offered, fmt.Sprintf("%s (authentication %q, tls %t)", l.name, l.auth, l.tls))
+		if !l.specified || l.auth != wantAuth {
+			continue
+		}
+		score := 0
+		if l.kind == "internal" || l.kind == "cluster-ip" {
+			score += 2
+		}
+		if (auth == v1alpha1.AuthScramSha512 && l.tls) || (auth == v1alpha1.AuthNone && !l.tls) {
+			score++
+		}
+		if score > bestScore {
+			best, bestScore = l, score
 		}
 	}
-	return first, nil
+	if bestScore < 0 {
+		return listener{}, fmt.Sprintf("the Strimzi Kafka %s has no listener with authentication %q: it offers %s; add one, or change spec.kafka.authentication",
+			kafka.GetName(), wantAuth, strings.Join(offered, ", "))
+	}
+	return best, ""
+}
+
+func usesAutoscaling(p *v1alpha1.Pipeline) bool {
+	for _, e := range p.Spec.Entities {
+		if e.Autoscaling != nil {
+			return true
+		}
+	}
+	return false
 }

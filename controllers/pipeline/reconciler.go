@@ -17,12 +17,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/klog/v2"
@@ -68,6 +70,7 @@ const indexStrimziCluster = "spec.kafka.strimziCluster"
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;create;update
 // +kubebuilder:rbac:groups=apiextensions.k8s.io,resources=customresourcedefinitions,verbs=get;list;watch
+// +kubebuilder:rbac:groups=apiregistration.k8s.io,resources=apiservices,verbs=get;list;watch
 // +kubebuilder:rbac:groups=kafka.strimzi.io,resources=kafkatopics;kafkausers,verbs=get;list;watch;create;patch;delete
 // +kubebuilder:rbac:groups=kafka.strimzi.io,resources=kafkas,verbs=get;list;watch
 // +kubebuilder:rbac:groups=keda.sh,resources=scaledobjects;triggerauthentications,verbs=get;list;watch;create;patch;delete
@@ -94,7 +97,15 @@ type Reconciler struct {
 	caps     *capabilities
 	watches  *dynamicWatches
 	kafka    *topics.Admin
+	// topicDeletionTimeout bounds how long a deleted Pipeline waits for Kafka to delete its
+	// Direct-mode Delete topics.
+	// Direct-mode Delete topics (nanoseconds; atomic so that tests can shorten it).
+	topicDeletionTimeout atomic.Int64
 }
+
+// DefaultTopicDeletionTimeout is how long a deleted Pipeline in Direct mode waits for its Delete
+// topics to be deleted before it gives up, keeps them and goes.
+const DefaultTopicDeletionTimeout = 10 * time.Minute
 
 // SetupWithManager builds the reconciler and registers its controller with the manager. The
 // controller watches Pipelines, the core children (filtered to Millrace's by the cache), and the
@@ -118,6 +129,7 @@ func SetupWithManager(ctx context.Context, mgr ctrl.Manager, o Options) (*Reconc
 		caps:     newCapabilities(disc),
 		kafka:    topics.NewAdmin(),
 	}
+	r.topicDeletionTimeout.Store(int64(DefaultTopicDeletionTimeout))
 	if err := mgr.GetFieldIndexer().IndexField(ctx, &v1alpha1.Pipeline{}, indexStrimziCluster, func(o client.Object) []string {
 		if s := o.(*v1alpha1.Pipeline).Spec.Kafka.StrimziCluster; s != "" {
 			return []string{s}
@@ -140,6 +152,8 @@ func SetupWithManager(ctx context.Context, mgr ctrl.Manager, o Options) (*Reconc
 		WatchesMetadata(&apiextensionsv1.CustomResourceDefinition{},
 			handler.EnqueueRequestsFromMapFunc(r.crdChanged),
 			builder.WithPredicates(predicate.NewPredicateFuncs(func(o client.Object) bool { return composedCRDs[o.GetName()] }))).
+		Watches(apiServiceObject(), handler.EnqueueRequestsFromMapFunc(r.crdChanged),
+			builder.WithPredicates(predicate.NewPredicateFuncs(func(o client.Object) bool { return o.GetName() == kedaAPIService }))).
 		WithOptions(controller.Options{MaxConcurrentReconciles: workers}).
 		Build(r)
 	if err != nil {
@@ -147,6 +161,12 @@ func SetupWithManager(ctx context.Context, mgr ctrl.Manager, o Options) (*Reconc
 	}
 	r.watches = newDynamicWatches(c2, mgr.GetCache(), r)
 	return r, nil
+}
+
+func apiServiceObject() *unstructured.Unstructured {
+	u := &unstructured.Unstructured{}
+	u.SetGroupVersionKind(gvkAPIService)
+	return u
 }
 
 // Close releases the Kafka admin connections.

@@ -486,18 +486,11 @@ func TestComposedOperatorsInstalledLater(t *testing.T) {
 		_, err := e.get(gvkScaledObject, ns, soName)
 		return err
 	})
+	// The CRDs are there, KEDA's metrics server is not yet.
+	e.wantCondition(t, p, v1alpha1.ConditionAutoscalingReady, metav1.ConditionFalse, v1alpha1.ReasonKEDANotRunning)
+	e.installKEDAMetrics(t)
 	e.wantCondition(t, p, v1alpha1.ConditionAutoscalingReady, metav1.ConditionFalse, v1alpha1.ReasonAutoscalingPending)
-	eventually(t, "KEDA reports the ScaledObject ready", func() error {
-		so, err := e.get(gvkScaledObject, ns, soName)
-		if err != nil {
-			return err
-		}
-		_ = unstructured.SetNestedSlice(so.Object, []any{
-			map[string]any{"type": "Ready", "status": "True"},
-			map[string]any{"type": "Active", "status": "False"},
-		}, "status", "conditions")
-		return e.client.Status().Update(context.Background(), so)
-	})
+	e.markScaledObjectReady(t, p, "count")
 	p = e.wantCondition(t, p, v1alpha1.ConditionAutoscalingReady, metav1.ConditionTrue, v1alpha1.ReasonReconciled)
 	for _, es := range p.Status.Entities {
 		if es.Name == "count" && (es.Autoscaling != "2-3" || es.Active == nil || *es.Active) {
@@ -620,4 +613,47 @@ func TestStrimziInstalledLater(t *testing.T) {
 		return err
 	})
 	e.wantCondition(t, p, v1alpha1.ConditionTopicsReady, metav1.ConditionFalse, v1alpha1.ReasonTopicsPending)
+}
+
+// TestDirectDeletionDoesNotHang: a Direct-mode Pipeline whose Kafka cannot be reached (or refuses
+// the operator) must not be held by its finalizer forever. While the Delete topics cannot be
+// deleted the Pipeline says why (DeletionBlocked); after the bound it goes, keeping them.
+func TestDirectDeletionDoesNotHang(t *testing.T) {
+	e := envV1
+	ns := e.namespace(t)
+	op := e.startOperator(t, ns)
+	// Nothing listens on port 1.
+	p := e.create(t, newPipeline(ns, withDirect("127.0.0.1:1"), withDeletionPolicy("words", v1alpha1.DeletionDelete)))
+	eventually(t, "finalizer added", func() error {
+		if len(e.pipeline(t, p).Finalizers) == 0 {
+			return errNotYet
+		}
+		return nil
+	})
+	if err := e.client.Delete(context.Background(), p); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the Pipeline says why its deletion waits", func() error {
+		cur := &v1alpha1.Pipeline{}
+		if err := e.client.Get(context.Background(), client.ObjectKeyFromObject(p), cur); err != nil {
+			return err
+		}
+		c := condOf(cur, v1alpha1.ConditionReady)
+		if c == nil || c.Reason != v1alpha1.ReasonDeletionBlocked || !strings.Contains(c.Message, "Kafka admin API") {
+			return fmt.Errorf("Ready is %+v", c)
+		}
+		return nil
+	})
+	op.r.topicDeletionTimeout.Store(int64(time.Second))
+	eventually(t, "the Pipeline goes after the bound", func() error {
+		cur := &v1alpha1.Pipeline{}
+		err := e.client.Get(context.Background(), client.ObjectKeyFromObject(p), cur)
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		return fmt.Errorf("still there, finalizers %v", cur.Finalizers)
+	})
 }

@@ -21,9 +21,12 @@ type scope struct {
 	// observed
 	caps         snapshot
 	facts        render.Facts
-	kafkaMissing bool                           // the named Strimzi Kafka does not exist
-	statefulSets map[string]*appsv1.StatefulSet // by entity
-	configMaps   map[string]*corev1.ConfigMap   // by entity
+	kafkaMissing bool // the named Strimzi Kafka does not exist
+	// listenerProblem says why no listener of the named Strimzi Kafka fits the authentication.
+	listenerProblem string
+	keda            kedaHealth                     // KEDA's metrics server, when KEDA is served
+	statefulSets    map[string]*appsv1.StatefulSet // by entity
+	configMaps      map[string]*corev1.ConfigMap   // by entity
 	// children are the live children by kind and name, as unstructured objects.
 	children map[schema.GroupVersionKind]map[string]*unstructured.Unstructured
 	// revisions

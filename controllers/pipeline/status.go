@@ -116,8 +116,11 @@ func computeStatus(s *scope) *v1alpha1.PipelineStatus {
 	conditions.Set(conds, gen, v1alpha1.ConditionMonitoringReady, mon.Status, mon.Reason, mon.Message)
 
 	var degraded []string
-	if auto.Reason == v1alpha1.ReasonKEDANotInstalled {
+	switch auto.Reason {
+	case v1alpha1.ReasonKEDANotInstalled:
 		degraded = append(degraded, "autoscaling is off (KEDA is not installed)")
+	case v1alpha1.ReasonKEDANotRunning:
+		degraded = append(degraded, "autoscaling is off (KEDA is installed but its metrics server is not Available)")
 	}
 	if mon.Reason == v1alpha1.ReasonPrometheusNotFound {
 		degraded = append(degraded, "monitoring is off (the Prometheus Operator is not installed)")
@@ -259,7 +262,8 @@ func streamStatuses(s *scope) []v1alpha1.StreamStatus {
 			if s.caps.strimzi != "" {
 				if kt := s.child(s.caps.strimziGVK("KafkaTopic"), render.KafkaTopicName(p, st.Name)); kt != nil {
 					c, _ := condition(kt, "Ready")
-					ss.Ready = c == "True"
+					adopted := kt.GetAnnotations()[AnnotationStrimziManaged] == "false"
+					ss.Ready = c == "True" || (adopted && c != "False")
 				}
 			}
 		}
@@ -279,6 +283,9 @@ func topicsCondition(s *scope) metav1.Condition {
 			return metav1.Condition{Status: metav1.ConditionFalse, Reason: v1alpha1.ReasonKafkaNotFound,
 				Message: fmt.Sprintf("the Strimzi Kafka %q does not exist in namespace %s: create it or fix spec.kafka.strimziCluster", p.Spec.Kafka.StrimziCluster, p.Namespace)}
 		}
+		if s.listenerProblem != "" {
+			return metav1.Condition{Status: metav1.ConditionFalse, Reason: v1alpha1.ReasonBootstrapUnknown, Message: s.listenerProblem}
+		}
 		if s.facts.BootstrapServers == "" {
 			return metav1.Condition{Status: metav1.ConditionFalse, Reason: v1alpha1.ReasonBootstrapUnknown,
 				Message: "no Kafka bootstrap address: set spec.kafka.bootstrapServers, or name a Strimzi Kafka whose status lists its listeners"}
@@ -297,11 +304,14 @@ func topicsCondition(s *scope) metav1.Condition {
 		return metav1.Condition{Status: metav1.ConditionFalse, Reason: v1alpha1.ReasonKafkaNotFound,
 			Message: fmt.Sprintf("the Strimzi Kafka %q does not exist in namespace %s: create it or fix spec.kafka.strimziCluster", p.Spec.Kafka.StrimziCluster, p.Namespace)}
 	}
+	if s.listenerProblem != "" {
+		return metav1.Condition{Status: metav1.ConditionFalse, Reason: v1alpha1.ReasonBootstrapUnknown, Message: s.listenerProblem}
+	}
 	if s.desired == nil {
 		return metav1.Condition{Status: metav1.ConditionFalse, Reason: v1alpha1.ReasonTopicsPending, Message: "topics are not applied yet"}
 	}
 	gvk := s.caps.strimziGVK("KafkaTopic")
-	var pending []string
+	var pending, failed []string
 	total := 0
 	for _, o := range s.desired.Objects {
 		if o.GetObjectKind().GroupVersionKind().Kind != "KafkaTopic" {
@@ -313,9 +323,35 @@ func topicsCondition(s *scope) metav1.Condition {
 			pending = append(pending, o.GetName())
 			continue
 		}
-		if c, _ := condition(kt, "Ready"); c != "True" {
+		c := fullCondition(kt, "Ready")
+		switch {
+		case c.Status == metav1.ConditionFalse:
+			// The Topic Operator's own words: NotSupported (partitions cannot decrease), a
+			// conflict with another KafkaTopic, an invalid config.
+			failed = append(failed, fmt.Sprintf("%s (%s: %s)", o.GetName(), c.Reason, c.Message))
+		case o.GetAnnotations()[AnnotationStrimziManaged] == "false":
+			// An adopted topic: the Topic Operator leaves it alone, there is nothing to wait for.
+		case c.Status != metav1.ConditionTrue:
 			pending = append(pending, o.GetName())
 		}
+	}
+	if s.caps.strimziUser {
+		// The pipeline's KafkaUser: its ACLs cover the topics, so its refusal belongs here.
+		for _, o := range s.desired.Objects {
+			if o.GetObjectKind().GroupVersionKind().Kind != "KafkaUser" {
+				continue
+			}
+			if ku := s.child(s.caps.strimziGVK("KafkaUser"), o.GetName()); ku != nil {
+				if c := fullCondition(ku, "Ready"); c.Status == metav1.ConditionFalse {
+					failed = append(failed, fmt.Sprintf("KafkaUser %s (%s: %s)", o.GetName(), c.Reason, c.Message))
+				}
+			}
+		}
+	}
+	if len(failed) > 0 {
+		sort.Strings(failed)
+		return metav1.Condition{Status: metav1.ConditionFalse, Reason: v1alpha1.ReasonTopicsFailed,
+			Message: "Strimzi refuses: " + strings.Join(failed, "; ") + "; fix the stream in the spec (or the topic in Kafka)"}
 	}
 	if len(pending) > 0 {
 		sort.Strings(pending)
@@ -341,20 +377,33 @@ func autoscalingCondition(s *scope) metav1.Condition {
 			Message: "KEDA is not installed (no keda.sh ScaledObject CRD): " + strings.Join(scaled, ", ") +
 				" run with fixed replicas (autoscaling.minReplicas, at least 1); install KEDA v2 to autoscale them"}
 	}
+	if s.keda.problem != "" {
+		return metav1.Condition{Status: metav1.ConditionFalse, Reason: v1alpha1.ReasonKEDANotRunning,
+			Message: "KEDA is installed but not running: " + s.keda.problem + "; until then " + strings.Join(scaled, ", ") + " keep their current replicas"}
+	}
 	if len(s.waitingForTopics) > 0 {
 		return metav1.Condition{Status: metav1.ConditionFalse, Reason: v1alpha1.ReasonAutoscalingPending,
 			Message: "the ScaledObjects of " + strings.Join(s.waitingForTopics, ", ") + " are created once their input topics are ready (see TopicsReady)"}
 	}
-	var pending []string
+	var pending, failed []string
 	for _, e := range scaled {
 		so := s.child(gvkScaledObject, render.ScaledObjectName(p, e))
 		if so == nil {
 			pending = append(pending, e)
 			continue
 		}
-		if c, _ := condition(so, "Ready"); c != "True" {
+		switch c := fullCondition(so, "Ready"); c.Status {
+		case metav1.ConditionTrue:
+		case metav1.ConditionFalse:
+			// KEDA's own words, e.g. a scaler that cannot reach Kafka or authenticate.
+			failed = append(failed, fmt.Sprintf("%s (%s: %s)", e, c.Reason, c.Message))
+		default:
 			pending = append(pending, e)
 		}
+	}
+	if len(failed) > 0 {
+		return metav1.Condition{Status: metav1.ConditionFalse, Reason: v1alpha1.ReasonAutoscalingPending,
+			Message: "KEDA reports the ScaledObjects of " + strings.Join(failed, "; ") + " not ready; `kubectl describe scaledobject` has the scaler's events"}
 	}
 	if len(pending) > 0 {
 		return metav1.Condition{Status: metav1.ConditionFalse, Reason: v1alpha1.ReasonAutoscalingPending,
@@ -373,6 +422,26 @@ func monitoringCondition(s *scope) metav1.Condition {
 			Message: "the Prometheus Operator is not installed (no monitoring.coreos.com ServiceMonitor CRD): install it to get the ServiceMonitor and alert rules; executors still serve /metrics"}
 	}
 	return metav1.Condition{Status: metav1.ConditionTrue, Reason: v1alpha1.ReasonReconciled, Message: "the ServiceMonitor and alert rules are applied"}
+}
+
+// fullCondition returns a condition of an unstructured object's status.conditions; its Status is
+// "" when there is none.
+func fullCondition(u *unstructured.Unstructured, condType string) metav1.Condition {
+	conds, _, _ := unstructured.NestedSlice(u.Object, "status", "conditions")
+	for _, c := range conds {
+		m, ok := c.(map[string]any)
+		if !ok || m["type"] != condType {
+			continue
+		}
+		out := metav1.Condition{Type: condType}
+		if v, ok := m["status"].(string); ok {
+			out.Status = metav1.ConditionStatus(v)
+		}
+		out.Reason, _ = m["reason"].(string)
+		out.Message, _ = m["message"].(string)
+		return out
+	}
+	return metav1.Condition{Type: condType}
 }
 
 // condition returns the status of a condition in an unstructured object's status.conditions.

@@ -2,12 +2,14 @@ package pipeline
 
 import (
 	"context"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
 	appsv1 "k8s.io/api/apps/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/utils/ptr"
 
 	"github.com/millrace-dev/millrace/apis/streaming/v1alpha1"
@@ -41,6 +43,16 @@ func TestComputeStatus(t *testing.T) {
 			scope:  func(s *scope) { s.caps, s.facts.StrimziAPIVersion = snapshot{strimzi: "v1"}, "v1" },
 			want: want{phase: v1alpha1.PhaseDegraded, ready: v1alpha1.ReasonTopicsPending, topics: v1alpha1.ReasonTopicsPending,
 				autoscaling: v1alpha1.ReasonKEDANotInstalled, mon: v1alpha1.ReasonPrometheusNotFound, degradedStatus: metav1.ConditionTrue},
+		},
+		{
+			reason: "KEDA's CRD without its metrics server is not KEDA running: the pipeline degrades and says what is missing",
+			p:      newPipeline("ns", withAutoscaling("count", 1, 3)),
+			scope: func(s *scope) {
+				s.caps, s.facts.StrimziAPIVersion, s.facts.KEDA = snapshot{strimzi: "v1", keda: true}, "v1", true
+				s.keda = kedaHealth{problem: "the APIService is missing"}
+			},
+			want: want{phase: v1alpha1.PhaseDegraded, ready: v1alpha1.ReasonTopicsPending, topics: v1alpha1.ReasonTopicsPending,
+				autoscaling: v1alpha1.ReasonKEDANotRunning, mon: v1alpha1.ReasonMonitoringDisabled, degradedStatus: metav1.ConditionTrue},
 		},
 		{
 			reason: "Unmanaged topics are ready by definition",
@@ -162,5 +174,68 @@ func TestStatefulSetRolledOut(t *testing.T) {
 		if got := statefulSetRolledOut(c.sts); got != c.want {
 			t.Errorf("%s: rolled out %v, want %v", c.reason, got, c.want)
 		}
+	}
+}
+
+// TestComposedOperatorsReasons: when a composed operator refuses an object, the Pipeline's
+// condition carries that operator's reason and message, not only "pending".
+func TestComposedOperatorsReasons(t *testing.T) {
+	withReady := func(u *unstructured.Unstructured, status, reason, message string) *unstructured.Unstructured {
+		_ = unstructured.SetNestedSlice(u.Object, []any{map[string]any{"type": "Ready", "status": status, "reason": reason, "message": message}}, "status", "conditions")
+		return u
+	}
+	cases := []struct {
+		reason   string
+		p        *v1alpha1.Pipeline
+		children func(s *scope, p *v1alpha1.Pipeline)
+		condType string
+		want     string // reason
+		contains string
+	}{
+		{
+			reason: "KEDA's ScaledObject Ready=False message reaches AutoscalingReady",
+			p:      newPipeline("ns", withAutoscaling("count", 1, 3)),
+			children: func(s *scope, p *v1alpha1.Pipeline) {
+				so := &unstructured.Unstructured{}
+				so.SetGroupVersionKind(gvkScaledObject)
+				so.SetName(render.ScaledObjectName(p, "count"))
+				s.addChild(gvkScaledObject, withReady(so, "False", "ScaledObjectCheckFailed", "client has run out of available brokers"))
+			},
+			condType: v1alpha1.ConditionAutoscalingReady, want: v1alpha1.ReasonAutoscalingPending,
+			contains: "count (ScaledObjectCheckFailed: client has run out of available brokers)",
+		},
+		{
+			reason: "Strimzi's KafkaUser Ready=False message reaches TopicsReady",
+			p: newPipeline("ns", func(p *v1alpha1.Pipeline) {
+				p.Spec.Kafka.Authentication = &v1alpha1.KafkaAuthentication{Type: v1alpha1.AuthScramSha512}
+			}),
+			children: func(s *scope, p *v1alpha1.Pipeline) {
+				ku := &unstructured.Unstructured{}
+				ku.SetGroupVersionKind(s.caps.strimziGVK("KafkaUser"))
+				ku.SetName(render.KafkaUserName(p))
+				s.addChild(s.caps.strimziGVK("KafkaUser"), withReady(ku, "False", "InvalidResourceException", "authorization needs simple authorization in the Kafka"))
+			},
+			condType: v1alpha1.ConditionTopicsReady, want: v1alpha1.ReasonTopicsFailed,
+			contains: "(InvalidResourceException: authorization needs simple authorization in the Kafka)",
+		},
+	}
+	for _, c := range cases {
+		t.Run(c.reason, func(t *testing.T) {
+			c.p.Generation = 1
+			s := newScope(c.p)
+			s.caps = snapshot{strimzi: "v1", strimziUser: true, keda: true}
+			s.facts = render.Facts{StrimziAPIVersion: "v1", KEDA: true, BootstrapServers: c.p.Spec.Kafka.BootstrapServers}
+			res, err := render.Render(c.p, s.facts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s.desired = res
+			c.children(s, c.p)
+			st := computeStatus(s)
+			got := condOf(&v1alpha1.Pipeline{Status: *st}, c.condType)
+			if got == nil || got.Reason != c.want || !strings.Contains(got.Message, c.contains) {
+				t.Errorf("%s: %s is %+v, want reason %s with %q", c.reason, c.condType, got, c.want, c.contains)
+			}
+		})
 	}
 }

@@ -19,7 +19,7 @@ import (
 // scaledObject has KEDA scale an entity's StatefulSet on the consumer lag of its group, with one
 // kafka trigger per input topic (KEDA scales on the largest). The HPA that KEDA creates then owns
 // the StatefulSet's replicas, which is why the rendered StatefulSet leaves them unset.
-func scaledObject(p *v1alpha1.Pipeline, e *v1alpha1.Entity, cfg *config.Executor) *kedav1alpha1.ScaledObject {
+func scaledObject(p *v1alpha1.Pipeline, e *v1alpha1.Entity, cfg *config.Executor, f Facts) *kedav1alpha1.ScaledObject {
 	a := e.Autoscaling
 	var triggers []kedav1alpha1.ScaleTriggers
 	for _, in := range cfg.Inputs {
@@ -38,10 +38,10 @@ func scaledObject(p *v1alpha1.Pipeline, e *v1alpha1.Entity, cfg *config.Executor
 			},
 		})
 	}
-	if auth := triggerAuthentication(p); auth != nil {
+	if auth := triggerAuthentication(p, f); auth != nil {
 		for i := range triggers {
 			triggers[i].AuthenticationRef = &kedav1alpha1.AuthenticationRef{Name: auth.Name}
-			for k, v := range triggerAuthMetadata(p) {
+			for k, v := range triggerAuthMetadata(p, f) {
 				triggers[i].Metadata[k] = v
 			}
 		}
@@ -72,14 +72,15 @@ func scaledObject(p *v1alpha1.Pipeline, e *v1alpha1.Entity, cfg *config.Executor
 
 // triggerAuthMetadata is the part of KEDA's kafka trigger that says how to authenticate; the
 // credentials themselves come from the TriggerAuthentication.
-func triggerAuthMetadata(p *v1alpha1.Pipeline) map[string]string {
-	switch authType(p) {
-	case v1alpha1.AuthScramSha512:
-		return map[string]string{"sasl": "scram_sha512"}
-	case v1alpha1.AuthTLS:
-		return map[string]string{"tls": "enable"}
+func triggerAuthMetadata(p *v1alpha1.Pipeline, f Facts) map[string]string {
+	out := map[string]string{}
+	if authType(p) == v1alpha1.AuthScramSha512 {
+		out["sasl"] = "scram_sha512"
 	}
-	return nil
+	if useTLS(p, f) {
+		out["tls"] = "enable"
+	}
+	return out
 }
 
 // triggerAuthentication gives KEDA's kafka scaler the executors' own credentials, so that it can
@@ -90,12 +91,16 @@ func triggerAuthMetadata(p *v1alpha1.Pipeline) map[string]string {
 // KEDA reads the scram username only from a TriggerAuthentication, and Strimzi's KafkaUser
 // Secret carries no username key (the username is the KafkaUser's name), so for Strimzi users
 // the username comes from the kafka-client ConfigMap rendered beside it.
-func triggerAuthentication(p *v1alpha1.Pipeline) *kedav1alpha1.TriggerAuthentication {
+func triggerAuthentication(p *v1alpha1.Pipeline, f Facts) *kedav1alpha1.TriggerAuthentication {
 	secret := credentialsSecretName(p)
 	var spec kedav1alpha1.TriggerAuthenticationSpec
+	if useTLS(p, f) && authType(p) != v1alpha1.AuthTLS {
+		// The listener encrypts: KEDA trusts the cluster CA, like the executors.
+		spec.SecretTargetRef = []kedav1alpha1.AuthSecretTargetRef{{Parameter: "ca", Name: clusterCASecretName(p), Key: "ca.crt"}}
+	}
 	switch authType(p) {
 	case v1alpha1.AuthScramSha512:
-		spec.SecretTargetRef = []kedav1alpha1.AuthSecretTargetRef{{Parameter: "password", Name: secret, Key: "password"}}
+		spec.SecretTargetRef = append(spec.SecretTargetRef, kedav1alpha1.AuthSecretTargetRef{Parameter: "password", Name: secret, Key: "password"})
 		if saslUsername(p) != "" {
 			spec.ConfigMapTargetRef = []kedav1alpha1.AuthConfigMapTargetRef{{Parameter: "username", Name: KafkaClientConfigMapName(p), Key: "username"}}
 		} else {
@@ -112,7 +117,9 @@ func triggerAuthentication(p *v1alpha1.Pipeline) *kedav1alpha1.TriggerAuthentica
 			{Parameter: "key", Name: secret, Key: "user.key"},
 		}
 	default:
-		return nil
+		if len(spec.SecretTargetRef) == 0 {
+			return nil
+		}
 	}
 	return &kedav1alpha1.TriggerAuthentication{
 		TypeMeta:   metav1.TypeMeta{APIVersion: kedav1alpha1.SchemeGroupVersion.String(), Kind: "TriggerAuthentication"},
@@ -136,7 +143,7 @@ func autoscalingObjects(p *v1alpha1.Pipeline, f Facts) []client.Object {
 	if !slices.ContainsFunc(p.Spec.Entities, func(e v1alpha1.Entity) bool { return kedaScaled(&e, f) }) {
 		return nil
 	}
-	auth := triggerAuthentication(p)
+	auth := triggerAuthentication(p, f)
 	if auth == nil {
 		return nil
 	}

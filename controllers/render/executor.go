@@ -33,7 +33,7 @@ func executorConfig(p *v1alpha1.Pipeline, e *v1alpha1.Entity, f Facts) (*config.
 		Namespace:  p.Namespace,
 		Pipeline:   p.Name,
 		Entity:     e.Name,
-		Kafka:      kafkaClient(p),
+		Kafka:      kafkaClient(p, f),
 		GroupID:    GroupID(p, e.Name),
 		Guarantee:  config.Guarantee(e.Guarantee),
 		// KEDA's scaler is configured with the same policy, so that the lag it scales on is the
@@ -82,8 +82,12 @@ func executorConfig(p *v1alpha1.Pipeline, e *v1alpha1.Entity, f Facts) (*config.
 
 // kafkaClient is the security part of the Kafka client configuration. Secrets never enter the
 // ConfigMap: the config names files of the mounted credentials Secret.
-func kafkaClient(p *v1alpha1.Pipeline) config.Kafka {
+func kafkaClient(p *v1alpha1.Pipeline, f Facts) config.Kafka {
 	var k config.Kafka
+	if useTLS(p, f) && authType(p) != v1alpha1.AuthTLS {
+		// An encrypting listener without client certificates: trust the cluster CA.
+		k.TLS = &config.TLS{CAFile: path.Join(caDir(p), "ca.crt")}
+	}
 	switch authType(p) {
 	case v1alpha1.AuthScramSha512:
 		k.SASL = &config.SASL{

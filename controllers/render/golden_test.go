@@ -68,6 +68,11 @@ func goldenCases() map[string]goldenCase {
 			pipeline: wordCount(withAuth(v1alpha1.AuthScramSha512, ""), onEntity("split", autoscaling(0, 6))),
 			facts:    newFacts(withKEDA()),
 		},
+		"auth-scram-over-tls": {
+			reason:   "SCRAM on an encrypting Strimzi listener (the usual production one): executors and KEDA use SASL and TLS, trusting the cluster CA mounted from its Secret.",
+			pipeline: wordCount(withAuth(v1alpha1.AuthScramSha512, ""), onEntity("split", autoscaling(0, 6))),
+			facts:    newFacts(withKEDA(), func(f *Facts) { f.BootstrapTLS = true; f.BootstrapServers = "kafka-kafka-bootstrap.default.svc:9094" }),
+		},
 		"auth-tls-autoscaled": {
 			reason:   "TLS client authentication for KEDA: the cluster CA and the user's certificate and key from their Secrets.",
 			pipeline: minimal(withAuth(v1alpha1.AuthTLS, ""), onEntity("handle", autoscaling(0, 1))),

@@ -42,6 +42,15 @@ func kafkaTopics(p *v1alpha1.Pipeline, f Facts, topics []Topic) []*strimzi.Kafka
 		if t.DeletionPolicy != v1alpha1.DeletionDelete {
 			meta.OwnerReferences = nil
 		}
+		if t.Adopted {
+			// An adopted topic exists already, with its own partitions and configuration.
+			// Strimzi's Topic Operator makes a topic match its KafkaTopic's spec (it would reset
+			// every config the spec leaves out, and refuse the partition count), so the
+			// KafkaTopic of an adopted topic tells it to keep its hands off: it is only the
+			// handle by which deletionPolicy: Delete deletes the topic (see the pipeline
+			// package's deleteChild).
+			meta.Annotations = map[string]string{strimzi.AnnotationManaged: "false"}
+		}
 		out = append(out, &strimzi.KafkaTopic{
 			TypeMeta:   strimziTypeMeta(f, "KafkaTopic"),
 			ObjectMeta: meta,

@@ -58,6 +58,17 @@ const (
 // (the entity's config and its Static assignment) are left out, so they never restart pods.
 const AnnotationPodTemplateHash = "streaming.millrace.dev/pod-template-hash"
 
+// AnnotationKeptReplicas, on an entity's StatefulSet, is the replica count the entity kept when
+// it stopped being autoscaled without stating replicas: taking spec.replicas back from the
+// autoscaler keeps the pods that run, and this annotation keeps that count on later reconciles,
+// until the spec states replicas again.
+const AnnotationKeptReplicas = "streaming.millrace.dev/kept-replicas"
+
+// AnnotationAutoscaled, on an entity's StatefulSet, says that an autoscaler owns its
+// spec.replicas; when the entity stops being autoscaled without stating replicas, the operator
+// takes the field back at the autoscaler's count (AnnotationKeptReplicas).
+const AnnotationAutoscaled = "streaming.millrace.dev/autoscaled"
+
 // AnnotationPausedReplicas pauses a KEDA ScaledObject at a fixed replica count.
 const AnnotationPausedReplicas = "autoscaling.keda.sh/paused-replicas"
 

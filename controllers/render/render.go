@@ -31,6 +31,11 @@ type Facts struct {
 	// BootstrapServers is the resolved Kafka address (from the Strimzi Kafka's status); "" when
 	// unknown. spec.kafka.bootstrapServers overrides it.
 	BootstrapServers string
+	// BootstrapTLS reports that the listener BootstrapServers points at (chosen from the Strimzi
+	// Kafka by its authentication and TLS) encrypts: executors and KEDA then connect with TLS,
+	// trusting Strimzi's cluster CA, whatever the authentication (SCRAM over TLS is Strimzi's
+	// usual production listener).
+	BootstrapTLS bool
 	// KEDA reports whether the keda.sh ScaledObject CRD is served.
 	KEDA bool
 	// PrometheusOperator reports whether monitoring.coreos.com ServiceMonitor and PrometheusRule
@@ -39,11 +44,22 @@ type Facts struct {
 	// Replicas is the current spec.replicas of each entity's StatefulSet, by entity name. For an
 	// autoscaled entity the HPA owns that field, and the Static assignment follows it.
 	Replicas map[string]int32
+	// KeptReplicas is, by entity name, the replica count an entity without replicas in its spec
+	// keeps after leaving autoscaling: what the autoscaler had set when the operator took
+	// spec.replicas back, then what the StatefulSet's AnnotationKeptReplicas says.
+	KeptReplicas map[string]int32
 	// Assignments is the current assignment of each entity, by entity name, as read from its
 	// ConfigMap. The Static map is recomputed from it with as few moves as possible.
 	Assignments map[string]config.Assignment
 	// Images are the sidecar images the operator is configured with.
 	Images Images
+	// TopicPartitions are the partition counts of existing topics, by Kafka topic name, as
+	// observed for the streams that adopt a topic through topicName (in Direct mode from Kafka,
+	// in Strimzi mode from another KafkaTopic of that topic). A stream whose topic has more
+	// partitions than its spec says is rendered with the real count, so that its dead-letter
+	// topic, changelog and executors (a Static map, the partition count in executor.json) cover
+	// every partition.
+	TopicPartitions map[string]int32
 }
 
 // Images are the container images of the executor sidecars.
@@ -92,6 +108,9 @@ type Topic struct {
 	Config   map[string]string `json:"config,omitempty"`
 	// DeletionPolicy says whether the topic goes when the Pipeline does.
 	DeletionPolicy v1alpha1.DeletionPolicy `json:"deletionPolicy"`
+	// Adopted marks the topic of a stream with an explicit topicName: an existing topic, which
+	// Millrace reads and writes but whose partitions and configuration it does not manage.
+	Adopted bool `json:"adopted,omitempty"`
 }
 
 // Result is everything render wants to exist for a Pipeline.
@@ -114,6 +133,12 @@ func Render(p *v1alpha1.Pipeline, f Facts) (*Result, error) {
 		return nil, fmt.Errorf("render: pipeline is nil")
 	}
 	p = withDefaults(p)
+	for i := range p.Spec.Streams {
+		s := &p.Spec.Streams[i]
+		if n := f.TopicPartitions[TopicName(p, s.Name)]; n > s.Partitions {
+			s.Partitions = n
+		}
+	}
 	if err := checkReferences(p); err != nil {
 		return nil, fmt.Errorf("render pipeline %s/%s: %w", p.Namespace, p.Name, err)
 	}
@@ -219,6 +244,7 @@ func topics(p *v1alpha1.Pipeline) []Topic {
 			Replicas:       s.Replicas,
 			Config:         cloneMap(s.Config),
 			DeletionPolicy: s.DeletionPolicy,
+			Adopted:        s.TopicName != "",
 		})
 	}
 	for _, s := range p.Spec.Streams {
@@ -327,23 +353,60 @@ func fixedReplicas(e *v1alpha1.Entity) int32 {
 	}
 }
 
-// statefulSetReplicas is the spec.replicas of an entity's StatefulSet; nil when the HPA that
-// KEDA creates owns it, so that server-side apply never fights the autoscaler.
+// statefulSetReplicas is the spec.replicas of an entity's StatefulSet.
+//
+// For an entity KEDA scales it is nil once the StatefulSet exists: the HPA that KEDA creates owns
+// the field, and server-side apply must never fight the autoscaler. The operator hands the field
+// over (see the pipeline package's apply) instead of simply dropping it, which would reset the
+// StatefulSet to one replica. A new autoscaled StatefulSet starts at minReplicas, zero included,
+// so that KEDA scales it up from there rather than the API server's default of one.
+//
+// An autoscaled entity without KEDA keeps the replicas it runs with, within its bounds, so that
+// KEDA going away does not cut pods the autoscaler had started.
 func statefulSetReplicas(p *v1alpha1.Pipeline, e *v1alpha1.Entity, f Facts) *int32 {
+	current, exists := f.Replicas[e.Name]
 	if kedaScaled(e, f) {
-		return nil
+		if exists {
+			return nil
+		}
+		if p.Spec.Suspend {
+			return ptr.To[int32](0)
+		}
+		return ptr.To(ptr.Deref(e.Autoscaling.MinReplicas, defaultMinReplicas))
 	}
 	if p.Spec.Suspend {
 		return ptr.To[int32](0)
 	}
-	return ptr.To(fixedReplicas(e))
+	if autoscaled(e) && exists {
+		return ptr.To(min(max(current, fixedReplicas(e)), max(e.Autoscaling.MaxReplicas, 1)))
+	}
+	return ptr.To(unscaledReplicas(e, f))
+}
+
+// keptReplicas is the count a fixed entity without stated replicas keeps after leaving
+// autoscaling, if any.
+func keptReplicas(e *v1alpha1.Entity, f Facts) (int32, bool) {
+	if autoscaled(e) || e.Replicas != nil || (e.Assignment != nil && len(e.Assignment.Partitions) > 0) {
+		return 0, false
+	}
+	n, ok := f.KeptReplicas[e.Name]
+	return n, ok
+}
+
+// unscaledReplicas is fixedReplicas, except that an entity that left autoscaling without
+// stating replicas keeps the pods it ran with rather than falling back to the default of one.
+func unscaledReplicas(e *v1alpha1.Entity, f Facts) int32 {
+	if n, ok := keptReplicas(e, f); ok {
+		return n
+	}
+	return fixedReplicas(e)
 }
 
 // assignmentReplicas is the number of pods the Static map spreads partitions over. It ignores
 // suspend, so that suspending and resuming moves nothing, and is at least one, so that a map
 // exists for the first pod when an entity scales up from zero.
 func assignmentReplicas(e *v1alpha1.Entity, f Facts) int {
-	r := fixedReplicas(e)
+	r := unscaledReplicas(e, f)
 	if kedaScaled(e, f) {
 		r = ptr.Deref(e.Autoscaling.MinReplicas, defaultMinReplicas)
 		if current, ok := f.Replicas[e.Name]; ok {
@@ -421,6 +484,12 @@ func bootstrapServers(p *v1alpha1.Pipeline, f Facts) []string {
 		}
 	}
 	return out
+}
+
+// useTLS reports whether the executors connect with TLS: for TLS authentication, or when the
+// Strimzi listener they use encrypts.
+func useTLS(p *v1alpha1.Pipeline, f Facts) bool {
+	return authType(p) == v1alpha1.AuthTLS || (f.BootstrapTLS && p.Spec.Kafka.BootstrapServers == "")
 }
 
 func authType(p *v1alpha1.Pipeline) v1alpha1.AuthenticationType {

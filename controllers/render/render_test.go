@@ -1,6 +1,7 @@
 package render
 
 import (
+	"encoding/json"
 	"os"
 	"regexp"
 	"testing"
@@ -107,15 +108,23 @@ func TestReplicas(t *testing.T) {
 		facts    Facts
 		want     *int32
 	}{
-		"Default":     {"No replicas means one.", minimal(), newFacts(), ptr.To[int32](1)},
-		"Fixed":       {"Fixed replicas are rendered.", minimal(onEntity("handle", replicas(3))), newFacts(), ptr.To[int32](3)},
-		"FixedZero":   {"Zero replicas are allowed.", minimal(onEntity("handle", replicas(0))), newFacts(), ptr.To[int32](0)},
-		"Explicit":    {"Explicit partition lists fix one pod per list.", newPipeline(withStream("s", partitions(4)), withEntity("e", "i", []string{"s"}, nil, static([]int32{0, 1}, []int32{2}, []int32{3}))), newFacts(), ptr.To[int32](3)},
-		"KEDA":        {"The HPA owns replicas: none rendered.", minimal(onEntity("handle", autoscaling(0, 1))), newFacts(withKEDA()), nil},
-		"NoKEDA":      {"Without KEDA, the minimum, at least one.", minimal(onEntity("handle", autoscaling(0, 1))), newFacts(), ptr.To[int32](1)},
-		"NoKEDAMin":   {"Without KEDA, the minimum.", newPipeline(withStream("s", partitions(4)), withEntity("e", "i", []string{"s"}, nil, autoscaling(2, 4))), newFacts(), ptr.To[int32](2)},
-		"Suspended":   {"Suspended fixed replicas are zero.", minimal(suspended(), onEntity("handle", replicas(3))), newFacts(), ptr.To[int32](0)},
-		"SuspendKEDA": {"Suspended autoscaled entities are paused through KEDA, not replicas.", minimal(suspended(), onEntity("handle", autoscaling(0, 1))), newFacts(withKEDA()), nil},
+		"Default":               {"No replicas means one.", minimal(), newFacts(), ptr.To[int32](1)},
+		"Fixed":                 {"Fixed replicas are rendered.", minimal(onEntity("handle", replicas(3))), newFacts(), ptr.To[int32](3)},
+		"FixedZero":             {"Zero replicas are allowed.", minimal(onEntity("handle", replicas(0))), newFacts(), ptr.To[int32](0)},
+		"Explicit":              {"Explicit partition lists fix one pod per list.", newPipeline(withStream("s", partitions(4)), withEntity("e", "i", []string{"s"}, nil, static([]int32{0, 1}, []int32{2}, []int32{3}))), newFacts(), ptr.To[int32](3)},
+		"KEDA":                  {"Once the StatefulSet exists the HPA owns replicas: none rendered.", minimal(onEntity("handle", autoscaling(0, 1))), newFacts(withKEDA(), currentReplicas("handle", 1)), nil},
+		"KEDANew":               {"A new KEDA-scaled entity starts at minReplicas, zero included, not at the API server's default of one.", minimal(onEntity("handle", autoscaling(0, 1))), newFacts(withKEDA()), ptr.To[int32](0)},
+		"KEDANewMin":            {"A new KEDA-scaled entity starts at minReplicas.", newPipeline(withStream("s", partitions(4)), withEntity("e", "i", []string{"s"}, nil, autoscaling(2, 4))), newFacts(withKEDA()), ptr.To[int32](2)},
+		"KEDAGone":              {"Without KEDA an autoscaled entity keeps the pods the autoscaler started, within its bounds.", newPipeline(withStream("s", partitions(4)), withEntity("e", "i", []string{"s"}, nil, autoscaling(1, 4))), newFacts(currentReplicas("e", 3)), ptr.To[int32](3)},
+		"KEDAGoneMax":           {"Without KEDA an autoscaled entity runs no more than maxReplicas.", newPipeline(withStream("s", partitions(4)), withEntity("e", "i", []string{"s"}, nil, autoscaling(1, 2))), newFacts(currentReplicas("e", 3)), ptr.To[int32](2)},
+		"LeftAutoscaling":       {"An entity that left autoscaling without stating replicas keeps the count it ran with.", minimal(), newFacts(func(f *Facts) { f.KeptReplicas = map[string]int32{"handle": 4} }), ptr.To[int32](4)},
+		"LeftAutoscalingStated": {"Stated replicas win over the kept count.", minimal(onEntity("handle", replicas(2))), newFacts(func(f *Facts) { f.KeptReplicas = map[string]int32{"handle": 4} }), ptr.To[int32](2)},
+		"KEDAGoneZero":          {"Without KEDA an autoscaled entity runs at least one pod, so the pipeline makes progress.", minimal(onEntity("handle", autoscaling(0, 1))), newFacts(currentReplicas("handle", 0)), ptr.To[int32](1)},
+		"NoKEDA":                {"Without KEDA, the minimum, at least one.", minimal(onEntity("handle", autoscaling(0, 1))), newFacts(), ptr.To[int32](1)},
+		"NoKEDAMin":             {"Without KEDA, the minimum.", newPipeline(withStream("s", partitions(4)), withEntity("e", "i", []string{"s"}, nil, autoscaling(2, 4))), newFacts(), ptr.To[int32](2)},
+		"Suspended":             {"Suspended fixed replicas are zero.", minimal(suspended(), onEntity("handle", replicas(3))), newFacts(), ptr.To[int32](0)},
+		"SuspendKEDA":           {"Suspended autoscaled entities are paused through KEDA, not replicas.", minimal(suspended(), onEntity("handle", autoscaling(0, 1))), newFacts(withKEDA(), currentReplicas("handle", 1)), nil},
+		"SuspendKEDANew":        {"A suspended pipeline's new autoscaled entity starts at zero.", newPipeline(suspended(), withStream("s", partitions(4)), withEntity("e", "i", []string{"s"}, nil, autoscaling(2, 4))), newFacts(withKEDA()), ptr.To[int32](0)},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -361,5 +370,47 @@ func TestChildNamesAreUniqueWithinAPipeline(t *testing.T) {
 	}
 	if !seen["ConfigMap/"+KafkaClientConfigMapName(p)] || !seen["ConfigMap/"+ConfigMapName(p, "kafka-client")] {
 		t.Errorf("want both the kafka-client ConfigMap and entity kafka-client's; rendered %v", seen)
+	}
+}
+
+// TestAdoptedTopic: a stream pointed at an existing topic (topicName) must not have Strimzi
+// rewrite that topic, and everything derived from the topic's partitions (its dead-letter
+// topic, the executors' view of the input, a Static map) must cover the partitions the topic
+// really has, as observed, not the spec's default of one.
+func TestAdoptedTopic(t *testing.T) {
+	p := newPipeline(
+		withStream("events", topicName("legacy.events")),
+		withEntity("handle", "example/handle:1", []string{"events"}, nil, static()),
+	)
+	res := mustRender(t, p, newFacts(func(f *Facts) { f.TopicPartitions = map[string]int32{"legacy.events": 8} }))
+
+	kt := find[*strimzi.KafkaTopic](res, KafkaTopicName(p, "events"))
+	if kt == nil {
+		t.Fatal("no KafkaTopic for the adopted stream")
+	}
+	if got := kt.Annotations[strimzi.AnnotationManaged]; got != "false" {
+		t.Errorf("the adopted topic's KafkaTopic has %s=%q: Strimzi's Topic Operator would reset its configuration to the spec's", strimzi.AnnotationManaged, got)
+	}
+	dlq := find[*strimzi.KafkaTopic](res, DeadLetterKafkaTopicName(p, "events"))
+	if dlq == nil || ptr.Deref(dlq.Spec.Partitions, 0) != 8 {
+		t.Errorf("the dead-letter topic must have the adopted topic's 8 partitions: %+v", dlq)
+	}
+	if _, managed := dlq.Annotations[strimzi.AnnotationManaged]; managed {
+		t.Errorf("the dead-letter topic is Millrace's own and stays managed")
+	}
+	cm := find[*corev1.ConfigMap](res, ConfigMapName(p, "handle"))
+	var ex config.Executor
+	if err := json.Unmarshal([]byte(cm.Data[config.FileName]), &ex); err != nil {
+		t.Fatal(err)
+	}
+	if len(ex.Inputs) != 1 || ex.Inputs[0].Partitions != 8 {
+		t.Errorf("executor.json must say the input has 8 partitions: %+v", ex.Inputs)
+	}
+	var assigned []int32
+	for _, ps := range ex.Assignment.Static {
+		assigned = append(assigned, ps...)
+	}
+	if len(assigned) != 8 {
+		t.Errorf("the Static map must cover all 8 partitions, covers %v", assigned)
 	}
 }

@@ -4,12 +4,16 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 
 	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apiextensions-apiserver/pkg/apis/apiextensions"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	structuralschema "k8s.io/apiextensions-apiserver/pkg/apiserver/schema"
@@ -157,6 +161,81 @@ func TestPodSecurityRestricted(t *testing.T) {
 				result := policy.AggregateCheckResults(evaluator.EvaluatePod(level, &tmpl.ObjectMeta, &tmpl.Spec))
 				if !result.Allowed {
 					t.Errorf("StatefulSet %s violates the restricted Pod Security Standard: %s", sts.Name, result.ForbiddenDetail())
+				}
+			}
+		})
+	}
+}
+
+// restrictedV2 is what OpenShift's restricted-v2 SecurityContextConstraints admit, for a
+// namespace whose openshift.io/sa.scc.uid-range and supplemental-groups are uidMin/size: users
+// and fsGroups must lie in that range (MustRunAsRange, MustRunAs), so a pod may leave them unset
+// (the SCC assigns them) but not fix its own; no privilege, no escalation, every capability
+// dropped, the runtime's seccomp profile, and only these volume types.
+func restrictedV2(spec *corev1.PodSpec, uidMin, size int64) []string {
+	var out []string
+	inRange := func(what string, id *int64) {
+		if id != nil && (*id < uidMin || *id >= uidMin+size) {
+			out = append(out, fmt.Sprintf("%s %d is outside the namespace's range [%d, %d)", what, *id, uidMin, uidMin+size))
+		}
+	}
+	if sc := spec.SecurityContext; sc != nil {
+		inRange("pod runAsUser", sc.RunAsUser)
+		inRange("pod fsGroup", sc.FSGroup)
+		if sc.SeccompProfile != nil && sc.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault {
+			out = append(out, "pod seccomp profile is not runtime/default")
+		}
+	}
+	for _, c := range append(append([]corev1.Container(nil), spec.InitContainers...), spec.Containers...) {
+		sc := c.SecurityContext
+		if sc == nil {
+			out = append(out, c.Name+": no securityContext")
+			continue
+		}
+		inRange(c.Name+" runAsUser", sc.RunAsUser)
+		if sc.Privileged != nil && *sc.Privileged {
+			out = append(out, c.Name+": privileged")
+		}
+		if sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation {
+			out = append(out, c.Name+": allowPrivilegeEscalation is not false")
+		}
+		if sc.Capabilities == nil || !slices.Contains(sc.Capabilities.Drop, "ALL") {
+			out = append(out, c.Name+": capabilities are not dropped")
+		}
+		if sc.Capabilities != nil {
+			for _, add := range sc.Capabilities.Add {
+				if add != "NET_BIND_SERVICE" {
+					out = append(out, fmt.Sprintf("%s: adds capability %s", c.Name, add))
+				}
+			}
+		}
+	}
+	for _, v := range spec.Volumes {
+		vs := v.VolumeSource
+		if vs.ConfigMap == nil && vs.Secret == nil && vs.EmptyDir == nil && vs.Projected == nil &&
+			vs.DownwardAPI == nil && vs.PersistentVolumeClaim == nil && vs.CSI == nil && vs.Ephemeral == nil {
+			out = append(out, "volume "+v.Name+" is of a type restricted-v2 does not allow")
+		}
+	}
+	return out
+}
+
+// TestOpenShiftRestrictedV2: every rendered pod template is admitted by OpenShift's default
+// restricted-v2 SCC, in a namespace with a typical OpenShift range, as well as by the restricted
+// Pod Security Standard (TestPodSecurityRestricted).
+func TestOpenShiftRestrictedV2(t *testing.T) {
+	for name, tc := range goldenCases() {
+		t.Run(name, func(t *testing.T) {
+			for _, o := range mustRender(t, tc.pipeline, tc.facts).Objects {
+				sts, ok := o.(*appsv1.StatefulSet)
+				if !ok {
+					continue
+				}
+				if problems := restrictedV2(&sts.Spec.Template.Spec, 1000660000, 10000); len(problems) > 0 {
+					t.Errorf("StatefulSet %s is rejected by restricted-v2: %s", sts.Name, strings.Join(problems, "; "))
+				}
+				if sc := sts.Spec.Template.Spec.SecurityContext; sc == nil || sc.RunAsNonRoot == nil || !*sc.RunAsNonRoot {
+					t.Errorf("StatefulSet %s: the pod must still require a non-root user", sts.Name)
 				}
 			}
 		})

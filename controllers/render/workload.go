@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"path"
+	"strconv"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -34,10 +35,6 @@ const (
 	volumeState       = "state"
 	volumeCredentials = "kafka-credentials"
 	volumeClusterCA   = "kafka-cluster-ca"
-
-	// nonRootID is the user and group executors run as (distroless "nonroot"). Setting it,
-	// rather than only requiring a non-root user, lets images without a USER run too.
-	nonRootID int64 = 65532
 )
 
 // entityObjects renders the ConfigMap, Service, StatefulSet and (when KEDA scales the entity)
@@ -53,7 +50,7 @@ func entityObjects(p *v1alpha1.Pipeline, e *v1alpha1.Entity, cfg *config.Executo
 	}
 	objs := []client.Object{cm, service(p, e), sts}
 	if kedaScaled(e, f) {
-		objs = append(objs, scaledObject(p, e, cfg))
+		objs = append(objs, scaledObject(p, e, cfg, f))
 	}
 	return objs, nil
 }
@@ -101,9 +98,16 @@ func statefulSet(p *v1alpha1.Pipeline, e *v1alpha1.Entity, cfg *config.Executor,
 		return nil, err
 	}
 	tmpl.Annotations[AnnotationPodTemplateHash] = hash
+	meta := objectMeta(p, StatefulSetName(p, e.Name), EntityLabels(p, e.Name))
+	if n, ok := keptReplicas(e, f); ok {
+		meta.Annotations = map[string]string{AnnotationKeptReplicas: strconv.Itoa(int(n))}
+	}
+	if kedaScaled(e, f) {
+		meta.Annotations = map[string]string{AnnotationAutoscaled: "true"}
+	}
 	return &appsv1.StatefulSet{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "apps/v1", Kind: "StatefulSet"},
-		ObjectMeta: objectMeta(p, StatefulSetName(p, e.Name), EntityLabels(p, e.Name)),
+		ObjectMeta: meta,
 		Spec: appsv1.StatefulSetSpec{
 			Replicas:    statefulSetReplicas(p, e, f),
 			Selector:    &metav1.LabelSelector{MatchLabels: SelectorLabels(p, e.Name)},
@@ -168,15 +172,15 @@ func podTemplate(p *v1alpha1.Pipeline, e *v1alpha1.Entity, f Facts) corev1.PodTe
 			Secret: &corev1.SecretVolumeSource{SecretName: credentialsSecretName(p)},
 		}})
 		kafkaMounts = append(kafkaMounts, corev1.VolumeMount{Name: volumeCredentials, MountPath: CredentialsDir, ReadOnly: true})
-		if auth == v1alpha1.AuthTLS && caDir(p) == ClusterCADir {
-			volumes = append(volumes, corev1.Volume{Name: volumeClusterCA, VolumeSource: corev1.VolumeSource{
-				Secret: &corev1.SecretVolumeSource{
-					SecretName: clusterCASecretName(p),
-					Items:      []corev1.KeyToPath{{Key: "ca.crt", Path: "ca.crt"}},
-				},
-			}})
-			kafkaMounts = append(kafkaMounts, corev1.VolumeMount{Name: volumeClusterCA, MountPath: ClusterCADir, ReadOnly: true})
-		}
+	}
+	if useTLS(p, f) && caDir(p) == ClusterCADir {
+		volumes = append(volumes, corev1.Volume{Name: volumeClusterCA, VolumeSource: corev1.VolumeSource{
+			Secret: &corev1.SecretVolumeSource{
+				SecretName: clusterCASecretName(p),
+				Items:      []corev1.KeyToPath{{Key: "ca.crt", Path: "ca.crt"}},
+			},
+		}})
+		kafkaMounts = append(kafkaMounts, corev1.VolumeMount{Name: volumeClusterCA, MountPath: ClusterCADir, ReadOnly: true})
 	}
 
 	var sidecars []corev1.Container
@@ -224,11 +228,12 @@ func podTemplate(p *v1alpha1.Pipeline, e *v1alpha1.Entity, f Facts) corev1.PodTe
 			// Service environment variables are noise for executors, and can collide with the
 			// user's own variables.
 			EnableServiceLinks: ptr.To(false),
+			// No runAsUser, runAsGroup or fsGroup: OpenShift's restricted-v2 SCC assigns them
+			// from the namespace's range and rejects fixed ones. runAsNonRoot keeps the
+			// restricted Pod Security Standard satisfied; elsewhere the images' numeric USER
+			// (65532) applies, and the kubelet refuses an image whose user is root.
 			SecurityContext: &corev1.PodSecurityContext{
 				RunAsNonRoot:   ptr.To(true),
-				RunAsUser:      ptr.To(nonRootID),
-				RunAsGroup:     ptr.To(nonRootID),
-				FSGroup:        ptr.To(nonRootID),
 				SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
 			},
 		},

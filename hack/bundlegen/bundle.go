@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
@@ -211,7 +212,9 @@ func Generate(opts Options, out, dockerfile string) (*Files, error) {
 	if err != nil {
 		return nil, err
 	}
-	files.Paths[metadata+"/dependencies.yaml"] = deps
+	if deps != nil {
+		files.Paths[metadata+"/dependencies.yaml"] = deps
+	}
 
 	ann := annotations(opts)
 	var b bytes.Buffer
@@ -464,9 +467,19 @@ func bindsAccount(subjects []rbacv1.Subject, sa string) bool {
 	return false
 }
 
-// dependencies checks the declared dependencies and returns the file's bytes for the bundle.
+// dependencies checks the declared dependencies and returns the file's bytes for the bundle;
+// nil when there is no such file.
+//
+// Millrace declares none (docs/installation.md): OLM dependencies are hard requirements, while
+// each composed operator is optional, and a dependency can install a second Strimzi, KEDA or
+// Prometheus Operator next to one the platform already runs (OpenShift's monitoring stack,
+// Streams for Apache Kafka, the Custom Metrics Autoscaler). The file is still honoured for a
+// downstream bundle that wants them.
 func dependencies(path string) ([]byte, error) {
 	raw, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
 	if err != nil {
 		return nil, fmt.Errorf("read dependencies: %w", err)
 	}

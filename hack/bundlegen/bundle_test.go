@@ -333,3 +333,31 @@ func loadBundle(dir string) (*manifests.Bundle, error) {
 	})
 	return bundle, err
 }
+
+// TestBundleDeclaresNoHardDependencies: every composed operator is optional (a Pipeline reports
+// a missing one in its conditions), so the bundle makes OLM install none of them: no
+// dependencies.yaml and no required CRDs in the CSV. A hard dependency would also install a
+// second Strimzi, KEDA or Prometheus Operator next to one the platform already runs.
+func TestBundleDeclaresNoHardDependencies(t *testing.T) {
+	if _, err := os.Stat(filepath.Join(root, "bundle", "metadata", "dependencies.yaml")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("bundle/metadata/dependencies.yaml exists (err %v): OLM would install the composed operators as hard dependencies", err)
+	}
+	bundle, err := loadBundle(filepath.Join(root, "bundle"))
+	if err != nil {
+		t.Fatalf("load bundle/ (run `make bundle`): %v", err)
+	}
+	if req := bundle.CSV.Spec.CustomResourceDefinitions.Required; len(req) > 0 {
+		t.Errorf("the CSV requires CRDs %v: OLM would refuse to install Millrace without them", req)
+	}
+	// OLM fails the whole install when an object's CRD is missing: no object of a composed
+	// operator's kind may ride in the bundle.
+	entries, err := os.ReadDir(filepath.Join(root, "bundle", "manifests"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if strings.Contains(e.Name(), "monitoring.coreos.com") || strings.Contains(e.Name(), "keda.sh") || strings.Contains(e.Name(), "strimzi.io") {
+			t.Errorf("bundle/manifests/%s is an object of a composed operator: OLM could not install Millrace without that operator", e.Name())
+		}
+	}
+}

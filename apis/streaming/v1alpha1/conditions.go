@@ -21,12 +21,14 @@ const (
 	ReasonReconciled           = "Reconciled"
 	ReasonInvalidSpec          = "InvalidSpec"
 	ReasonTopicsPending        = "TopicsPending"
+	ReasonTopicsFailed         = "TopicsFailed"
 	ReasonTopicsNotManaged     = "TopicsNotManaged"
 	ReasonStrimziNotInstalled  = "StrimziNotInstalled"
 	ReasonKafkaNotFound        = "KafkaNotFound"
 	ReasonBootstrapUnknown     = "BootstrapAddressUnknown"
 	ReasonExecutorsPending     = "ExecutorsPending"
 	ReasonKEDANotInstalled     = "KEDANotInstalled"
+	ReasonKEDANotRunning       = "KEDANotRunning"
 	ReasonAutoscalingPending   = "AutoscalingPending"
 	ReasonAutoscalingNotUsed   = "AutoscalingNotUsed"
 	ReasonPrometheusNotFound   = "PrometheusOperatorNotInstalled"
@@ -37,6 +39,7 @@ const (
 	ReasonRollbackFailed       = "RollbackFailed"
 	ReasonAsExpected           = "AsExpected"
 	ReasonDependenciesDegraded = "DependenciesDegraded"
+	ReasonDeletionBlocked      = "DeletionBlocked"
 )
 
 // Annotations and labels of the API.
