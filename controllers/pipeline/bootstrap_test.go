@@ -102,6 +102,7 @@ func TestListenerByAuthentication(t *testing.T) {
 		p.Spec.Kafka = v1alpha1.KafkaSpec{StrimziCluster: "kafka", Authentication: &v1alpha1.KafkaAuthentication{Type: v1alpha1.AuthScramSha512}}
 	}
 	p := e.converged(t, e.create(t, newPipeline(ns, scram, withAutoscaling("count", 0, 3))))
+	e.markTopicsReady(t, p) // the ScaledObject is created once its input topics are ready
 	eventually(t, "executors use the SCRAM listener over TLS", func() error {
 		cm, err := e.configMap(p, "split")
 		if err != nil {

@@ -81,6 +81,7 @@ func TestKEDANotRunning(t *testing.T) {
 	ns := e.namespace(t)
 	e.startOperator(t, ns)
 	p := e.converged(t, e.create(t, newPipeline(ns, withAutoscaling("count", 1, 3))))
+	e.markTopicsReady(t, p) // the ScaledObject is created once its input topics are ready
 	e.markScaledObjectReady(t, p, "count")
 
 	p = e.wantCondition(t, p, v1alpha1.ConditionAutoscalingReady, metav1.ConditionFalse, v1alpha1.ReasonKEDANotRunning)

@@ -266,6 +266,7 @@ func TestRolloutWaitsForOldPods(t *testing.T) {
 func TestScaledObjectWaitsForItsTopics(t *testing.T) {
 	e := envV1
 	ns := e.namespace(t)
+	e.installKEDAMetrics(t) // a running KEDA, so that only the topics hold the ScaledObject back
 	e.startOperator(t, ns)
 	p := e.converged(t, e.create(t, newPipeline(ns, withAutoscaling("count", 1, 3))))
 	p = e.wantCondition(t, p, v1alpha1.ConditionAutoscalingReady, metav1.ConditionFalse, v1alpha1.ReasonAutoscalingPending)
