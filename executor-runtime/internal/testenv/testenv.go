@@ -91,6 +91,34 @@ func (k *Kafka) CreateTopics(tb testing.TB, partitions int32, topics ...string) 
 			tb.Fatalf("create topic %s: %v", t, err)
 		}
 	}
+	// A created topic is not at once known to every part of the broker (under load its
+	// partitions answer UNKNOWN_TOPIC_OR_PARTITION for a moment): wait until each partition of
+	// each topic lists its offsets, so that tests start on topics that exist everywhere.
+	for {
+		ends, err := k.Admin.ListEndOffsets(ctx, topics...)
+		ready := err == nil
+		if ready {
+			for _, t := range topics {
+				ps := ends[t]
+				if int32(len(ps)) != partitions {
+					ready = false
+				}
+				for _, o := range ps {
+					if o.Err != nil {
+						ready = false
+					}
+				}
+			}
+		}
+		if ready {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			tb.Fatalf("topics %v not listable 30s after their creation: %v", topics, err)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 // Produce writes records synchronously; with transactional set it writes them in one committed
