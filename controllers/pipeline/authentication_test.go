@@ -36,10 +36,13 @@ func TestAutoscalingWithAuthentication(t *testing.T) {
 	if !metav1.IsControlledBy(auth, p) {
 		t.Errorf("TriggerAuthentication owners: %v", auth.GetOwnerReferences())
 	}
-	so, err := e.get(gvkScaledObject, ns, render.ScaledObjectName(p, "split"))
-	if err != nil {
-		t.Fatalf("ScaledObject: %v", err)
-	}
+	// Created by the reconcile that sees the topics ready.
+	var so *unstructured.Unstructured
+	eventually(t, "ScaledObject created once its input topics are ready", func() error {
+		var err error
+		so, err = e.get(gvkScaledObject, ns, render.ScaledObjectName(p, "split"))
+		return err
+	})
 	triggers, _, _ := unstructured.NestedSlice(so.Object, "spec", "triggers")
 	if len(triggers) == 0 {
 		t.Fatalf("ScaledObject has no triggers")
