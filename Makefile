@@ -49,6 +49,7 @@ fmt: ## Run gofmt on the tree.
 .PHONY: vet
 vet: ## Run go vet.
 	go vet ./...
+	go vet -tags e2e,cluster ./...
 
 .PHONY: envtest-assets
 envtest-assets: ## Build kube-apiserver, etcd and kube-controller-manager into the cache (first run: minutes); prints the folder.

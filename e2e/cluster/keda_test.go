@@ -50,7 +50,7 @@ func TestKEDAScaleFromZero(t *testing.T) {
 	const polling, cooldown = 5, 10
 	p := identityPipeline("keda", 2, v1alpha1.Entity{Autoscaling: &v1alpha1.AutoscalingSpec{
 		MinReplicas: ptr.To[int32](0), MaxReplicas: 2, LagThreshold: 20,
-		PollingInterval: polling, CooldownPeriod: cooldown,
+		PollingInterval: polling, CooldownPeriod: ptr.To[int32](cooldown),
 	}})
 	directKafka(p)
 	create(t, ns, p)
