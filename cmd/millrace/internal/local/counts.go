@@ -112,17 +112,24 @@ func (r *Runner) startCounting(ctx context.Context) error {
 	for _, s := range r.p.Spec.Streams {
 		topics = append(topics, render.TopicName(r.p, s.Name))
 	}
-	starts, err := r.admin.ListStartOffsets(ctx, topics...)
-	if err == nil {
-		err = starts.Error()
+	// Topics just created may not have leaders yet on a real broker: retry what is retriable.
+	list := func(f func(context.Context, ...string) (kadm.ListedOffsets, error)) (kadm.ListedOffsets, error) {
+		for {
+			o, err := f(ctx, topics...)
+			if err == nil {
+				err = o.Error()
+			}
+			if err == nil || !kerr.IsRetriable(err) || ctx.Err() != nil {
+				return o, err
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
 	}
+	starts, err := list(r.admin.ListStartOffsets)
 	if err != nil {
 		return fmt.Errorf("list start offsets: %w", err)
 	}
-	ends, err := r.admin.ListEndOffsets(ctx, topics...)
-	if err == nil {
-		err = ends.Error()
-	}
+	ends, err := list(r.admin.ListEndOffsets)
 	if err != nil {
 		return fmt.Errorf("list end offsets: %w", err)
 	}
