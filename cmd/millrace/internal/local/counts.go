@@ -241,9 +241,17 @@ func (r *Runner) recordCounts(ctx context.Context, entityName string, wait time.
 // exist yet.
 func (r *Runner) committed(ctx context.Context, entityName string) (kadm.OffsetResponses, error) {
 	group := render.GroupID(r.p, entityName)
-	committed, err := r.admin.FetchOffsets(ctx, group)
-	if err == nil {
-		err = committed.Error()
+	var committed kadm.OffsetResponses
+	var err error
+	for {
+		// A fresh broker has no coordinator until it has created its offsets topic.
+		if committed, err = r.admin.FetchOffsets(ctx, group); err == nil {
+			err = committed.Error()
+		}
+		if err == nil || !kerr.IsRetriable(err) || ctx.Err() != nil {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 	if errors.Is(err, kerr.GroupIDNotFound) {
 		return kadm.OffsetResponses{}, nil
