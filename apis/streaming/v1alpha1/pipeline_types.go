@@ -459,6 +459,7 @@ type StreamStatus struct {
 // +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 // +kubebuilder:validation:XValidation:rule="size(self.metadata.name) <= 63",message="metadata.name must be at most 63 characters"
+// +kubebuilder:validation:XValidation:rule="!self.metadata.name.contains('.') || self.spec.streams.all(s, (has(s.topicName) && size(s.topicName) > 0) || (s.name != 'changelog' && s.name != 'dlq'))",message="spec.streams[].name: a Pipeline whose name contains '.' cannot default the topic of a stream named 'changelog' or 'dlq' (<namespace>.<a>.<b>.changelog would be the changelog topic of entity <b> of Pipeline <a>, and <...>.dlq a dead-letter topic); rename the stream or set its topicName"
 type Pipeline struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`

@@ -259,6 +259,47 @@ func InvalidCases() []InvalidCase {
 			}),
 			Want: `spec.monitoring.interval: Invalid value: "1.5s": spec.monitoring.interval in body should match`,
 		},
+		{
+			// default.wordcount.sum.changelog would be the changelog topic of entity sum of
+			// Pipeline wordcount (issue 10 item 10).
+			Reason:   "a dotted Pipeline name must not default a stream topic onto another Pipeline's changelog topic",
+			Pipeline: Pipeline(Named("wordcount.sum"), RenameStream("counts", "changelog")),
+			Want:     `<nil>: Invalid value: spec.streams[].name: a Pipeline whose name contains '.' cannot default the topic of a stream named 'changelog' or 'dlq'`,
+		},
+		{
+			// default.wordcount.words.dlq would be the dead-letter topic of stream words of
+			// Pipeline wordcount.
+			Reason:   "a dotted Pipeline name must not default a stream topic onto another Pipeline's dead-letter topic",
+			Pipeline: Pipeline(Named("wordcount.words"), RenameStream("lines", "dlq")),
+			Want:     `<nil>: Invalid value: spec.streams[].name: a Pipeline whose name contains '.' cannot default the topic of a stream named 'changelog' or 'dlq'`,
+		},
+	}
+}
+
+// Named names the Pipeline.
+func Named(name string) func(*v1alpha1.Pipeline) {
+	return func(p *v1alpha1.Pipeline) { p.Name = name }
+}
+
+// RenameStream renames stream from to "to" in spec.streams and in every entity's inputs and outputs.
+func RenameStream(from, to string) func(*v1alpha1.Pipeline) {
+	rename := func(names []string) {
+		for i := range names {
+			if names[i] == from {
+				names[i] = to
+			}
+		}
+	}
+	return func(p *v1alpha1.Pipeline) {
+		for i := range p.Spec.Streams {
+			if p.Spec.Streams[i].Name == from {
+				p.Spec.Streams[i].Name = to
+			}
+		}
+		for i := range p.Spec.Entities {
+			rename(p.Spec.Entities[i].Inputs)
+			rename(p.Spec.Entities[i].Outputs)
+		}
 	}
 }
 
@@ -308,6 +349,10 @@ func ValidPipelines() map[string]*v1alpha1.Pipeline {
 		"monitoring every 1500ms": Pipeline(func(p *v1alpha1.Pipeline) {
 			p.Spec.Monitoring = &v1alpha1.MonitoringSpec{Enabled: true, Interval: "1500ms"}
 		}),
+		"a dotted name":                            Pipeline(Named("wordcount.v2")),
+		"a stream named changelog":                 Pipeline(RenameStream("counts", "changelog")),
+		"a stream named dlq":                       Pipeline(RenameStream("counts", "dlq")),
+		"a dotted name with a changelog topicName": Pipeline(Named("wordcount.sum"), RenameStream("counts", "changelog"), Stream("changelog", func(s *v1alpha1.Stream) { s.TopicName = "wordcount-sum-changelog" })),
 		"strimzi with scram": Pipeline(Kafka(func(k *v1alpha1.KafkaSpec) {
 			k.Authentication = &v1alpha1.KafkaAuthentication{Type: v1alpha1.AuthScramSha512}
 		})),

@@ -64,7 +64,10 @@ spec.entities[].command (an absolute path from a container image is looked up by
 Programs are found in --bin-dir, next to the millrace executable, then in PATH.
 
 Progress (records in and out per entity, lag) is refreshed in place on a terminal and printed as
-lines otherwise. Ctrl-C stops cleanly: the I/O sidecars drain and commit, then a summary and the
+lines otherwise. Records are counted in Kafka, so killed processes lose none: in is the records of
+the entity's inputs its consumer group committed during the run, out the records its outputs
+received during the run (committed ones only, transaction markers not counted); a trailing "+"
+means the count is still catching up. Ctrl-C stops cleanly: the I/O sidecars drain and commit, then a summary and the
 Pipeline's output streams (those no entity reads) are printed; with --print latest (the default),
 the latest value of each key, like a compacted topic.`,
 		Example: `  # Build the binaries, then count words until the input is consumed:
@@ -374,9 +377,23 @@ func writeProgressTable(w io.Writer, progress []local.EntityProgress) {
 		if ep.LagErr != nil {
 			lag = "?"
 		}
-		fmt.Fprintf(tw, "%s\t%d/%d\t%d\t%d\t%d\t%s\t%d\n", ep.Entity, ep.Running, ep.Replicas, ep.In, ep.Out, ep.DeadLettered, lag, ep.Restarts)
+		in, out := counts(ep)
+		fmt.Fprintf(tw, "%s\t%d/%d\t%s\t%s\t%d\t%s\t%d\n", ep.Entity, ep.Running, ep.Replicas, in, out, ep.DeadLettered, lag, ep.Restarts)
 	}
 	tw.Flush()
+}
+
+// counts shows an entity's records in and out: "?" when Kafka could not tell, and a trailing
+// "+" while the runner is still reading up to what they count.
+func counts(ep local.EntityProgress) (in, out string) {
+	if ep.CountErr != nil {
+		return "?", "?"
+	}
+	in, out = strconv.FormatInt(ep.In, 10), strconv.FormatInt(ep.Out, 10)
+	if !ep.Counted {
+		in, out = in+"+", out+"+"
+	}
+	return in, out
 }
 
 // progressView shows progress in place on a terminal, as lines when it changes otherwise.
@@ -414,7 +431,8 @@ func (v *progressView) show(progress []local.EntityProgress) {
 		if ep.LagErr != nil {
 			lag = "?"
 		}
-		parts = append(parts, fmt.Sprintf("%s in=%d out=%d lag=%s replicas=%d/%d", ep.Entity, ep.In, ep.Out, lag, ep.Running, ep.Replicas))
+		in, out := counts(ep)
+		parts = append(parts, fmt.Sprintf("%s in=%s out=%s lag=%s replicas=%d/%d", ep.Entity, in, out, lag, ep.Running, ep.Replicas))
 	}
 	line := "progress: " + strings.Join(parts, "; ")
 	// Plain output (a log, CI) gets a line when something changed, and at most every 10 s

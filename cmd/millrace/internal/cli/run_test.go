@@ -15,6 +15,8 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
 	"sigs.k8s.io/yaml"
 
 	v1alpha1 "github.com/millrace-dev/millrace/apis/streaming/v1alpha1"
@@ -261,6 +263,160 @@ func TestRunSurvivesKilledProcesses(t *testing.T) {
 			}
 			if len(got) != len(want) {
 				t.Errorf("run printed %d words, want %d", len(got), len(want))
+			}
+		})
+	}
+}
+
+// summaryCounts reads the IN and OUT columns of the summary table run prints at the end.
+func summaryCounts(t *testing.T, errOut string) map[string][2]int64 {
+	t.Helper()
+	_, table, ok := strings.Cut(errOut, "summary:\n")
+	if !ok {
+		t.Fatalf("run printed no summary:\n%s", errOut)
+	}
+	got := map[string][2]int64{}
+	for _, l := range strings.Split(table, "\n")[1:] {
+		f := strings.Fields(l)
+		if len(f) != 7 {
+			break
+		}
+		in, err1 := strconv.ParseInt(f[2], 10, 64)
+		out, err2 := strconv.ParseInt(f[3], 10, 64)
+		if err1 != nil || err2 != nil {
+			t.Fatalf("summary line %q: IN and OUT are not complete counts", l)
+		}
+		got[f[0]] = [2]int64{in, out}
+	}
+	return got
+}
+
+// TestRunCountsSurviveKilledIOSidecars SIGKILLs the I/O sidecar of both entities after they
+// have handled the first half of the input, before progress is first measured, and checks that
+// the summary's records in and out still count every record (issue 10 item 10): the counts come
+// from Kafka, not from the metrics the killed sidecars took with them. On a real broker too when
+// MILLRACE_KAFKA_BOOTSTRAP is set.
+func TestRunCountsSurviveKilledIOSidecars(t *testing.T) {
+	bin := binaries(t)
+	sample, err := os.ReadFile(samplePath(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	type variant struct {
+		name, bootstrap string
+		exactlyOnce     bool
+	}
+	variants := []variant{{name: "kfake, the sample"}, {name: "kfake, every entity ExactlyOnce", exactlyOnce: true}}
+	if b := os.Getenv("MILLRACE_KAFKA_BOOTSTRAP"); b != "" {
+		variants = append(variants, variant{name: "real broker, every entity ExactlyOnce", bootstrap: b, exactlyOnce: true})
+	}
+	for _, v := range variants {
+		t.Run(v.name, func(t *testing.T) {
+			var p v1alpha1.Pipeline
+			if err := yaml.UnmarshalStrict(sample, &p); err != nil {
+				t.Fatal(err)
+			}
+			// Its own topics and groups on a shared broker.
+			p.Name = fmt.Sprintf("wordcount-kill-%d", time.Now().UnixNano())
+			if v.exactlyOnce {
+				for i := range p.Spec.Entities {
+					p.Spec.Entities[i].Guarantee = v1alpha1.ExactlyOnce
+				}
+			}
+			file := filepath.Join(t.TempDir(), "pipeline.yaml")
+			y, err := yaml.Marshal(&p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(file, y, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			lines := corpus(13, 1000)
+			words := int64(0)
+			for _, n := range truth(lines) {
+				words += int64(n)
+			}
+			firstHalfWords := int64(0)
+			for _, n := range truth(lines[:500]) {
+				firstHalfWords += int64(n)
+			}
+			runStarted = func(ctx context.Context, r *local.Runner) error {
+				if _, err := r.Produce(ctx, "lines", strings.NewReader(strings.Join(lines[:500], "\n")), kafkaio.Format{}); err != nil {
+					return err
+				}
+				// Wait, in Kafka, for the counts of the first half: the sidecars to kill have
+				// handled them, and progress (the sidecars' metrics) has not been read yet.
+				cl, err := kgo.NewClient(kgo.SeedBrokers(r.Bootstrap()...))
+				if err != nil {
+					return err
+				}
+				defer cl.Close()
+				adm := kadm.NewClient(cl)
+				counts, err := r.TopicOf("counts")
+				if err != nil {
+					return err
+				}
+				deadline := time.Now().Add(2 * time.Minute)
+				for {
+					ends, err := adm.ListCommittedOffsets(ctx, counts)
+					total := int64(0)
+					if err == nil {
+						ends.Each(func(o kadm.ListedOffset) { total += o.Offset })
+					}
+					if total >= firstHalfWords {
+						break
+					}
+					if time.Now().After(deadline) {
+						return fmt.Errorf("the counts of the first half did not come out (%d offsets of %d)", total, firstHalfWords)
+					}
+					time.Sleep(50 * time.Millisecond)
+				}
+				for _, e := range []string{"split", "sum"} {
+					proc := r.Process(e, 0, local.ContainerIO)
+					if proc == nil {
+						return fmt.Errorf("no process %s-0/%s", e, local.ContainerIO)
+					}
+					if err := proc.Signal(syscall.SIGKILL); err != nil {
+						return err
+					}
+				}
+				_, err = r.Produce(ctx, "lines", strings.NewReader(strings.Join(lines[500:], "\n")), kafkaio.Format{})
+				return err
+			}
+			defer func() { runStarted = nil }()
+			args := []string{"run", "-f", file, "--bin-dir", bin, "--until-idle", "--timeout", "4m", "--print", "none"}
+			if v.bootstrap != "" {
+				args = append(args, "--bootstrap-servers", v.bootstrap)
+			}
+			res := run(t, "millrace", "", args...)
+			if res.code != 0 {
+				t.Fatalf("run: exit %d\nstderr:\n%s", res.code, res.errOut)
+			}
+			for _, e := range []string{"split", "sum"} {
+				if !strings.Contains(res.errOut, e+"-0/"+local.ContainerIO+" exited") {
+					t.Errorf("run did not report that the I/O sidecar of %s exited:\n%s", e, res.errOut)
+				}
+			}
+			got := summaryCounts(t, res.errOut)
+			split, sum := got["split"], got["sum"]
+			if split[0] != int64(len(lines)) {
+				t.Errorf("split: %d records in, want the %d lines", split[0], len(lines))
+			}
+			switch {
+			case v.exactlyOnce && split[1] != words:
+				t.Errorf("split (ExactlyOnce): %d records out, want exactly the %d words", split[1], words)
+			case split[1] < words:
+				t.Errorf("split (AtLeastOnce): %d records out, below the %d words", split[1], words)
+			}
+			if sum[0] != split[1] {
+				t.Errorf("sum: %d records in, want every record split wrote, %d", sum[0], split[1])
+			}
+			// The sum writes one count per word it reads, exactly once.
+			if sum[1] != sum[0] {
+				t.Errorf("sum: %d records out, want one per record in, %d", sum[1], sum[0])
+			}
+			if t.Failed() {
+				t.Logf("stderr:\n%s", res.errOut)
 			}
 		})
 	}

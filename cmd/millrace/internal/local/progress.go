@@ -17,9 +17,20 @@ type EntityProgress struct {
 	Replicas, Running int
 	// Restarts counts process restarts over all replicas.
 	Restarts int
-	// In, Out and DeadLettered count records over all replicas and restarts, as the I/O
-	// sidecars report them.
-	In, Out, DeadLettered int64
+	// In is the records of the inputs the entity's consumer group committed during the run,
+	// and Out the records the entity's outputs received during the run (committed ones, for
+	// transactional writers), both counted in Kafka, so that a killed process loses none of
+	// them. An output stream that several entities write counts in each of them.
+	In, Out int64
+	// Counted says that In and Out are complete: the runner read the streams up to the offsets
+	// they count to (it is behind, briefly, when much was written).
+	Counted bool
+	// CountErr says why In and Out are unknown.
+	CountErr error
+	// DeadLettered counts records over all replicas and restarts, as the I/O sidecars report
+	// them (dead-letter topics are shared by every entity reading a stream); a sidecar killed
+	// between two measurements takes what it dead-lettered since the last one with it.
+	DeadLettered int64
 	// Lag is the records of the inputs not yet committed by the entity's consumer group.
 	Lag int64
 	// LagErr says why Lag is unknown.
@@ -54,14 +65,13 @@ func (r *Runner) Progress(ctx context.Context) []EntityProgress {
 					}
 					cancel()
 				}
-				ep.In += int64(totals[metricRecordsIn])
-				ep.Out += int64(totals[metricRecordsOut])
 				ep.DeadLettered += int64(totals[metricDeadLettered])
 			}
 			if up {
 				ep.Running++
 			}
 		}
+		ep.In, ep.Out, ep.Counted, ep.CountErr = r.recordCounts(ctx, name, countWait)
 		ep.Lag, ep.LagErr = r.lag(ctx, name)
 		out = append(out, ep)
 	}
@@ -117,7 +127,7 @@ func (r *Runner) lag(ctx context.Context, entityName string) (int64, error) {
 // producers before their consumers so that a producer's last outputs count in its consumers' lag.
 func Idle(progress []EntityProgress) bool {
 	for _, ep := range progress {
-		if ep.LagErr != nil || ep.Lag != 0 || ep.Running != ep.Replicas {
+		if ep.LagErr != nil || ep.Lag != 0 || ep.Running != ep.Replicas || !ep.Counted {
 			return false
 		}
 	}

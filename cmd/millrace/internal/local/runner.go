@@ -76,6 +76,11 @@ type Runner struct {
 	order     []string // entities, producers before consumers
 	stopped   bool
 	lastInput map[string]int
+
+	// Where counting started (see counts.go): per entity on its inputs, and on every stream.
+	inFrom  map[string]baseline
+	outFrom map[string]map[int32]int64
+	counter *recordCounter
 }
 
 // replica is one pod's worth of processes.
@@ -115,6 +120,9 @@ func Start(ctx context.Context, o Options) (_ *Runner, err error) {
 		return nil, err
 	}
 	if err = r.createTopics(ctx); err != nil {
+		return nil, err
+	}
+	if err = r.startCounting(ctx); err != nil {
 		return nil, err
 	}
 	r.order = entityOrder(r.p)
@@ -539,6 +547,7 @@ func (r *Runner) Stop() error {
 // Close stops everything still running and releases Kafka and the temporary folders.
 func (r *Runner) Close() {
 	_ = r.Stop()
+	r.counter.close()
 	if r.client != nil {
 		r.client.Close()
 	}
