@@ -4,6 +4,7 @@ import (
 	"context"
 	"slices"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -260,4 +261,33 @@ func headers(r *kgo.Record) map[string]string {
 		m[h.Key] = string(h.Value)
 	}
 	return m
+}
+
+// produceWords writes the vocabulary's words to topic, one produce call at a time, pause apart,
+// until the returned stop is called; stop waits for the producer and returns how often each word
+// was written. Produces are not cut off by stop (one cut off could still land, uncounted).
+func produceWords(t *testing.T, k *testenv.Kafka, topic string, pause time.Duration) (stop func() map[string]int) {
+	t.Helper()
+	truth := map[string]int{}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; ctx.Err() == nil; i++ {
+			w := vocabulary[i%len(vocabulary)]
+			if err := k.Client.ProduceSync(context.Background(), wordRecords(topic, w)...).FirstErr(); err != nil {
+				t.Errorf("produce: %v", err)
+				return
+			}
+			truth[w]++
+			time.Sleep(pause)
+		}
+	}()
+	var once sync.Once
+	stop = func() map[string]int {
+		once.Do(func() { cancel(); <-done })
+		return truth
+	}
+	t.Cleanup(func() { stop() })
+	return stop
 }

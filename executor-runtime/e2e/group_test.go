@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"context"
 	"os"
 	"regexp"
 	"slices"
@@ -195,22 +194,7 @@ func testFrozenOwner(t *testing.T, k *testenv.Kafka) {
 	waitLoggedAssignment(t, io0, []int32{0, 1}, 60*time.Second)
 	waitLoggedAssignment(t, io1, []int32{2, 3}, 60*time.Second)
 
-	truth := map[string]int{}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	produced := make(chan struct{})
-	go func() {
-		defer close(produced)
-		for i := 0; ctx.Err() == nil; i++ {
-			w := vocabulary[i%len(vocabulary)]
-			if err := k.Client.ProduceSync(context.Background(), wordRecords(wc.words, w)...).FirstErr(); err != nil {
-				t.Errorf("produce: %v", err)
-				return
-			}
-			truth[w]++
-			time.Sleep(5 * time.Millisecond)
-		}
-	}()
+	stopProducing := produceWords(t, k, wc.words, 5*time.Millisecond)
 	waitRecords(t, k, wc.counts, 100)
 
 	if err := io1.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
@@ -238,8 +222,7 @@ func testFrozenOwner(t *testing.T, k *testenv.Kafka) {
 	took = waitLoggedAssignment(t, io1, []int32{3}, 60*time.Second)
 	t.Logf("the thawed pod 1 rejoined with partition 3 %v after SIGCONT", took.Round(time.Millisecond))
 	waitRecords(t, k, wc.counts, len(k.ReadAll(t, wc.counts, true))+100)
-	cancel()
-	<-produced
+	truth := stopProducing()
 	seen := wc.waitCounts(t, truth, 90*time.Second)
 	checkExactlyOnce(t, seen, truth)
 }
@@ -341,22 +324,7 @@ func testFrozenGroupMember(t *testing.T, k *testenv.Kafka) {
 	}
 	waitUntil("partitions split two and two", split)
 
-	truth := map[string]int{}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	produced := make(chan struct{})
-	go func() {
-		defer close(produced)
-		for i := 0; ctx.Err() == nil; i++ {
-			w := vocabulary[i%len(vocabulary)]
-			if err := k.Client.ProduceSync(context.Background(), wordRecords(wc.words, w)...).FirstErr(); err != nil {
-				t.Errorf("produce: %v", err)
-				return
-			}
-			truth[w]++
-			time.Sleep(5 * time.Millisecond)
-		}
-	}()
+	stopProducing := produceWords(t, k, wc.words, 5*time.Millisecond)
 	waitRecords(t, k, wc.counts, 100)
 	if err := io1.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
@@ -382,8 +350,7 @@ func testFrozenGroupMember(t *testing.T, k *testenv.Kafka) {
 	})
 	t.Logf("the resumed pod had partitions again %v after SIGCONT", took.Round(time.Millisecond))
 	waitRecords(t, k, wc.counts, len(k.ReadAll(t, wc.counts, true))+100)
-	cancel()
-	<-produced
+	truth := stopProducing()
 	seen := wc.waitCounts(t, truth, 90*time.Second)
 	checkExactlyOnce(t, seen, truth)
 }

@@ -174,29 +174,13 @@ func TestSIGTERMDuringFlowDrainsAndCommits(t *testing.T) {
 	supportProcesses(t, bin, e, "wordcount-sum", 0)
 	io := startIO(t, bin, e, 0)
 
-	truth := map[string]int{}
-	ctx, cancel := context.WithCancel(context.Background())
-	produced := make(chan struct{})
-	go func() {
-		defer close(produced)
-		for i := 0; ctx.Err() == nil; i++ {
-			w := vocabulary[i%len(vocabulary)]
-			// Not with ctx: a produce cut off by the cancel could still land, uncounted.
-			if err := k.Client.ProduceSync(context.Background(), wordRecords(wc.words, w)...).FirstErr(); err != nil {
-				t.Errorf("produce: %v", err)
-				return
-			}
-			truth[w]++
-			time.Sleep(2 * time.Millisecond)
-		}
-	}()
+	stopProducing := produceWords(t, k, wc.words, 2*time.Millisecond)
 	// Counts are flowing, and go on flowing while the sidecar stops.
 	waitRecords(t, k, wc.counts, 50)
 	if err := io.terminate(t); err != nil {
 		t.Errorf("the I/O sidecar exited with %v after SIGTERM, want a clean drain (exit 0)", err)
 	}
-	cancel()
-	<-produced
+	truth := stopProducing()
 	io.waitLog(t, "I/O sidecar stopped")
 
 	fctx, fcancel := context.WithTimeout(context.Background(), 10*time.Second)
