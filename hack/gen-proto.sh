@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# Regenerates the executor runtime's protobuf Go code with protoc, protoc-gen-go,
-# protoc-gen-go-grpc and protoc-gen-go-vtproto (fast Go marshalling of the same wire format), each
-# at the exact version hack/tools.sh pins, so that the output is byte for byte the same on every
-# machine.
+# Regenerates the executor runtime's protobuf code with the exact generator versions hack/tools.sh
+# pins, so that the output is byte for byte the same on every machine:
+#   - Go: protoc, protoc-gen-go, protoc-gen-go-grpc and protoc-gen-go-vtproto (fast Go marshalling
+#     of the same wire format), under executor-runtime/proto;
+#   - Python: the same protoc's Python, .pyi and gRPC Python generators (from the pinned
+#     grpcio-tools), under executor-runtime/sdk/python/src/millrace/_proto, committed so that the
+#     Python SDK generates nothing when it is installed.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -24,3 +27,18 @@ for proto in executor-runtime/proto/function/v1/function.proto executor-runtime/
     "$proto"
 done
 echo "generated protobuf code under executor-runtime/proto"
+
+# Python: the generated modules import each other by the path of the .proto file, so the files are
+# compiled from a copy laid out as the package they land in (millrace._proto.function.v1).
+pysrc=executor-runtime/sdk/python/src
+pyproto="${pysrc}/millrace/_proto"
+tmp="$(mktemp -d)"
+trap 'rm -rf "$tmp"' EXIT
+for api in function state; do
+  mkdir -p "${tmp}/millrace/_proto/${api}/v1"
+  cp "executor-runtime/proto/${api}/v1/${api}.proto" "${tmp}/millrace/_proto/${api}/v1/"
+  rm -f "${pyproto}/${api}/v1/${api}"_pb2*.py "${pyproto}/${api}/v1/${api}"_pb2*.pyi
+  "$protoc" --proto_path="$tmp" --python_out="$pysrc" --pyi_out="$pysrc" --grpc_python_out="$pysrc" \
+    "millrace/_proto/${api}/v1/${api}.proto"
+done
+echo "generated protobuf code under ${pyproto}"

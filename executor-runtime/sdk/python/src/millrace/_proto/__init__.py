@@ -1,0 +1,1 @@
+"""Generated protocol stubs (hack/gen-proto.sh); do not edit."""

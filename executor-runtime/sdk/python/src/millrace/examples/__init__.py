@@ -1,0 +1,1 @@
+"""Example functions: the word count (split, sum) and the identity function."""
