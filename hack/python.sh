@@ -62,8 +62,8 @@ case "$cmd" in
     if [[ -z "$bin" ]]; then
       bin="$(mktemp -d)"
       trap 'rm -rf "$bin"' EXIT
-      log "building millrace, millrace-io, millrace-state into ${bin}"
-      (cd "$root" && CGO_ENABLED=0 go build -trimpath -o "${bin}/" ./cmd/millrace ./cmd/millrace-io ./cmd/millrace-state ./executor-runtime/internal/testkafka)
+      log "building millrace, millrace-io, millrace-state, the Go word count and testkafka into ${bin}"
+      (cd "$root" && CGO_ENABLED=0 go build -trimpath -o "${bin}/" ./cmd/millrace ./cmd/millrace-io ./cmd/millrace-state ./cmd/wordcount-split ./cmd/wordcount-sum ./executor-runtime/internal/testkafka)
     fi
     export MILLRACE_BIN_DIR="$bin" MILLRACE_PY_WHEELS="$wheels" MILLRACE_PY_VENV="$venv"
     cd "$sdk"

@@ -9,7 +9,9 @@
 #      (jars fetched once from Maven Central into the cache), and a second one with SCRAM and ACLs
 #      for the Strimzi test double (port MILLRACE_DOUBLE_KAFKA_PORT, default 19192), both stopped
 #      again when the tests end;
-#   4. go test with the arguments given (default ./...).
+#   4. go test with the arguments given (default ./...);
+#   5. the Python SDK's tests (hack/python.sh test: pytest against the real sidecar binaries, on
+#      kfake and on the broker above), unless MILLRACE_PYTHON_TESTS=0.
 #
 # MILLRACE_KAFKA_BOOTSTRAP, when already set, points the integration tier at that broker instead.
 set -euo pipefail
@@ -55,4 +57,9 @@ echo "test: Strimzi test double's broker at ${MILLRACE_STRIMZI_DOUBLE_BOOTSTRAP}
 if [[ $# -eq 0 ]]; then
   set -- ./...
 fi
-go test "$@"
+status=0
+go test "$@" || status=$?
+if [[ "${MILLRACE_PYTHON_TESTS:-1}" != 0 ]]; then
+  hack/python.sh test || status=$?
+fi
+exit "$status"
