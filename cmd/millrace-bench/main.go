@@ -2,7 +2,9 @@
 //
 //	(a) a bare franz-go consume→produce loop with the executor's batching,
 //	(b) the I/O sidecar with the identity function over the Unix socket, AtLeastOnce,
-//	(c) the same with ExactlyOnce (transactions every commit interval).
+//	(c) the same with ExactlyOnce (transactions every commit interval),
+//	(p) as (b), with the function a separate process: --python-function, by default the Python
+//	    SDK's identity function (executor-runtime/sdk/python).
 //
 // For each it reports records/s draining a backlog, and p50/p99 end-to-end latency (output
 // consumed minus input produced, read_committed) at a fixed input rate. Sidecar and function run
@@ -13,16 +15,19 @@
 package main
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"flag"
 	"fmt"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime/debug"
 	"runtime/pprof"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -53,6 +58,8 @@ type params struct {
 	// sidecarGOGC is the GC target while (b) and (c) run, as the millrace-io binary sets it
 	// (iosidecar.GCPercent); (a) runs with Go's default, as a hand-written loop would.
 	sidecarGOGC int
+	// function is the command line of scenario (p)'s function process.
+	function string
 }
 
 type result struct {
@@ -64,10 +71,35 @@ type result struct {
 	cpuPerRecord time.Duration
 }
 
+// processCPU is the CPU time of this process and of the function process of scenario (p) while
+// it runs, so that (p)'s CPU per record counts its function as (b)'s counts the in-process one.
 func processCPU() time.Duration {
 	var ru syscall.Rusage
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	return time.Duration(ru.Utime.Nano()+ru.Stime.Nano()) + childCPU()
+}
+
+var functionPID atomic.Int64
+
+// childCPU reads utime and stime of the function process from /proc (in clock ticks of 10 ms,
+// fine over a drain of seconds).
+func childCPU() time.Duration {
+	pid := functionPID.Load()
+	if pid == 0 {
+		return 0
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// The fields after the command name, which is in parentheses and may hold spaces.
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	utime, _ := strconv.ParseInt(f[11], 10, 64)
+	stime, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(utime+stime) * 10 * time.Millisecond
 }
 
 func main() {
@@ -82,7 +114,8 @@ func main() {
 	flag.IntVar(&p.rate, "rate", 5000, "input records/s of the latency phase")
 	flag.DurationVar(&p.rateFor, "rate-for", 5*time.Second, "duration of the latency phase")
 	flag.IntVar(&p.sidecarGOGC, "sidecar-gogc", iosidecar.GCPercent, "GOGC while the executor scenarios run, as millrace-io sets it (100 = Go's default); the whole benchmark process, function and output reader included, runs with it during (b) and (c)")
-	only := flag.String("only", "a,b,c", "scenarios to run")
+	only := flag.String("only", "a,b,c", "scenarios to run (a, b, c, p)")
+	flag.StringVar(&p.function, "python-function", "python3 -m millrace.examples.identity", "command line of scenario (p)'s function process, which serves on $MILLRACE_FUNCTION_SOCKET")
 	rounds := flag.Int("rounds", 3, "rounds of all scenarios; figures are medians")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	flag.Parse()
@@ -124,6 +157,8 @@ func main() {
 				r, err = run(p, "(b) executor, identity, AtLeastOnce", "b", executor(config.AtLeastOnce))
 			case "c":
 				r, err = run(p, "(c) executor, identity, ExactlyOnce", "c", executor(config.ExactlyOnce))
+			case "p":
+				r, err = run(p, "(p) executor, identity in Python, AtLeastOnce", "p", external(config.AtLeastOnce))
 			default:
 				err = fmt.Errorf("unknown scenario %q", s)
 			}
@@ -152,6 +187,9 @@ func main() {
 	}
 	if a, b, c := med["a"], med["b"], med["c"]; a.perSecond > 0 && b.perSecond > 0 && c.perSecond > 0 {
 		fmt.Printf("\n(b)/(a) = %.0f%%, (c)/(b) = %.0f%%\n", 100*b.perSecond/a.perSecond, 100*c.perSecond/b.perSecond)
+	}
+	if b, py := med["b"], med["p"]; b.perSecond > 0 && py.perSecond > 0 {
+		fmt.Printf("\n(p)/(b) = %.2f× records/s, CPU per record %.1f×\n", py.perSecond/b.perSecond, float64(py.cpuPerRecord)/float64(b.cpuPerRecord))
 	}
 }
 
@@ -352,7 +390,12 @@ func bareLoop(ctx context.Context, p params, in, out, group string) error {
 	return nil
 }
 
-func executor(g config.Guarantee) processor {
+func executor(g config.Guarantee) processor { return sidecar(g, false) }
+
+// external is (b) with the function in its own process (p.function).
+func external(g config.Guarantee) processor { return sidecar(g, true) }
+
+func sidecar(g config.Guarantee, externalFunction bool) processor {
 	return func(ctx context.Context, p params, in, out, group string) error {
 		defer debug.SetGCPercent(debug.SetGCPercent(p.sidecarGOGC))
 		dir, err := os.MkdirTemp("", "mr-bench-")
@@ -382,9 +425,33 @@ func executor(g config.Guarantee) processor {
 		}
 		sock := filepath.Join(dir, cfg.Runtime.FunctionSocket)
 		fnErr := make(chan error, 1)
-		go func() {
-			fnErr <- sdk.Serve(ctx, identity.Handler(), sdk.WithSocket(sock), sdk.WithLogger(slog.Default()))
-		}()
+		if externalFunction {
+			argv := strings.Fields(p.function)
+			cmd := exec.Command(argv[0], argv[1:]...)
+			cmd.Env = append(os.Environ(), sdk.EnvFunctionSocket+"="+sock)
+			cmd.Stderr = os.Stderr
+			if err := cmd.Start(); err != nil {
+				return fmt.Errorf("start the function %q: %w", p.function, err)
+			}
+			functionPID.Store(int64(cmd.Process.Pid))
+			go func() {
+				<-ctx.Done()
+				_ = cmd.Process.Signal(syscall.SIGTERM)
+			}()
+			go func() { fnErr <- cmd.Wait(); functionPID.Store(0) }()
+			for start := time.Now(); ; time.Sleep(20 * time.Millisecond) {
+				if _, err := os.Stat(sock); err == nil {
+					break
+				}
+				if time.Since(start) > 30*time.Second {
+					return fmt.Errorf("the function %q did not listen on %s", p.function, sock)
+				}
+			}
+		} else {
+			go func() {
+				fnErr <- sdk.Serve(ctx, identity.Handler(), sdk.WithSocket(sock), sdk.WithLogger(slog.Default()))
+			}()
+		}
 		err = iosidecar.Run(ctx, path, iosidecar.WithOrdinal(0), iosidecar.WithMetricsAddr("-", nil))
 		<-fnErr
 		return err
