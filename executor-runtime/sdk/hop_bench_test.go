@@ -5,7 +5,10 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -35,7 +38,68 @@ func BenchmarkSocketHop(b *testing.B) {
 	}
 }
 
+// BenchmarkSocketHopSDKs is BenchmarkSocketHop for the Go SDK and, in the same run, for the
+// function process that MILLRACE_HOP_FUNCTION names (a command line serving on
+// $MILLRACE_FUNCTION_SOCKET, such as the Python SDK's identity function:
+// "python -m millrace.examples.identity"). cpu-ns/record counts this process and the function
+// process.
+func BenchmarkSocketHopSDKs(b *testing.B) {
+	for _, size := range []int{100, 500} {
+		b.Run(fmt.Sprintf("sdk=go/batch=%d", size), func(b *testing.B) { benchHop(b, size) })
+		b.Run(fmt.Sprintf("sdk=external/batch=%d", size), func(b *testing.B) {
+			command := os.Getenv("MILLRACE_HOP_FUNCTION")
+			if command == "" {
+				b.Skip("MILLRACE_HOP_FUNCTION is not set")
+			}
+			benchHopWith(b, size, externalFunction(b, strings.Fields(command)))
+		})
+	}
+}
+
+// externalFunction serves with a child process and returns its CPU time so far.
+func externalFunction(b *testing.B, argv []string) func(ctx context.Context, sock string) (func() time.Duration, chan error) {
+	return func(ctx context.Context, sock string) (func() time.Duration, chan error) {
+		cmd := exec.Command(argv[0], argv[1:]...)
+		cmd.Env = append(os.Environ(), sdk.EnvFunctionSocket+"="+sock)
+		cmd.Stderr = os.Stderr
+		if err := cmd.Start(); err != nil {
+			b.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		go func() { <-ctx.Done(); _ = cmd.Process.Signal(syscall.SIGTERM) }()
+		for start := time.Now(); ; time.Sleep(10 * time.Millisecond) {
+			if _, err := os.Stat(sock); err == nil {
+				break
+			}
+			if time.Since(start) > 30*time.Second {
+				b.Fatalf("%v did not listen on %s", argv, sock)
+			}
+		}
+		return func() time.Duration {
+			st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", cmd.Process.Pid))
+			if err != nil {
+				return 0
+			}
+			f := strings.Fields(string(st[strings.LastIndexByte(string(st), ')')+1:]))
+			utime, _ := strconv.ParseInt(f[11], 10, 64)
+			stime, _ := strconv.ParseInt(f[12], 10, 64)
+			return time.Duration(utime+stime) * 10 * time.Millisecond
+		}, done
+	}
+}
+
 func benchHop(b *testing.B, batchSize int) {
+	benchHopWith(b, batchSize, func(ctx context.Context, sock string) (func() time.Duration, chan error) {
+		served := make(chan error, 1)
+		go func() {
+			served <- sdk.Serve(ctx, identity.Handler(), sdk.WithSocket(sock), sdk.WithLogger(slog.New(slog.DiscardHandler)))
+		}()
+		return func() time.Duration { return 0 }, served
+	})
+}
+
+func benchHopWith(b *testing.B, batchSize int, serve func(ctx context.Context, sock string) (func() time.Duration, chan error)) {
 	dir, err := os.MkdirTemp("", "hop-")
 	if err != nil {
 		b.Fatal(err)
@@ -44,10 +108,7 @@ func benchHop(b *testing.B, batchSize int) {
 	sock := filepath.Join(dir, "f.sock")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	served := make(chan error, 1)
-	go func() {
-		served <- sdk.Serve(ctx, identity.Handler(), sdk.WithSocket(sock), sdk.WithLogger(slog.New(slog.DiscardHandler)))
-	}()
+	functionCPU, served := serve(ctx, sock)
 	conn, err := grpc.NewClient("unix://"+sock, append(wirecodec.DialOptions(), grpc.WithTransportCredentials(insecure.NewCredentials()))...)
 	if err != nil {
 		b.Fatal(err)
@@ -71,7 +132,7 @@ func benchHop(b *testing.B, batchSize int) {
 	batches := max(1, b.N/batchSize)
 	errc := make(chan error, 1)
 	b.ResetTimer()
-	startCPU := cpuTime()
+	startCPU := cpuTime() + functionCPU()
 	go func() {
 		for i := 0; i < batches; i++ {
 			res, err := stream.Recv()
@@ -95,7 +156,7 @@ func benchHop(b *testing.B, batchSize int) {
 	if err := <-errc; err != nil {
 		b.Fatal(err)
 	}
-	cpu := cpuTime() - startCPU
+	cpu := cpuTime() + functionCPU() - startCPU
 	b.StopTimer()
 	records := float64(batches * batchSize)
 	b.ReportMetric(float64(cpu.Nanoseconds())/records, "cpu-ns/record")

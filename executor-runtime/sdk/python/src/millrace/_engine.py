@@ -116,17 +116,16 @@ def error_text(err: BaseException) -> str:
 
 
 def _add_output(rr: Any, o: Any) -> None:
-    if type(o) is not Output:
-        if not isinstance(o, Output):
-            raise TypeError(f"a handler must emit millrace.Output, not {type(o).__name__}")
-    out = rr.outputs.add(key=o.key, value=o.value)
-    if o.stream:
-        out.stream = o.stream
-    if o.timestamp_ms:
-        out.timestamp_ms = o.timestamp_ms
+    if type(o) is not Output and not isinstance(o, Output):
+        raise TypeError(f"a handler must emit millrace.Output, not {type(o).__name__}")
+    # One call per output: every attribute set on a protobuf message is a call into upb.
     if o.headers:
-        for h in o.headers:
-            out.headers.add(key=h[0], value=_as_bytes(h[1]))
+        rr.outputs.add(key=o.key, value=o.value, stream=o.stream, timestamp_ms=o.timestamp_ms,
+                       headers=[fpb.Header(key=h[0], value=_as_bytes(h[1])) for h in o.headers])
+    elif o.stream or o.timestamp_ms:
+        rr.outputs.add(key=o.key, value=o.value, stream=o.stream, timestamp_ms=o.timestamp_ms)
+    else:
+        rr.outputs.add(key=o.key, value=o.value)
 
 
 def _headers(pr: Any) -> tuple:
