@@ -141,12 +141,6 @@ class Engine:
         self.backend = backend
         self.ctx = Context(session)
 
-    def _record(self, batch: Any, pr: Any) -> Record:
-        return Record(
-            batch.stream, batch.topic, batch.partition, pr.offset, pr.key, pr.value,
-            _headers(pr) if len(pr.headers) else (), pr.timestamp_ms,
-        )
-
     def _failed(self, rr: Any, r: Record, err: BaseException, st: Optional[_RecordState]) -> None:
         if isinstance(err, Abort):
             raise err
@@ -157,7 +151,7 @@ class Engine:
         if self.hooks.on_record_error is not None:
             self.hooks.on_record_error(r, err)
 
-    def _finish(self, batch: Any, writes: Dict[StateKey, Pending]) -> list:
+    def _mutations(self, writes: Dict[StateKey, Pending]) -> list:
         return [
             spb.Mutation(partition=p, key=k, value=v or b"", delete=v is None)
             for (p, k), v in writes.items()
@@ -205,7 +199,7 @@ class Engine:
                 errors += 1
         if writes:
             try:
-                self.backend.write(batch.state_session, self._finish(batch, writes))
+                self.backend.write(batch.state_session, self._mutations(writes))
             except Exception as err:  # noqa: BLE001
                 raise StateUnavailable(f"write state of batch {batch.id}: {err}") from err
         self._report(len(batch.records), errors, res, start)
@@ -252,7 +246,7 @@ class Engine:
                 errors += 1
         if writes:
             try:
-                await self.backend.write(batch.state_session, self._finish(batch, writes))
+                await self.backend.write(batch.state_session, self._mutations(writes))
             except Exception as err:  # noqa: BLE001
                 raise StateUnavailable(f"write state of batch {batch.id}: {err}") from err
         self._report(len(batch.records), errors, res, start)
