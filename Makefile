@@ -119,6 +119,8 @@ BUNDLE_REPLACES ?=
 BUNDLE_IMG ?= $(IMAGE_REGISTRY)/millrace-operator-bundle:v$(VERSION)
 # Images of the example functions: $(EXAMPLE_IMG_PREFIX)<binary>:v$(VERSION).
 EXAMPLE_IMG_PREFIX ?= $(IMAGE_REGISTRY)/millrace-example-
+# The Python SDK's example functions (word count split and sum, identity), one image.
+PY_EXAMPLE_IMG ?= $(EXAMPLE_IMG_PREFIX)wordcount-py:v$(VERSION)
 # One image per binary, each a stage of the Dockerfile (hack/bundlegen's TestDockerfile checks
 # that this list and the stages agree).
 IMAGE_BINARIES ?= manager millrace-io millrace-state identity wordcount-split wordcount-sum
@@ -153,9 +155,10 @@ docker-binaries: ## Build the images' static binaries into bin/linux/$(GOARCH)/ 
 	CGO_ENABLED=0 GOOS=linux GOARCH=$(GOARCH) go build -trimpath -ldflags='-s -w' -o $(LOCALBIN)/linux/$(GOARCH)/ $(addprefix ./cmd/,$(IMAGE_BINARIES))
 
 .PHONY: images
-images: docker-binaries ## Build one OCI image per binary without a container engine (from the Dockerfile's stages), into bin/images; load them into hack/cluster.sh's node when it is up.
+images: docker-binaries ## Build one OCI image per binary without a container engine (from the Dockerfile's stages), and the Python example functions' image (Debian's python3.11, hack/python.sh image), into bin/images; load them into hack/cluster.sh's node when it is up.
 	go run ./hack/imagebuild -bin-dir $(LOCALBIN)/linux/$(GOARCH) -arch $(GOARCH) -out $(LOCALBIN)/images $(foreach b,$(IMAGE_BINARIES),$(b)=$(call image_of,$(b)))
-	@if hack/cluster.sh status >/dev/null 2>&1; then hack/cluster.sh load $(foreach b,$(IMAGE_BINARIES),$(LOCALBIN)/images/$(b).tar); fi
+	hack/python.sh image $(LOCALBIN)/images/wordcount-py.tar $(PY_EXAMPLE_IMG)
+	@if hack/cluster.sh status >/dev/null 2>&1; then hack/cluster.sh load $(foreach b,$(IMAGE_BINARIES) wordcount-py,$(LOCALBIN)/images/$(b).tar); fi
 
 .PHONY: docker-build
 docker-build: docker-binaries ## Build one image per binary (needs a container engine): operator, sidecars, example functions.

@@ -4,6 +4,8 @@
 #   hack/python.sh venv            create the virtualenv once, print its path as the last line
 #   hack/python.sh test [ARGS]     build millrace, millrace-io and millrace-state, run pytest ARGS
 #   hack/python.sh build [DIR]     build the wheel and the sdist into DIR (default .../python/dist)
+#   hack/python.sh image OUT REF   build the Python example functions' image (docker-archive OUT,
+#                                  tagged REF) without a container engine: see image_build below
 #
 # The virtualenv lives in ${MILLRACE_CACHE:-~/.cache/millrace}/python/, one per content of
 # requirements-dev.txt (every package pinned with its hashes, installed with --require-hashes) and
@@ -42,6 +44,90 @@ ensure_venv() {
   exec 8>&-
 }
 
+# The image's interpreter: Debian's python3.11 and the libraries it and grpcio load, unpacked from
+# the distribution's packages (apt-get download, dpkg -x; no maintainer scripts run) into a root
+# filesystem that hack/imagebuild puts on the same base layer as the Go images. The Python is
+# Debian 12's 3.11, so the runtime wheels are fetched for CPython 3.11 whatever python3 runs this
+# script, with the hashes of requirements-dev.txt.
+image_debs="python3.11-minimal libpython3.11-minimal libpython3.11-stdlib libc6 libgcc-s1 libstdc++6
+  zlib1g libssl3 libexpat1 libffi8 libbz2-1.0 liblzma5 libuuid1 libcrypt1 libncursesw6 libtinfo6
+  libsqlite3-0 media-types"
+image_python=python3.11
+runtime_reqs() {
+  awk '/^[a-zA-Z]/{keep=($1 ~ /^(grpcio|protobuf|typing_extensions)==/)} keep' "${sdk}/requirements-dev.txt"
+}
+
+image_build() {
+  local out="$1" ref="$2"
+  command -v apt-get >/dev/null && command -v dpkg >/dev/null ||
+    { log "the Python image is assembled from Debian packages: apt-get and dpkg are needed"; exit 1; }
+  local arch pyarch
+  arch="$(dpkg --print-architecture)"
+  case "$arch" in
+    amd64) pyarch=x86_64 ;;
+    arm64) pyarch=aarch64 ;;
+    *) log "no manylinux wheels for ${arch}"; exit 1 ;;
+  esac
+  local debs="${cache}/debs-${arch}-$(echo "$image_debs" | sha256sum | cut -c1-12)"
+  local imgwheels="${cache}/wheels-cp311-${pyarch}-${reqsum}"
+  mkdir -p "$cache"
+  exec 8>"${cache}/.lock"
+  flock 8
+  if [[ ! -f "${debs}/.complete" ]]; then
+    rm -rf "$debs" && mkdir -p "$debs"
+    log "downloading Debian packages into ${debs}"
+    # A stale package index names versions the archive no longer has: refresh it once and retry.
+    # shellcheck disable=SC2086
+    (cd "$debs" && apt-get download -q $image_debs >&2) ||
+      { apt-get update -q >&2 && (cd "$debs" && apt-get download -q $image_debs >&2); }
+    touch "${debs}/.complete"
+  fi
+  if [[ ! -f "${imgwheels}/.complete" ]]; then
+    rm -rf "$imgwheels"
+    "${venv}/bin/pip" download --quiet --require-hashes --no-deps --only-binary=:all: \
+      --platform "manylinux2014_${pyarch}" --python-version 3.11 --implementation cp --abi cp311 \
+      -d "$imgwheels" -r <(runtime_reqs) >&2
+    touch "${imgwheels}/.complete"
+  fi
+  exec 8>&-
+
+  work="$(mktemp -d)"
+  trap 'rm -rf "${work}"' EXIT
+  (cd "$sdk" && "${venv}/bin/python" -m build --no-isolation --wheel --outdir "${work}/dist" . >&2)
+  local rootfs="${work}/rootfs" site
+  mkdir -p "$rootfs"
+  for d in "$debs"/*.deb; do dpkg -x "$d" "$rootfs"; done
+  site="${rootfs}/usr/local/lib/${image_python}/dist-packages"
+  "${venv}/bin/pip" install --quiet --no-index --no-deps --no-compile --target "$site" \
+    "${work}"/dist/*.whl "$imgwheels"/*.whl >&2
+  # pip's console scripts name the interpreter that ran pip: write the image's own, one per entry
+  # point of the package, on the PATH.
+  rm -rf "${site}/bin"
+  mkdir -p "${rootfs}/usr/local/bin"
+  "${venv}/bin/python" - "$site" "${rootfs}/usr/local/bin" "/usr/bin/${image_python}" <<'PY'
+import configparser, glob, os, sys
+site, bindir, interp = sys.argv[1:]
+for ep in glob.glob(os.path.join(site, "*.dist-info", "entry_points.txt")):
+    cp = configparser.ConfigParser()
+    cp.read(ep)
+    if not cp.has_section("console_scripts"):
+        continue
+    for name, target in cp.items("console_scripts"):
+        module, func = target.split(":")
+        path = os.path.join(bindir, name)
+        with open(path, "w") as f:
+            f.write(f"#!{interp}\nimport sys\nfrom {module} import {func}\nsys.exit({func}())\n")
+        os.chmod(path, 0o755)
+PY
+  (cd "$root" && go run ./hack/imagebuild -tree "$rootfs" -arch "$arch" -out "$(dirname "$out")" \
+    -user 65532:65532 -entrypoint "/usr/bin/${image_python}" \
+    -env PYTHONDONTWRITEBYTECODE=1 -env PYTHONUNBUFFERED=1 \
+    -label org.opencontainers.image.source=https://github.com/millrace-dev/millrace \
+    -label org.opencontainers.image.licenses=Apache-2.0 \
+    -label org.opencontainers.image.title=millrace-example-wordcount-py \
+    "$(basename "$out" .tar)=${ref}")
+}
+
 cmd="${1:-test}"
 shift || true
 case "$cmd" in
@@ -69,8 +155,13 @@ case "$cmd" in
     cd "$sdk"
     PYTHONPATH="${sdk}/src" "${venv}/bin/python" -m pytest -p no:cacheprovider "$@"
     ;;
+  image)
+    [[ $# -eq 2 ]] || { log "usage: hack/python.sh image OUT.tar REF"; exit 2; }
+    ensure_venv
+    image_build "$1" "$2"
+    ;;
   *)
-    log "unknown command $cmd (venv, build, test)"
+    log "unknown command $cmd (venv, build, test, image)"
     exit 2
     ;;
 esac

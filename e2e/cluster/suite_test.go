@@ -26,6 +26,7 @@ package cluster
 import (
 	"context"
 	"fmt"
+	"github.com/go-logr/logr"
 	"os"
 	"strings"
 	"testing"
@@ -37,6 +38,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	v1alpha1 "github.com/millrace-dev/millrace/apis/streaming/v1alpha1"
 	"github.com/millrace-dev/millrace/apis/strimzi"
@@ -61,6 +63,9 @@ func TestMain(m *testing.M) {
 }
 
 func run(m *testing.M) int {
+	// The Strimzi doubles log through their own logger; controller-runtime's global one is unused
+	// here, and set so that its informers do not print a stack about it.
+	log.SetLogger(logr.Discard())
 	kc := os.Getenv("KUBECONFIG")
 	env.kafka = os.Getenv("MILLRACE_E2E_KAFKA")
 	if kc == "" || env.kafka == "" {

@@ -24,16 +24,27 @@ const sample = "config/samples/streaming_v1alpha1_pipeline_wordcount.yaml"
 // sample input and expects the exact count of every word in `counts`: the last count of each
 // word read with read_committed equals its number of occurrences.
 func TestWordCount(t *testing.T) {
+	wordCount(t, sample)
+}
+
+// TestPythonWordCount runs the Python SDK's word count (executor-runtime/sdk/python/examples,
+// the image `make images` assembles from Debian's python3.11) the same way, under the same
+// restricted namespace, and expects the same exact counts as the Go functions give.
+func TestPythonWordCount(t *testing.T) {
+	wordCount(t, "executor-runtime/sdk/python/examples/wordcount.yaml")
+}
+
+func wordCount(t *testing.T, file string) {
 	ns := namespace(t, map[string]string{
 		"pod-security.kubernetes.io/enforce":         "restricted",
 		"pod-security.kubernetes.io/enforce-version": "latest",
 	})
-	p := pipelineFromFile(t, sample)
+	p := pipelineFromFile(t, file)
 	strimziKafka(t, ns, p)
 	start := time.Now()
 	create(t, ns, p)
 	p = waitReady(t, ns, p.Name, 3*time.Minute)
-	record(t, "wordcount: apply to Ready (2 entities, 3 pods)", time.Since(start), "")
+	record(t, p.Name+": apply to Ready (2 entities, 3 pods)", time.Since(start), "")
 
 	// Every pod the StatefulSets asked for was admitted by the restricted level and runs.
 	for _, e := range p.Spec.Entities {

@@ -29,6 +29,11 @@ func main() {
 	out := flag.String("out", "bin/images", "folder the docker-archive tarballs are written to")
 	user := flag.String("user", "", "with -raw: the image's USER (empty: root)")
 	raw := flag.String("raw", "", "BINARY_PATH=ENTRYPOINT: build one image of that binary alone, as root, without the Dockerfile (the test node's pause and CoreDNS)")
+	tree := flag.String("tree", "", "build one image of this root filesystem folder on the base layer, without the Dockerfile (the Python example function)")
+	entrypoint := flag.String("entrypoint", "", "with -tree: the ENTRYPOINT, words separated by spaces")
+	var env, labels []string
+	flag.Func("env", "with -tree: KEY=VALUE added to the image's environment (repeatable)", func(v string) error { env = append(env, v); return nil })
+	flag.Func("label", "with -tree: KEY=VALUE label (repeatable)", func(v string) error { labels = append(labels, v); return nil })
 	flag.Usage = func() {
 		fmt.Fprintf(flag.CommandLine.Output(), "usage: imagebuild [flags] BINARY=IMAGE_REF...\n")
 		flag.PrintDefaults()
@@ -39,9 +44,12 @@ func main() {
 		os.Exit(2)
 	}
 	var err error
-	if *raw != "" {
+	switch {
+	case *tree != "":
+		err = runTree(*tree, *user, *entrypoint, env, labels, *arch, *out, flag.Args())
+	case *raw != "":
 		err = runRaw(*raw, *user, *arch, *out, flag.Args())
-	} else {
+	default:
 		err = run(*df, *binDir, *arch, *out, flag.Args())
 	}
 	if err != nil {
@@ -95,4 +103,31 @@ func runRaw(raw, user, arch, out string, targets []string) error {
 		return err
 	}
 	return image.Write(spec, src, arch, ref, filepath.Join(out, nm+".tar"))
+}
+
+func runTree(dir, user, entrypoint string, env, labels []string, arch, out string, targets []string) error {
+	if len(targets) != 1 {
+		return fmt.Errorf("-tree wants one NAME=IMAGE_REF")
+	}
+	nm, ref, ok := strings.Cut(targets[0], "=")
+	if !ok || nm == "" || ref == "" {
+		return fmt.Errorf("%q: want NAME=IMAGE_REF", targets[0])
+	}
+	spec := image.TreeSpec{Entrypoint: strings.Fields(entrypoint), User: user, Env: env, Labels: map[string]string{}}
+	for _, l := range labels {
+		k, v, ok := strings.Cut(l, "=")
+		if !ok {
+			return fmt.Errorf("label %q: want KEY=VALUE", l)
+		}
+		spec.Labels[k] = v
+	}
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		return err
+	}
+	tarball := filepath.Join(out, nm+".tar")
+	if err := image.WriteTree(spec, dir, arch, ref, tarball); err != nil {
+		return fmt.Errorf("%s: %w", nm, err)
+	}
+	fmt.Printf("%s %s\n", ref, tarball)
+	return nil
 }

@@ -8,8 +8,10 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path"
+	"path/filepath"
 	"sort"
 	"strings"
 	"time"
@@ -97,6 +99,7 @@ type entry struct {
 	mode     os.FileMode
 	uid, gid int
 	data     []byte
+	link     string // a symlink to this target
 }
 
 func baseFiles() []entry {
@@ -151,15 +154,18 @@ func layer(es []entry) (v1.Layer, error) {
 		if e.mode&os.ModeSticky != 0 || e.mode&0o1000 != 0 {
 			h.Mode |= 0o1000
 		}
-		if e.dir {
+		switch {
+		case e.dir:
 			h.Typeflag, h.Name = tar.TypeDir, h.Name+"/"
-		} else {
+		case e.link != "":
+			h.Typeflag, h.Linkname, h.Mode = tar.TypeSymlink, e.link, 0o777
+		default:
 			h.Typeflag, h.Size = tar.TypeReg, int64(len(e.data))
 		}
 		if err := tw.WriteHeader(h); err != nil {
 			return nil, err
 		}
-		if !e.dir {
+		if !e.dir && e.link == "" {
 			if _, err := tw.Write(e.data); err != nil {
 				return nil, err
 			}
@@ -170,4 +176,116 @@ func layer(es []entry) (v1.Layer, error) {
 	}
 	b := buf.Bytes()
 	return tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil })
+}
+
+// TreeSpec describes an image whose application layer is a whole folder (a root filesystem
+// assembled outside, such as an interpreter unpacked from distribution packages) rather than one
+// binary.
+type TreeSpec struct {
+	Entrypoint []string
+	User       string
+	WorkDir    string
+	Env        []string // added after PATH and SSL_CERT_FILE
+	Labels     map[string]string
+}
+
+// BuildTree returns the image of the base layer and the folder dir as a second layer, every
+// entry owned by root with its mode and symlinks kept, timestamps fixed, in path order: the same
+// folder gives the same digest.
+func BuildTree(spec TreeSpec, dir, arch string) (v1.Image, error) {
+	base, err := layer(baseFiles())
+	if err != nil {
+		return nil, err
+	}
+	es, err := treeEntries(dir)
+	if err != nil {
+		return nil, err
+	}
+	app, err := layer(withParents(es))
+	if err != nil {
+		return nil, err
+	}
+	img, err := mutate.AppendLayers(empty.Image, base, app)
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := img.ConfigFile()
+	if err != nil {
+		return nil, err
+	}
+	cfg = cfg.DeepCopy()
+	cfg.Architecture, cfg.OS = arch, "linux"
+	cfg.Created = v1.Time{Time: epoch}
+	workDir := spec.WorkDir
+	if workDir == "" {
+		workDir = "/"
+	}
+	cfg.Config = v1.Config{
+		User:       spec.User,
+		WorkingDir: workDir,
+		Entrypoint: spec.Entrypoint,
+		Labels:     spec.Labels,
+		Env: append([]string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "SSL_CERT_FILE=" + caBundle},
+			spec.Env...),
+	}
+	return mutate.ConfigFile(img, cfg)
+}
+
+// WriteTree builds the image of BuildTree and writes it to a docker-archive tarball tagged ref.
+func WriteTree(spec TreeSpec, dir, arch, ref, out string) error {
+	tag, err := name.NewTag(ref)
+	if err != nil {
+		return err
+	}
+	img, err := BuildTree(spec, dir, arch)
+	if err != nil {
+		return err
+	}
+	tmp := out + ".tmp"
+	if err := tarball.WriteToFile(tmp, tag, img); err != nil {
+		return err
+	}
+	return os.Rename(tmp, out)
+}
+
+// treeEntries reads every folder, file and symlink under dir as entries rooted at "/".
+// Hard links become copies; other file types (devices, sockets) are refused.
+func treeEntries(dir string) ([]entry, error) {
+	var es []entry
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(dir, p)
+		if err != nil {
+			return err
+		}
+		if rel == "." {
+			return nil
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		e := entry{name: "/" + filepath.ToSlash(rel), mode: info.Mode().Perm() | info.Mode()&os.ModeSticky}
+		switch {
+		case info.IsDir():
+			e.dir = true
+		case info.Mode()&os.ModeSymlink != 0:
+			target, err := os.Readlink(p)
+			if err != nil {
+				return err
+			}
+			e.link = target
+		case info.Mode().IsRegular():
+			if e.data, err = os.ReadFile(p); err != nil {
+				return err
+			}
+		default:
+			return fmt.Errorf("%s: unsupported file type %s", p, info.Mode().Type())
+		}
+		es = append(es, e)
+		return nil
+	})
+	return es, err
 }

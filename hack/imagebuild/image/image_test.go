@@ -123,10 +123,60 @@ func TestReproducible(t *testing.T) {
 	}
 }
 
+// TestTree builds an image of a folder (the Python function's root filesystem) and checks that
+// files keep their modes and contents, symlinks stay symlinks, everything is root-owned, the
+// configuration is the one asked for, and the same folder gives the same digest.
+func TestTree(t *testing.T) {
+	dir := t.TempDir()
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(os.MkdirAll(filepath.Join(dir, "usr/bin"), 0o755))
+	must(os.MkdirAll(filepath.Join(dir, "lib64"), 0o755))
+	must(os.WriteFile(filepath.Join(dir, "usr/bin/python3.11"), []byte("interp"), 0o755))
+	must(os.WriteFile(filepath.Join(dir, "usr/bin/data"), []byte("ro"), 0o600))
+	must(os.Symlink("/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2", filepath.Join(dir, "lib64/ld-linux-x86-64.so.2")))
+	spec := TreeSpec{Entrypoint: []string{"/usr/bin/python3.11", "-m", "x"}, User: "65532:65532", Env: []string{"PYTHONDONTWRITEBYTECODE=1"}}
+	a, err := BuildTree(spec, dir, "amd64")
+	must(err)
+	b, err := BuildTree(spec, dir, "amd64")
+	must(err)
+	da, _ := a.Digest()
+	db, _ := b.Digest()
+	if da != db {
+		t.Errorf("two builds of the same folder: %s and %s", da, db)
+	}
+	cfg, err := a.ConfigFile()
+	must(err)
+	if strings.Join(cfg.Config.Entrypoint, " ") != "/usr/bin/python3.11 -m x" || cfg.Config.User != "65532:65532" || cfg.Config.WorkingDir != "/" {
+		t.Errorf("config %+v", cfg.Config)
+	}
+	if env := strings.Join(cfg.Config.Env, " "); !strings.Contains(env, "PYTHONDONTWRITEBYTECODE=1") || !strings.Contains(env, "PATH=") {
+		t.Errorf("env %q", env)
+	}
+	files := flatten(t, a)
+	if f := files["usr/bin/python3.11"]; f.mode != 0o755 || f.uid != 0 || f.body != "interp" {
+		t.Errorf("usr/bin/python3.11: %+v", f)
+	}
+	if f := files["usr/bin/data"]; f.mode != 0o600 || f.body != "ro" {
+		t.Errorf("usr/bin/data: %+v", f)
+	}
+	if f := files["lib64/ld-linux-x86-64.so.2"]; f.link != "/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2" {
+		t.Errorf("lib64/ld-linux-x86-64.so.2: %+v, want a symlink", f)
+	}
+	if !strings.Contains(files["etc/passwd"].body, "nonroot:x:65532:65532:") {
+		t.Errorf("the base layer is missing: /etc/passwd %q", files["etc/passwd"].body)
+	}
+}
+
 type file struct {
 	mode int64
 	uid  int
 	body string
+	link string
 }
 
 func flatten(t *testing.T, img v1.Image) map[string]file {
@@ -144,6 +194,6 @@ func flatten(t *testing.T, img v1.Image) map[string]file {
 			t.Fatal(err)
 		}
 		b, _ := io.ReadAll(tr)
-		out[strings.TrimSuffix(h.Name, "/")] = file{mode: h.Mode & 0o7777, uid: h.Uid, body: string(b)}
+		out[strings.TrimSuffix(h.Name, "/")] = file{mode: h.Mode & 0o7777, uid: h.Uid, body: string(b), link: h.Linkname}
 	}
 }
