@@ -10,7 +10,7 @@ from typing import Any, Dict, Optional, Protocol, Tuple
 from ._handler import FILTER, FLAT_MAP, MAP, STATEFUL, Handler, outputs_of
 from ._proto.function.v1 import function_pb2 as fpb
 from ._proto.state.v1 import state_pb2 as spb
-from ._types import Abort, BatchInfo, Bytes, Context, Header, Hooks, Output, Record, StateUnavailable, _as_bytes
+from ._types import Abort, BatchInfo, Bytes, Context, Header, Hooks, Output, Record, StateUnavailable, _as_bytes, _record_of
 
 StateKey = Tuple[int, bytes]
 # A pending write: the new value, or None for a delete.
@@ -173,13 +173,21 @@ class Engine:
         writes: Dict[StateKey, Pending] = {}
         errors = 0
         for pr in batch.records:
-            r = Record(stream, topic, partition, pr.offset, pr.key, pr.value,
-                       _headers(pr) if len(pr.headers) else (), pr.timestamp_ms)
+            r = _record_of(stream, topic, partition, pr.offset, pr.key, pr.value,
+                           _headers(pr) if len(pr.headers) else (), pr.timestamp_ms)
             rr = add()
             st = None
             try:
                 if kind is MAP:
-                    _add_output(rr, fn(ctx, r))
+                    o = fn(ctx, r)
+                    # _add_output inlined for the common map output: no headers, no stream.
+                    if type(o) is Output and not o.headers and not o.stream:
+                        if o.timestamp_ms:
+                            rr.outputs.add(key=o.key, value=o.value, timestamp_ms=o.timestamp_ms)
+                        else:
+                            rr.outputs.add(key=o.key, value=o.value)
+                    else:
+                        _add_output(rr, o)
                 elif kind is FLAT_MAP:
                     for o in outputs_of(fn(ctx, r)):
                         _add_output(rr, o)

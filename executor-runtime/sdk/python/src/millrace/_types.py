@@ -68,6 +68,25 @@ class Record:
         )
 
 
+def _record_of(stream: str, topic: str, partition: int, offset: int, key: bytes, value: bytes,
+               headers: Sequence[Header], timestamp_ms: int) -> Record:
+    """A Record from fields that are already of the right types (the engine's per-record path):
+    Record() without its argument checks."""
+    r = _new_record(Record)
+    r.stream = stream
+    r.topic = topic
+    r.partition = partition
+    r.offset = offset
+    r.key = key
+    r.value = value
+    r.headers = headers
+    r.timestamp_ms = timestamp_ms
+    return r
+
+
+_new_record = object.__new__
+
+
 class Output:
     """One record a function emits.
 
