@@ -3,8 +3,13 @@ package main
 import (
 	"bytes"
 	"context"
+	"flag"
 	"fmt"
 	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
 
 	"github.com/millrace-dev/millrace/executor-runtime/sdk"
 )
@@ -27,5 +32,26 @@ func benchFunction(name string) {
 		sdk.Main(Upper())
 	default:
 		fail(fmt.Errorf("%s=%q: unknown function", envBenchFunction, name))
+	}
+}
+
+// bareMain runs the bare franz-go loop (scenario (a)) as a process of its own, for the peer
+// benchmark's "bare" contender: millrace-bench bare --bootstrap B --in T --out T --group G.
+func bareMain(args []string) {
+	fl := flag.NewFlagSet("bare", flag.ExitOnError)
+	var p params
+	bootstrap := fl.String("bootstrap", "", "Kafka bootstrap servers")
+	in := fl.String("in", "", "input topic")
+	out := fl.String("out", "", "output topic")
+	group := fl.String("group", "", "consumer group")
+	fl.IntVar(&p.batch, "batch", 500, "records per batch")
+	fl.IntVar(&p.inFlight, "in-flight", 4, "batches in flight")
+	fl.DurationVar(&p.commitInterval, "commit-interval", 100*time.Millisecond, "commit interval")
+	_ = fl.Parse(args)
+	p.bootstrap = strings.Split(*bootstrap, ",")
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	if err := bareLoop(ctx, p, *in, *out, *group); err != nil && ctx.Err() == nil {
+		fail(err)
 	}
 }

@@ -82,6 +82,10 @@ func main() {
 		peerMain(os.Args[2:])
 		return
 	}
+	if len(os.Args) > 1 && os.Args[1] == "bare" {
+		bareMain(os.Args[2:])
+		return
+	}
 	var p params
 	bootstrap := flag.String("bootstrap", "", "Kafka bootstrap servers (comma separated); empty runs an in-process kfake cluster")
 	flag.IntVar(&p.records, "records", 1_000_000, "records in the throughput backlog")

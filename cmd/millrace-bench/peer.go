@@ -60,6 +60,7 @@ type peerResult struct {
 	perSecond                 float64       // input records per second, from the outputs' LogAppendTime
 	cpuPerMillion             time.Duration // CPU of all the contender's processes per million input records
 	processes                 int
+	cpuEach                   string // CPU s per million input records of each process
 }
 
 // Contenders.
@@ -67,6 +68,9 @@ const (
 	ctMillrace  = "millrace"
 	ctKS        = "ks"         // Kafka Streams with its defaults (record cache on)
 	ctKSNoCache = "ks-nocache" // statestore.cache.max.bytes=0: every count is emitted, as Millrace does
+	// ctBare is the bare franz-go loop of millrace-bench's scenario (a), as a process of its own
+	// (identity, AtLeastOnce only): what the executor as deployed is measured against.
+	ctBare = "bare"
 )
 
 func peerMain(args []string) {
@@ -84,7 +88,7 @@ func peerMain(args []string) {
 	fl.DurationVar(&p.commitInterval, "commit-interval", 100*time.Millisecond, "commit interval of both")
 	jobs := fl.String("jobs", "identity,upper,wordcount", "jobs to run")
 	guarantees := fl.String("guarantees", "alo,eos", "guarantees: alo (AtLeastOnce), eos (ExactlyOnce)")
-	contenders := fl.String("contenders", "millrace,ks,ks-nocache", "contenders (ks-nocache runs for word count only)")
+	contenders := fl.String("contenders", "bare,millrace,ks,ks-nocache", "contenders (ks-nocache runs for word count only, bare for identity AtLeastOnce only)")
 	fl.DurationVar(&p.timeout, "timeout", 10*time.Minute, "longest a single contender may take")
 	smoke := fl.Bool("smoke", false, "a small run (4,000 records and lines) that checks the outputs")
 	_ = fl.Parse(args)
@@ -157,15 +161,15 @@ func runPeer(p peerParams) ([]peerResult, error) {
 		}
 		for _, g := range p.guarantees {
 			for _, c := range p.contenders {
-				if c == ctKSNoCache && job != "wordcount" {
+				if (c == ctKSNoCache && job != "wordcount") || (c == ctBare && (job != "identity" || g != "alo")) {
 					continue
 				}
 				r, err := runContender(ctx, p, adm, in, job, g, c)
 				if err != nil {
 					return results, fmt.Errorf("%s %s %s: %w", job, g, c, err)
 				}
-				fmt.Fprintf(os.Stderr, "peer: %-9s %-3s %-10s %9.0f records/s  %6.2f CPU s per million  (%d outputs, verified)\n",
-					job, g, c, r.perSecond, r.cpuPerMillion.Seconds(), r.outputs)
+				fmt.Fprintf(os.Stderr, "peer: %-9s %-3s %-10s %9.0f records/s  %6.2f CPU s per million  (%d outputs, verified; %s)\n",
+					job, g, c, r.perSecond, r.cpuPerMillion.Seconds(), r.outputs, r.cpuEach)
 				results = append(results, r)
 			}
 		}
@@ -261,6 +265,7 @@ func (in *peerInput) produceLines(ctx context.Context, cl *kgo.Client, n int) er
 // contender is the set of processes of one side.
 type contender struct {
 	procs []*exec.Cmd
+	names []string
 	// stopOrder is the order to stop them in (the I/O sidecars first, as the kubelet's
 	// preStop order and `millrace run` do).
 	stopOrder []*exec.Cmd
@@ -281,6 +286,7 @@ func (c *contender) start(dir, name string, argv []string, env []string) (*exec.
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
 	c.procs = append(c.procs, cmd)
+	c.names = append(c.names, filepath.Base(dir)+"/"+name)
 	c.logs = append(c.logs, log)
 	go func() {
 		err := cmd.Wait()
@@ -294,16 +300,16 @@ func (c *contender) start(dir, name string, argv []string, env []string) (*exec.
 
 // cpu is the user and system CPU time of every process so far, from /proc/<pid>/stat (all
 // threads: the JVM's compiler and GC threads count too).
-func (c *contender) cpu() (time.Duration, error) {
-	var total time.Duration
-	for _, cmd := range c.procs {
+func (c *contender) cpu() ([]time.Duration, error) {
+	out := make([]time.Duration, len(c.procs))
+	for i, cmd := range c.procs {
 		d, err := procCPU(cmd.Process.Pid)
 		if err != nil {
-			return 0, err
+			return nil, err
 		}
-		total += d
+		out[i] = d
 	}
-	return total, nil
+	return out, nil
 }
 
 const clockTicks = 100 // USER_HZ on Linux
@@ -374,9 +380,13 @@ func runContender(ctx context.Context, p peerParams, adm *kadm.Client, in *peerI
 	defer ver.close()
 
 	c := &contender{exited: make(chan error, 1)}
-	if ct == ctMillrace {
+	switch ct {
+	case ctMillrace:
 		err = startMillrace(ctx, p, adm, c, dir, name, in, out, job, g)
-	} else {
+	case ctBare:
+		_, err = c.start(dir, "bare", []string{filepath.Join(p.binDir, "millrace-bench"), "bare", "--bootstrap", strings.Join(p.bootstrap, ","),
+			"--in", in.topic, "--out", out, "--group", name, "--commit-interval", p.commitInterval.String()}, os.Environ())
+	default:
 		err = startKS(p, c, dir, name, in, out, job, g, ct)
 	}
 	defer c.stop()
@@ -427,7 +437,15 @@ func runContender(ctx context.Context, p peerParams, adm *kadm.Client, in *peerI
 	first, last := ver.span()
 	res.outputs = int(ver.seen())
 	res.perSecond = float64(in.n) / last.Sub(first).Seconds()
-	res.cpuPerMillion = time.Duration(float64(cpu1-cpu0) * 1e6 / float64(in.n))
+	var total time.Duration
+	var each []string
+	for i := range cpu1 {
+		d := cpu1[i] - cpu0[i]
+		total += d
+		each = append(each, fmt.Sprintf("%s %.2f", c.names[i], (time.Duration(float64(d)*1e6/float64(in.n))).Seconds()))
+	}
+	res.cpuPerMillion = time.Duration(float64(total) * 1e6 / float64(in.n))
+	res.cpuEach = strings.Join(each, ", ")
 	return res, nil
 }
 

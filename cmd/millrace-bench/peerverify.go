@@ -232,6 +232,10 @@ func printPeer(w io.Writer, p peerParams, rs []peerResult) {
 			}
 		}
 	}
+	if b, m := find("identity", "alo", ctBare), find("identity", "alo", ctMillrace); b != nil && m != nil {
+		fmt.Fprintf(w, "\nExecutor as deployed against the bare franz-go loop (separate processes, identity, AtLeastOnce): CPU per record bare/Millrace = %.2f (goal ≥ 0.85), records/s Millrace/bare = %.2f\n",
+			float64(b.cpuPerMillion)/float64(m.cpuPerMillion), m.perSecond/b.perSecond)
+	}
 	fmt.Fprintln(w, "\n| job | contender | ExactlyOnce/AtLeastOnce records/s |")
 	fmt.Fprintln(w, "|---|---|---:|")
 	for _, job := range p.jobs {
