@@ -11,6 +11,8 @@
 #   hack/peer-bench.sh                       # the full run: 1,000,000 records, ~15-30 min on 2 busy cores
 #   hack/peer-bench.sh --smoke               # 4,000 records and lines: checks the outputs only
 #   hack/peer-bench.sh --jobs wordcount --guarantees eos
+# BASELINE=<commit> also builds Millrace at that commit (git archive, into the cache) and runs it
+# as the contender millrace-baseline right before millrace: a before/after in the same run.
 # The broker: MILLRACE_KAFKA_BOOTSTRAP if set (it must run Kafka KAFKA_VERSION), else one started
 # with hack/kafka.sh on KAFKA_PORT and stopped at the end.
 set -euo pipefail
@@ -52,8 +54,24 @@ build_go() {
   go build -o "${BIN}/" ./cmd/millrace-io ./cmd/millrace-state ./cmd/identity ./cmd/wordcount-split ./cmd/wordcount-sum ./cmd/millrace-bench
 }
 
+build_baseline() {
+  local commit dir
+  commit="$(git rev-parse --short "${BASELINE}")"
+  dir="${OUT}/baseline-${commit}"
+  if [[ ! -x "${dir}/bin/millrace-bench" ]]; then
+    log "building the baseline ${commit} into ${dir}"
+    rm -rf "${dir}"
+    mkdir -p "${dir}/src"
+    git archive "${commit}" | tar -x -C "${dir}/src"
+    (cd "${dir}/src" && go build -o "${dir}/bin/" ./cmd/millrace-io ./cmd/millrace-state ./cmd/identity ./cmd/wordcount-split ./cmd/wordcount-sum ./cmd/millrace-bench)
+  fi
+  BASELINE_ARGS=(--baseline-bin-dir "${dir}/bin")
+}
+
 build_ks
 build_go
+BASELINE_ARGS=()
+[[ -z "${BASELINE:-}" ]] || build_baseline
 
 started=""
 if [[ -z "${MILLRACE_KAFKA_BOOTSTRAP:-}" ]]; then
@@ -65,6 +83,6 @@ else
 fi
 log "load average before the run: $(cut -d' ' -f1-3 /proc/loadavg), $(nproc) cores"
 "${BIN}/millrace-bench" peer --bootstrap "${MILLRACE_KAFKA_BOOTSTRAP}" --bin-dir "${BIN}" \
-  --ks-classpath "${KS}/target/classes:${KS}/libs/*" "$@"
+  --ks-classpath "${KS}/target/classes:${KS}/libs/*" "${BASELINE_ARGS[@]}" "$@"
 log "load average after the run: $(cut -d' ' -f1-3 /proc/loadavg)"
 [[ -z "${started}" ]] || log "stopping the broker"

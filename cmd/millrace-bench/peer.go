@@ -37,6 +37,7 @@ import (
 type peerParams struct {
 	bootstrap      []string
 	binDir         string
+	baselineBinDir string
 	ksClasspath    string
 	java           string
 	workDir        string
@@ -71,6 +72,8 @@ const (
 	// ctBare is the bare franz-go loop of millrace-bench's scenario (a), as a process of its own
 	// (identity, AtLeastOnce only): what the executor as deployed is measured against.
 	ctBare = "bare"
+	// ctBaseline is Millrace built from an earlier commit (--baseline-bin-dir).
+	ctBaseline = "millrace-baseline"
 )
 
 func peerMain(args []string) {
@@ -78,6 +81,7 @@ func peerMain(args []string) {
 	var p peerParams
 	bootstrap := fl.String("bootstrap", os.Getenv("MILLRACE_KAFKA_BOOTSTRAP"), "Kafka bootstrap servers (default $MILLRACE_KAFKA_BOOTSTRAP)")
 	fl.StringVar(&p.binDir, "bin-dir", "", "folder of millrace-io, millrace-state, identity, wordcount-split, wordcount-sum and millrace-bench")
+	fl.StringVar(&p.baselineBinDir, "baseline-bin-dir", "", "binaries of an earlier Millrace: adds the contender millrace-baseline, run right before millrace (before/after in the same run)")
 	fl.StringVar(&p.ksClasspath, "ks-classpath", "", "class path of the Kafka Streams application (hack/peer-bench.sh builds it)")
 	fl.StringVar(&p.java, "java", "java", "java command")
 	fl.StringVar(&p.workDir, "work-dir", "", "configuration, state and logs of the contenders (default a temporary folder)")
@@ -100,6 +104,16 @@ func peerMain(args []string) {
 	}
 	p.bootstrap = strings.Split(*bootstrap, ",")
 	p.jobs, p.guarantees, p.contenders = strings.Split(*jobs, ","), strings.Split(*guarantees, ","), strings.Split(*contenders, ",")
+	if p.baselineBinDir != "" {
+		var cs []string
+		for _, c := range p.contenders {
+			if c == ctMillrace {
+				cs = append(cs, ctBaseline)
+			}
+			cs = append(cs, c)
+		}
+		p.contenders = cs
+	}
 	p.runID = strconv.FormatInt(time.Now().Unix(), 36)
 	if p.workDir == "" {
 		d, err := os.MkdirTemp("", "millrace-peer-")
@@ -382,7 +396,9 @@ func runContender(ctx context.Context, p peerParams, adm *kadm.Client, in *peerI
 	c := &contender{exited: make(chan error, 1)}
 	switch ct {
 	case ctMillrace:
-		err = startMillrace(ctx, p, adm, c, dir, name, in, out, job, g)
+		err = startMillrace(ctx, p, p.binDir, adm, c, dir, name, in, out, job, g)
+	case ctBaseline:
+		err = startMillrace(ctx, p, p.baselineBinDir, adm, c, dir, name, in, out, job, g)
 	case ctBare:
 		_, err = c.start(dir, "bare", []string{filepath.Join(p.binDir, "millrace-bench"), "bare", "--bootstrap", strings.Join(p.bootstrap, ","),
 			"--in", in.topic, "--out", out, "--group", name, "--commit-interval", p.commitInterval.String()}, os.Environ())
@@ -504,7 +520,7 @@ func millracePipeline(p peerParams, name string, in *peerInput, out, job, g stri
 	return validate.Default(pl)
 }
 
-func startMillrace(ctx context.Context, p peerParams, adm *kadm.Client, c *contender, dir, name string, in *peerInput, out, job, g string) error {
+func startMillrace(ctx context.Context, p peerParams, binDir string, adm *kadm.Client, c *contender, dir, name string, in *peerInput, out, job, g string) error {
 	pl, err := millracePipeline(p, name, in, out, job, g)
 	if err != nil {
 		return err
@@ -558,17 +574,17 @@ func startMillrace(ctx context.Context, p peerParams, adm *kadm.Client, c *conte
 		env := append(os.Environ(), render.EnvConfigFile+"="+cfgPath, "MILLRACE_ORDINAL=0",
 			"POD_NAME="+render.StatefulSetName(pl, e.Name)+"-0", "POD_NAMESPACE="+pl.Namespace)
 		if cfg.State != nil {
-			st, err := c.start(edir, "state", []string{filepath.Join(p.binDir, "millrace-state"), "--config", cfgPath, "--metrics-addr", "-"}, env)
+			st, err := c.start(edir, "state", []string{filepath.Join(binDir, "millrace-state"), "--config", cfgPath, "--metrics-addr", "-"}, env)
 			if err != nil {
 				return err
 			}
 			rest = append(rest, st)
 			waitFile(filepath.Join(cfg.Runtime.SocketDir, cfg.Runtime.StateSocket))
 		}
-		fnArgv := []string{filepath.Join(p.binDir, e.Command[0])}
+		fnArgv := []string{filepath.Join(binDir, e.Command[0])}
 		fnEnv := append(slicesClone(env), render.EnvFunctionSocket+"="+filepath.Join(cfg.Runtime.SocketDir, cfg.Runtime.FunctionSocket))
 		if job == "upper" {
-			fnArgv = []string{filepath.Join(p.binDir, "millrace-bench")}
+			fnArgv = []string{filepath.Join(binDir, "millrace-bench")}
 			fnEnv = append(fnEnv, envBenchFunction+"=upper")
 		}
 		fn, err := c.start(edir, "function", fnArgv, fnEnv)
@@ -576,7 +592,7 @@ func startMillrace(ctx context.Context, p peerParams, adm *kadm.Client, c *conte
 			return err
 		}
 		waitFile(filepath.Join(cfg.Runtime.SocketDir, cfg.Runtime.FunctionSocket))
-		io, err := c.start(edir, "io", []string{filepath.Join(p.binDir, "millrace-io"), "--config", cfgPath, "--metrics-addr", "-"}, env)
+		io, err := c.start(edir, "io", []string{filepath.Join(binDir, "millrace-io"), "--config", cfgPath, "--metrics-addr", "-"}, env)
 		if err != nil {
 			return err
 		}

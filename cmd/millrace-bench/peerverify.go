@@ -236,10 +236,21 @@ func printPeer(w io.Writer, p peerParams, rs []peerResult) {
 		fmt.Fprintf(w, "\nExecutor as deployed against the bare franz-go loop (separate processes, identity, AtLeastOnce): CPU per record bare/Millrace = %.2f (goal ≥ 0.85), records/s Millrace/bare = %.2f\n",
 			float64(b.cpuPerMillion)/float64(m.cpuPerMillion), m.perSecond/b.perSecond)
 	}
+	fmt.Fprintln(w, "\n| job | guarantee | Millrace/baseline records/s | Millrace/baseline CPU per record |")
+	fmt.Fprintln(w, "|---|---|---:|---:|")
+	for _, job := range p.jobs {
+		for _, g := range p.guarantees {
+			m, b := find(job, g, ctMillrace), find(job, g, ctBaseline)
+			if m == nil || b == nil {
+				continue
+			}
+			fmt.Fprintf(w, "| %s | %s | %.2f× | %.2f× |\n", job, g, m.perSecond/b.perSecond, float64(m.cpuPerMillion)/float64(b.cpuPerMillion))
+		}
+	}
 	fmt.Fprintln(w, "\n| job | contender | ExactlyOnce/AtLeastOnce records/s |")
 	fmt.Fprintln(w, "|---|---|---:|")
 	for _, job := range p.jobs {
-		for _, c := range []string{ctMillrace, ctKS, ctKSNoCache} {
+		for _, c := range []string{ctBaseline, ctMillrace, ctKS, ctKSNoCache} {
 			a, e := find(job, "alo", c), find(job, "eos", c)
 			if a == nil || e == nil {
 				continue
