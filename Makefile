@@ -68,6 +68,14 @@ run-wordcount: ## Build millrace and the executor runtime into bin/, run the wor
 	CGO_ENABLED=0 go build -trimpath -o $(LOCALBIN)/ ./cmd/millrace ./cmd/millrace-io ./cmd/millrace-state ./cmd/wordcount-split ./cmd/wordcount-sum
 	$(LOCALBIN)/millrace run -f config/samples/streaming_v1alpha1_pipeline_wordcount.yaml --bin-dir $(LOCALBIN) --input lines=config/samples/wordcount-input.txt --until-idle --timeout 5m
 
+.PHONY: bench-peer
+bench-peer: ## The peer benchmark: Kafka Streams against Millrace as deployed, on one real broker (KAFKA_PORT); prints the ratios. ARGS= passes flags (e.g. ARGS=--smoke).
+	hack/peer-bench.sh $(ARGS)
+
+.PHONY: bench-peer-smoke
+bench-peer-smoke: ## The peer benchmark on 4,000 records: builds both sides and verifies every output (about 90 s warm).
+	hack/peer-bench.sh --smoke
+
 .PHONY: test
 test: ## Run every test: unit, golden, fuzz seeds, envtest suites, e2e scenarios, kfake and real-broker tiers.
 	hack/test.sh -tags e2e $(GO_TEST_FLAGS) ./...

@@ -12,6 +12,9 @@
 //
 //	millrace-bench --bootstrap 127.0.0.1:19092   # a real broker (hack/kafka.sh start)
 //	millrace-bench                               # in-process kfake, for a smoke run
+//
+// `millrace-bench peer` is the peer benchmark against Kafka Streams (see peer.go; run it with
+// hack/peer-bench.sh, which builds both sides).
 package main
 
 import (
@@ -103,6 +106,18 @@ func childCPU() time.Duration {
 }
 
 func main() {
+	if fn := os.Getenv(envBenchFunction); fn != "" {
+		benchFunction(fn)
+		return
+	}
+	if len(os.Args) > 1 && os.Args[1] == "peer" {
+		peerMain(os.Args[2:])
+		return
+	}
+	if len(os.Args) > 1 && os.Args[1] == "bare" {
+		bareMain(os.Args[2:])
+		return
+	}
 	var p params
 	bootstrap := flag.String("bootstrap", "", "Kafka bootstrap servers (comma separated); empty runs an in-process kfake cluster")
 	flag.IntVar(&p.records, "records", 1_000_000, "records in the throughput backlog")

@@ -14,8 +14,14 @@ import (
 // stateBackend is where state lives: the state sidecar behind gRPC, or memory for Local.
 type stateBackend interface {
 	Get(ctx context.Context, session string, partition int32, key []byte) ([]byte, bool, error)
+	// GetMany reads keys of one partition in one call; errNoGetMany says the backend cannot,
+	// and Get is to be used instead.
+	GetMany(ctx context.Context, session string, partition int32, keys [][]byte) ([]*statev1.GetResponse, error)
 	Write(ctx context.Context, session string, muts []*statev1.Mutation) error
 }
+
+// errNoGetMany is GetMany's answer when the state sidecar predates it.
+var errNoGetMany = errors.New("the state sidecar has no GetMany")
 
 // errNoState is returned by State calls when the entity has no state configured.
 var errNoState = errors.New("state is not configured for this entity")
@@ -23,6 +29,11 @@ var errNoState = errors.New("state is not configured for this entity")
 type stateKey struct {
 	partition int32
 	key       string
+}
+
+type stateRead struct {
+	value []byte
+	found bool
 }
 
 type pendingWrite struct {
@@ -43,6 +54,17 @@ type engine struct {
 	batchWrites map[stateKey]pendingWrite
 	order       []stateKey
 
+	// batchReads are the values of the batch's keys, read in one GetMany at the batch's first
+	// read that its own writes do not answer: one call to the state sidecar per batch instead of
+	// one per record. A batch is of one partition, and between the batches of a session only this
+	// function writes its state, so the values read then are those Get would read record by
+	// record (writes of the batch itself come first, from batchWrites).
+	batchReads map[stateKey]stateRead
+	prefetched bool
+	cur        *functionv1.Batch
+	curIndex   int
+	keysBuf    [][]byte
+
 	// reuse is set when the caller is done with a result before it asks for the next one (Serve
 	// marshals it in Send): the result messages are then kept and reused for every batch, which
 	// spares the garbage collector a batch-sized allocation of each kind per batch.
@@ -54,7 +76,7 @@ type engine struct {
 }
 
 func newEngine(h Handler, hooks Hooks, st stateBackend, session SessionInfo) *engine {
-	return &engine{handler: h, hooks: hooks, state: st, session: session, batchWrites: map[stateKey]pendingWrite{}}
+	return &engine{handler: h, hooks: hooks, state: st, session: session, batchWrites: map[stateKey]pendingWrite{}, batchReads: map[stateKey]stateRead{}}
 }
 
 // recordState is the State of one record: its writes stay local until the record succeeds.
@@ -98,6 +120,12 @@ func (s *recordState) Get() ([]byte, bool, error) {
 	if w, ok := s.e.batchWrites[s.key()]; ok {
 		return w.value, !w.deleted, nil
 	}
+	if r, ok, err := s.e.prefetch(s.ctx, s.session, s.k); err != nil {
+		s.backendErr = err
+		return nil, false, err
+	} else if ok {
+		return r.value, r.found, nil
+	}
 	v, ok, err := s.e.state.Get(s.ctx, s.session, s.partition, s.keyBytes)
 	if err != nil {
 		s.backendErr = err
@@ -121,6 +149,42 @@ func (s *recordState) Delete() error {
 	s.key()
 	s.written, s.pending = true, pendingWrite{deleted: true}
 	return nil
+}
+
+// prefetch answers a read from batchReads, filling it with one GetMany of the keys of the batch's
+// records from the current one on when it has not been filled yet. ok is false when the
+// backend has no GetMany or the key is not among those read (a record of another partition).
+func (e *engine) prefetch(ctx context.Context, session string, k stateKey) (stateRead, bool, error) {
+	if !e.prefetched && e.cur != nil {
+		e.prefetched = true
+		p := e.cur.GetPartition()
+		keys := e.keysBuf[:0]
+		seen := make(map[string]struct{}, len(e.cur.Records)-e.curIndex)
+		for _, r := range e.cur.Records[e.curIndex:] {
+			key := r.GetKey()
+			if _, dup := seen[string(key)]; dup {
+				continue
+			}
+			seen[string(key)] = struct{}{}
+			if _, w := e.batchWrites[stateKey{p, string(key)}]; w {
+				continue
+			}
+			keys = append(keys, key)
+		}
+		e.keysBuf = keys[:0]
+		vals, err := e.state.GetMany(ctx, session, p, keys)
+		switch {
+		case errors.Is(err, errNoGetMany):
+		case err != nil:
+			return stateRead{}, false, err
+		default:
+			for i, key := range keys {
+				e.batchReads[stateKey{p, string(key)}] = stateRead{value: vals[i].GetValue(), found: vals[i].GetFound()}
+			}
+		}
+	}
+	r, ok := e.batchReads[k]
+	return r, ok, nil
 }
 
 // batchRun holds the per-batch buffers that make processing allocate little per record.
@@ -193,6 +257,9 @@ func (e *engine) process(ctx context.Context, b *functionv1.Batch) (*functionv1.
 	start := time.Now()
 	clear(e.batchWrites)
 	e.order = e.order[:0]
+	clear(e.batchReads)
+	e.prefetched, e.cur = false, b
+	defer func() { e.cur = nil }()
 	n := len(b.Records)
 	results, res, run := e.buffers(n)
 	res.Id = b.GetId()
@@ -201,6 +268,7 @@ func (e *engine) process(ctx context.Context, b *functionv1.Batch) (*functionv1.
 	st := &recordState{ctx: ctx, e: e, session: b.GetStateSession()}
 	r := Record{Stream: b.GetStream(), Topic: b.GetTopic(), Partition: b.GetPartition()}
 	for i, pr := range b.Records {
+		e.curIndex = i
 		r.Offset, r.Key, r.Value = pr.GetOffset(), pr.GetKey(), pr.GetValue()
 		r.Timestamp = time.UnixMilli(pr.GetTimestampMs())
 		r.Headers = nil

@@ -112,6 +112,17 @@ func (m *memoryState) Get(_ context.Context, _ string, partition int32, key []by
 	return v, ok, nil
 }
 
+func (m *memoryState) GetMany(_ context.Context, _ string, partition int32, keys [][]byte) ([]*statev1.GetResponse, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]*statev1.GetResponse, len(keys))
+	for i, k := range keys {
+		v, ok := m.data[stateKey{partition, string(k)}]
+		out[i] = &statev1.GetResponse{Value: v, Found: ok}
+	}
+	return out, nil
+}
+
 func (m *memoryState) Write(_ context.Context, _ string, muts []*statev1.Mutation) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()

@@ -12,6 +12,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -130,7 +131,7 @@ func (s *functionServer) stateClient(open *functionv1.Open) (stateBackend, error
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if c, ok := s.conns[path]; ok {
-		return grpcState{statev1.NewStateClient(c)}, nil
+		return &grpcState{c: statev1.NewStateClient(c)}, nil
 	}
 	c, err := grpc.NewClient("unix://"+path, append(wirecodec.DialOptions(),
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
@@ -142,7 +143,7 @@ func (s *functionServer) stateClient(open *functionv1.Open) (stateBackend, error
 		s.conns = map[string]*grpc.ClientConn{}
 	}
 	s.conns[path] = c
-	return grpcState{statev1.NewStateClient(c)}, nil
+	return &grpcState{c: statev1.NewStateClient(c)}, nil
 }
 
 func (s *functionServer) Process(stream functionv1.Function_ProcessServer) error {
@@ -219,9 +220,32 @@ func (s *functionServer) Process(stream functionv1.Function_ProcessServer) error
 	}
 }
 
-type grpcState struct{ c statev1.StateClient }
+// grpcState is the state sidecar. noMany is set once the sidecar answered GetMany with
+// Unimplemented (a sidecar older than GetMany): reads then go key by key with Get.
+type grpcState struct {
+	c      statev1.StateClient
+	noMany atomic.Bool
+}
 
-func (g grpcState) Get(ctx context.Context, session string, partition int32, key []byte) ([]byte, bool, error) {
+func (g *grpcState) GetMany(ctx context.Context, session string, partition int32, keys [][]byte) ([]*statev1.GetResponse, error) {
+	if g.noMany.Load() {
+		return nil, errNoGetMany
+	}
+	res, err := g.c.GetMany(ctx, &statev1.GetManyRequest{Session: session, Partition: partition, Keys: keys})
+	if status.Code(err) == codes.Unimplemented {
+		g.noMany.Store(true)
+		return nil, errNoGetMany
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get state: %w", err)
+	}
+	if len(res.GetValues()) != len(keys) {
+		return nil, fmt.Errorf("get state: %d values for %d keys", len(res.GetValues()), len(keys))
+	}
+	return res.GetValues(), nil
+}
+
+func (g *grpcState) Get(ctx context.Context, session string, partition int32, key []byte) ([]byte, bool, error) {
 	res, err := g.c.Get(ctx, &statev1.GetRequest{Session: session, Partition: partition, Key: key})
 	if err != nil {
 		return nil, false, fmt.Errorf("get state: %w", err)
@@ -229,7 +253,7 @@ func (g grpcState) Get(ctx context.Context, session string, partition int32, key
 	return res.GetValue(), res.GetFound(), nil
 }
 
-func (g grpcState) Write(ctx context.Context, session string, muts []*statev1.Mutation) error {
+func (g *grpcState) Write(ctx context.Context, session string, muts []*statev1.Mutation) error {
 	if _, err := g.c.Write(ctx, &statev1.WriteRequest{Session: session, Mutations: muts}); err != nil {
 		return fmt.Errorf("write state: %w", err)
 	}

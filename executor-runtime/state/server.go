@@ -9,6 +9,7 @@ import (
 	"slices"
 	"sync"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -49,9 +50,11 @@ type Server struct {
 	assigned bool // set after the first Assign: the sidecar is ready
 }
 
-// NewServer returns a state service over store.
+// NewServer returns a state service over store (its metrics in a registry of its own; Run
+// registers them for /metrics).
 func NewServer(store Store, restorer Restorer, log *slog.Logger) *Server {
-	return &Server{store: store, restorer: restorer, log: log, owned: map[int32]bool{}, pending: map[pendingKey]Mutation{}}
+	return &Server{store: store, restorer: restorer, log: log, owned: map[int32]bool{}, pending: map[pendingKey]Mutation{},
+		metrics: newMetrics(prometheus.NewRegistry())}
 }
 
 // Ready reports whether the first assignment has been restored.
@@ -93,6 +96,35 @@ func (s *Server) Get(_ context.Context, req *statev1.GetRequest) (*statev1.GetRe
 		return nil, status.Errorf(codes.Internal, "read state: %v", err)
 	}
 	return &statev1.GetResponse{Value: v, Found: ok}, nil
+}
+
+// GetMany reads several keys of one partition, each as Get would.
+func (s *Server) GetMany(_ context.Context, req *statev1.GetManyRequest) (*statev1.GetManyResponse, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.checkSession(req.GetSession()); err != nil {
+		return nil, err
+	}
+	p := req.GetPartition()
+	if err := s.checkPartition(p); err != nil {
+		return nil, err
+	}
+	keys := req.GetKeys()
+	vals := make([]statev1.GetResponse, len(keys))
+	res := &statev1.GetManyResponse{Values: make([]*statev1.GetResponse, len(keys))}
+	for i, k := range keys {
+		res.Values[i] = &vals[i]
+		if m, ok := s.pending[pendingKey{p, string(k)}]; ok {
+			vals[i] = statev1.GetResponse{Value: m.Value, Found: !m.Delete}
+			continue
+		}
+		v, ok, err := s.store.Get(p, k)
+		if err != nil {
+			return nil, status.Errorf(codes.Internal, "read state: %v", err)
+		}
+		vals[i] = statev1.GetResponse{Value: v, Found: ok}
+	}
+	return res, nil
 }
 
 // Write adds pending writes.

@@ -158,3 +158,39 @@ func TestAssignDropsLostPartitionsAndRestoresGainedOnes(t *testing.T) {
 		t.Fatal("a read of a lost partition succeeded")
 	}
 }
+
+// GetMany answers each key as Get does: pending writes first, then the store, found or not; and
+// it is fenced by the session and the assignment like Get.
+func TestGetManyReadsLikeGet(t *testing.T) {
+	ctx := context.Background()
+	r := &fakeRestorer{changelog: map[int32][]Mutation{0: {{Partition: 0, Key: []byte("a"), Value: []byte("1")}, {Partition: 0, Key: []byte("b"), Value: []byte("1")}}}}
+	s := newTestServer(t, r)
+	sess := begin(t, s, 0)
+	if err := write(t, s, sess, 0, "b", "2"); err != nil {
+		t.Fatal(err)
+	}
+	keys := []string{"a", "b", "c", "a"}
+	req := &statev1.GetManyRequest{Session: sess, Partition: 0}
+	for _, k := range keys {
+		req.Keys = append(req.Keys, []byte(k))
+	}
+	res, err := s.GetMany(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.GetValues()) != len(keys) {
+		t.Fatalf("%d values for %d keys", len(res.GetValues()), len(keys))
+	}
+	for i, k := range keys {
+		v, ok := get(t, s, sess, 0, k)
+		if got := res.GetValues()[i]; string(got.GetValue()) != v || got.GetFound() != ok {
+			t.Errorf("GetMany %s = %q %v, Get = %q %v", k, got.GetValue(), got.GetFound(), v, ok)
+		}
+	}
+	if _, err := s.GetMany(ctx, &statev1.GetManyRequest{Session: "stale", Partition: 0, Keys: req.Keys}); err == nil {
+		t.Error("GetMany with a stale session succeeded")
+	}
+	if _, err := s.GetMany(ctx, &statev1.GetManyRequest{Session: sess, Partition: 1, Keys: req.Keys}); err == nil {
+		t.Error("GetMany of a partition not assigned succeeded")
+	}
+}

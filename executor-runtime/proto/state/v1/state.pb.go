@@ -208,6 +208,111 @@ func (x *GetResponse) GetFound() bool {
 	return false
 }
 
+type GetManyRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Session       string                 `protobuf:"bytes,1,opt,name=session,proto3" json:"session,omitempty"`
+	Partition     int32                  `protobuf:"varint,2,opt,name=partition,proto3" json:"partition,omitempty"`
+	Keys          [][]byte               `protobuf:"bytes,3,rep,name=keys,proto3" json:"keys,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetManyRequest) Reset() {
+	*x = GetManyRequest{}
+	mi := &file_executor_runtime_proto_state_v1_state_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetManyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetManyRequest) ProtoMessage() {}
+
+func (x *GetManyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_executor_runtime_proto_state_v1_state_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetManyRequest.ProtoReflect.Descriptor instead.
+func (*GetManyRequest) Descriptor() ([]byte, []int) {
+	return file_executor_runtime_proto_state_v1_state_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *GetManyRequest) GetSession() string {
+	if x != nil {
+		return x.Session
+	}
+	return ""
+}
+
+func (x *GetManyRequest) GetPartition() int32 {
+	if x != nil {
+		return x.Partition
+	}
+	return 0
+}
+
+func (x *GetManyRequest) GetKeys() [][]byte {
+	if x != nil {
+		return x.Keys
+	}
+	return nil
+}
+
+type GetManyResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// values[i] is the value of keys[i].
+	Values        []*GetResponse `protobuf:"bytes,1,rep,name=values,proto3" json:"values,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetManyResponse) Reset() {
+	*x = GetManyResponse{}
+	mi := &file_executor_runtime_proto_state_v1_state_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetManyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetManyResponse) ProtoMessage() {}
+
+func (x *GetManyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_executor_runtime_proto_state_v1_state_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetManyResponse.ProtoReflect.Descriptor instead.
+func (*GetManyResponse) Descriptor() ([]byte, []int) {
+	return file_executor_runtime_proto_state_v1_state_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *GetManyResponse) GetValues() []*GetResponse {
+	if x != nil {
+		return x.Values
+	}
+	return nil
+}
+
 type WriteRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Session       string                 `protobuf:"bytes,1,opt,name=session,proto3" json:"session,omitempty"`
@@ -218,7 +323,7 @@ type WriteRequest struct {
 
 func (x *WriteRequest) Reset() {
 	*x = WriteRequest{}
-	mi := &file_executor_runtime_proto_state_v1_state_proto_msgTypes[3]
+	mi := &file_executor_runtime_proto_state_v1_state_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -230,7 +335,7 @@ func (x *WriteRequest) String() string {
 func (*WriteRequest) ProtoMessage() {}
 
 func (x *WriteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_executor_runtime_proto_state_v1_state_proto_msgTypes[3]
+	mi := &file_executor_runtime_proto_state_v1_state_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -243,7 +348,7 @@ func (x *WriteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WriteRequest.ProtoReflect.Descriptor instead.
 func (*WriteRequest) Descriptor() ([]byte, []int) {
-	return file_executor_runtime_proto_state_v1_state_proto_rawDescGZIP(), []int{3}
+	return file_executor_runtime_proto_state_v1_state_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *WriteRequest) GetSession() string {
@@ -268,7 +373,7 @@ type WriteResponse struct {
 
 func (x *WriteResponse) Reset() {
 	*x = WriteResponse{}
-	mi := &file_executor_runtime_proto_state_v1_state_proto_msgTypes[4]
+	mi := &file_executor_runtime_proto_state_v1_state_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -280,7 +385,7 @@ func (x *WriteResponse) String() string {
 func (*WriteResponse) ProtoMessage() {}
 
 func (x *WriteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_executor_runtime_proto_state_v1_state_proto_msgTypes[4]
+	mi := &file_executor_runtime_proto_state_v1_state_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -293,7 +398,7 @@ func (x *WriteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WriteResponse.ProtoReflect.Descriptor instead.
 func (*WriteResponse) Descriptor() ([]byte, []int) {
-	return file_executor_runtime_proto_state_v1_state_proto_rawDescGZIP(), []int{4}
+	return file_executor_runtime_proto_state_v1_state_proto_rawDescGZIP(), []int{6}
 }
 
 type BeginRequest struct {
@@ -304,7 +409,7 @@ type BeginRequest struct {
 
 func (x *BeginRequest) Reset() {
 	*x = BeginRequest{}
-	mi := &file_executor_runtime_proto_state_v1_state_proto_msgTypes[5]
+	mi := &file_executor_runtime_proto_state_v1_state_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -316,7 +421,7 @@ func (x *BeginRequest) String() string {
 func (*BeginRequest) ProtoMessage() {}
 
 func (x *BeginRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_executor_runtime_proto_state_v1_state_proto_msgTypes[5]
+	mi := &file_executor_runtime_proto_state_v1_state_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -329,7 +434,7 @@ func (x *BeginRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BeginRequest.ProtoReflect.Descriptor instead.
 func (*BeginRequest) Descriptor() ([]byte, []int) {
-	return file_executor_runtime_proto_state_v1_state_proto_rawDescGZIP(), []int{5}
+	return file_executor_runtime_proto_state_v1_state_proto_rawDescGZIP(), []int{7}
 }
 
 type BeginResponse struct {
@@ -341,7 +446,7 @@ type BeginResponse struct {
 
 func (x *BeginResponse) Reset() {
 	*x = BeginResponse{}
-	mi := &file_executor_runtime_proto_state_v1_state_proto_msgTypes[6]
+	mi := &file_executor_runtime_proto_state_v1_state_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -353,7 +458,7 @@ func (x *BeginResponse) String() string {
 func (*BeginResponse) ProtoMessage() {}
 
 func (x *BeginResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_executor_runtime_proto_state_v1_state_proto_msgTypes[6]
+	mi := &file_executor_runtime_proto_state_v1_state_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -366,7 +471,7 @@ func (x *BeginResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BeginResponse.ProtoReflect.Descriptor instead.
 func (*BeginResponse) Descriptor() ([]byte, []int) {
-	return file_executor_runtime_proto_state_v1_state_proto_rawDescGZIP(), []int{6}
+	return file_executor_runtime_proto_state_v1_state_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *BeginResponse) GetSession() string {
@@ -386,7 +491,7 @@ type AssignRequest struct {
 
 func (x *AssignRequest) Reset() {
 	*x = AssignRequest{}
-	mi := &file_executor_runtime_proto_state_v1_state_proto_msgTypes[7]
+	mi := &file_executor_runtime_proto_state_v1_state_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -398,7 +503,7 @@ func (x *AssignRequest) String() string {
 func (*AssignRequest) ProtoMessage() {}
 
 func (x *AssignRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_executor_runtime_proto_state_v1_state_proto_msgTypes[7]
+	mi := &file_executor_runtime_proto_state_v1_state_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -411,7 +516,7 @@ func (x *AssignRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AssignRequest.ProtoReflect.Descriptor instead.
 func (*AssignRequest) Descriptor() ([]byte, []int) {
-	return file_executor_runtime_proto_state_v1_state_proto_rawDescGZIP(), []int{7}
+	return file_executor_runtime_proto_state_v1_state_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *AssignRequest) GetSession() string {
@@ -438,7 +543,7 @@ type AssignResponse struct {
 
 func (x *AssignResponse) Reset() {
 	*x = AssignResponse{}
-	mi := &file_executor_runtime_proto_state_v1_state_proto_msgTypes[8]
+	mi := &file_executor_runtime_proto_state_v1_state_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -450,7 +555,7 @@ func (x *AssignResponse) String() string {
 func (*AssignResponse) ProtoMessage() {}
 
 func (x *AssignResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_executor_runtime_proto_state_v1_state_proto_msgTypes[8]
+	mi := &file_executor_runtime_proto_state_v1_state_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -463,7 +568,7 @@ func (x *AssignResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AssignResponse.ProtoReflect.Descriptor instead.
 func (*AssignResponse) Descriptor() ([]byte, []int) {
-	return file_executor_runtime_proto_state_v1_state_proto_rawDescGZIP(), []int{8}
+	return file_executor_runtime_proto_state_v1_state_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *AssignResponse) GetRestoredRecords() int64 {
@@ -482,7 +587,7 @@ type FlushRequest struct {
 
 func (x *FlushRequest) Reset() {
 	*x = FlushRequest{}
-	mi := &file_executor_runtime_proto_state_v1_state_proto_msgTypes[9]
+	mi := &file_executor_runtime_proto_state_v1_state_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -494,7 +599,7 @@ func (x *FlushRequest) String() string {
 func (*FlushRequest) ProtoMessage() {}
 
 func (x *FlushRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_executor_runtime_proto_state_v1_state_proto_msgTypes[9]
+	mi := &file_executor_runtime_proto_state_v1_state_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -507,7 +612,7 @@ func (x *FlushRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FlushRequest.ProtoReflect.Descriptor instead.
 func (*FlushRequest) Descriptor() ([]byte, []int) {
-	return file_executor_runtime_proto_state_v1_state_proto_rawDescGZIP(), []int{9}
+	return file_executor_runtime_proto_state_v1_state_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *FlushRequest) GetSession() string {
@@ -526,7 +631,7 @@ type FlushResponse struct {
 
 func (x *FlushResponse) Reset() {
 	*x = FlushResponse{}
-	mi := &file_executor_runtime_proto_state_v1_state_proto_msgTypes[10]
+	mi := &file_executor_runtime_proto_state_v1_state_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -538,7 +643,7 @@ func (x *FlushResponse) String() string {
 func (*FlushResponse) ProtoMessage() {}
 
 func (x *FlushResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_executor_runtime_proto_state_v1_state_proto_msgTypes[10]
+	mi := &file_executor_runtime_proto_state_v1_state_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -551,7 +656,7 @@ func (x *FlushResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FlushResponse.ProtoReflect.Descriptor instead.
 func (*FlushResponse) Descriptor() ([]byte, []int) {
-	return file_executor_runtime_proto_state_v1_state_proto_rawDescGZIP(), []int{10}
+	return file_executor_runtime_proto_state_v1_state_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *FlushResponse) GetMutations() []*Mutation {
@@ -571,7 +676,7 @@ type CompleteRequest struct {
 
 func (x *CompleteRequest) Reset() {
 	*x = CompleteRequest{}
-	mi := &file_executor_runtime_proto_state_v1_state_proto_msgTypes[11]
+	mi := &file_executor_runtime_proto_state_v1_state_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -583,7 +688,7 @@ func (x *CompleteRequest) String() string {
 func (*CompleteRequest) ProtoMessage() {}
 
 func (x *CompleteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_executor_runtime_proto_state_v1_state_proto_msgTypes[11]
+	mi := &file_executor_runtime_proto_state_v1_state_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -596,7 +701,7 @@ func (x *CompleteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompleteRequest.ProtoReflect.Descriptor instead.
 func (*CompleteRequest) Descriptor() ([]byte, []int) {
-	return file_executor_runtime_proto_state_v1_state_proto_rawDescGZIP(), []int{11}
+	return file_executor_runtime_proto_state_v1_state_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *CompleteRequest) GetSession() string {
@@ -621,7 +726,7 @@ type CompleteResponse struct {
 
 func (x *CompleteResponse) Reset() {
 	*x = CompleteResponse{}
-	mi := &file_executor_runtime_proto_state_v1_state_proto_msgTypes[12]
+	mi := &file_executor_runtime_proto_state_v1_state_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -633,7 +738,7 @@ func (x *CompleteResponse) String() string {
 func (*CompleteResponse) ProtoMessage() {}
 
 func (x *CompleteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_executor_runtime_proto_state_v1_state_proto_msgTypes[12]
+	mi := &file_executor_runtime_proto_state_v1_state_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -646,7 +751,7 @@ func (x *CompleteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompleteResponse.ProtoReflect.Descriptor instead.
 func (*CompleteResponse) Descriptor() ([]byte, []int) {
-	return file_executor_runtime_proto_state_v1_state_proto_rawDescGZIP(), []int{12}
+	return file_executor_runtime_proto_state_v1_state_proto_rawDescGZIP(), []int{14}
 }
 
 var File_executor_runtime_proto_state_v1_state_proto protoreflect.FileDescriptor
@@ -666,7 +771,13 @@ const file_executor_runtime_proto_state_v1_state_proto_rawDesc = "" +
 	"\x03key\x18\x03 \x01(\fR\x03key\"9\n" +
 	"\vGetResponse\x12\x14\n" +
 	"\x05value\x18\x01 \x01(\fR\x05value\x12\x14\n" +
-	"\x05found\x18\x02 \x01(\bR\x05found\"c\n" +
+	"\x05found\x18\x02 \x01(\bR\x05found\"\\\n" +
+	"\x0eGetManyRequest\x12\x18\n" +
+	"\asession\x18\x01 \x01(\tR\asession\x12\x1c\n" +
+	"\tpartition\x18\x02 \x01(\x05R\tpartition\x12\x12\n" +
+	"\x04keys\x18\x03 \x03(\fR\x04keys\"I\n" +
+	"\x0fGetManyResponse\x126\n" +
+	"\x06values\x18\x01 \x03(\v2\x1e.millrace.state.v1.GetResponseR\x06values\"c\n" +
 	"\fWriteRequest\x12\x18\n" +
 	"\asession\x18\x01 \x01(\tR\asession\x129\n" +
 	"\tmutations\x18\x02 \x03(\v2\x1b.millrace.state.v1.MutationR\tmutations\"\x0f\n" +
@@ -688,9 +799,10 @@ const file_executor_runtime_proto_state_v1_state_proto_rawDesc = "" +
 	"\x0fCompleteRequest\x12\x18\n" +
 	"\asession\x18\x01 \x01(\tR\asession\x12\x16\n" +
 	"\x06commit\x18\x02 \x01(\bR\x06commit\"\x12\n" +
-	"\x10CompleteResponse2\xd5\x03\n" +
+	"\x10CompleteResponse2\xa7\x04\n" +
 	"\x05State\x12D\n" +
-	"\x03Get\x12\x1d.millrace.state.v1.GetRequest\x1a\x1e.millrace.state.v1.GetResponse\x12J\n" +
+	"\x03Get\x12\x1d.millrace.state.v1.GetRequest\x1a\x1e.millrace.state.v1.GetResponse\x12P\n" +
+	"\aGetMany\x12!.millrace.state.v1.GetManyRequest\x1a\".millrace.state.v1.GetManyResponse\x12J\n" +
 	"\x05Write\x12\x1f.millrace.state.v1.WriteRequest\x1a .millrace.state.v1.WriteResponse\x12J\n" +
 	"\x05Begin\x12\x1f.millrace.state.v1.BeginRequest\x1a .millrace.state.v1.BeginResponse\x12M\n" +
 	"\x06Assign\x12 .millrace.state.v1.AssignRequest\x1a!.millrace.state.v1.AssignResponse\x12J\n" +
@@ -709,42 +821,47 @@ func file_executor_runtime_proto_state_v1_state_proto_rawDescGZIP() []byte {
 	return file_executor_runtime_proto_state_v1_state_proto_rawDescData
 }
 
-var file_executor_runtime_proto_state_v1_state_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_executor_runtime_proto_state_v1_state_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_executor_runtime_proto_state_v1_state_proto_goTypes = []any{
 	(*Mutation)(nil),         // 0: millrace.state.v1.Mutation
 	(*GetRequest)(nil),       // 1: millrace.state.v1.GetRequest
 	(*GetResponse)(nil),      // 2: millrace.state.v1.GetResponse
-	(*WriteRequest)(nil),     // 3: millrace.state.v1.WriteRequest
-	(*WriteResponse)(nil),    // 4: millrace.state.v1.WriteResponse
-	(*BeginRequest)(nil),     // 5: millrace.state.v1.BeginRequest
-	(*BeginResponse)(nil),    // 6: millrace.state.v1.BeginResponse
-	(*AssignRequest)(nil),    // 7: millrace.state.v1.AssignRequest
-	(*AssignResponse)(nil),   // 8: millrace.state.v1.AssignResponse
-	(*FlushRequest)(nil),     // 9: millrace.state.v1.FlushRequest
-	(*FlushResponse)(nil),    // 10: millrace.state.v1.FlushResponse
-	(*CompleteRequest)(nil),  // 11: millrace.state.v1.CompleteRequest
-	(*CompleteResponse)(nil), // 12: millrace.state.v1.CompleteResponse
+	(*GetManyRequest)(nil),   // 3: millrace.state.v1.GetManyRequest
+	(*GetManyResponse)(nil),  // 4: millrace.state.v1.GetManyResponse
+	(*WriteRequest)(nil),     // 5: millrace.state.v1.WriteRequest
+	(*WriteResponse)(nil),    // 6: millrace.state.v1.WriteResponse
+	(*BeginRequest)(nil),     // 7: millrace.state.v1.BeginRequest
+	(*BeginResponse)(nil),    // 8: millrace.state.v1.BeginResponse
+	(*AssignRequest)(nil),    // 9: millrace.state.v1.AssignRequest
+	(*AssignResponse)(nil),   // 10: millrace.state.v1.AssignResponse
+	(*FlushRequest)(nil),     // 11: millrace.state.v1.FlushRequest
+	(*FlushResponse)(nil),    // 12: millrace.state.v1.FlushResponse
+	(*CompleteRequest)(nil),  // 13: millrace.state.v1.CompleteRequest
+	(*CompleteResponse)(nil), // 14: millrace.state.v1.CompleteResponse
 }
 var file_executor_runtime_proto_state_v1_state_proto_depIdxs = []int32{
-	0,  // 0: millrace.state.v1.WriteRequest.mutations:type_name -> millrace.state.v1.Mutation
-	0,  // 1: millrace.state.v1.FlushResponse.mutations:type_name -> millrace.state.v1.Mutation
-	1,  // 2: millrace.state.v1.State.Get:input_type -> millrace.state.v1.GetRequest
-	3,  // 3: millrace.state.v1.State.Write:input_type -> millrace.state.v1.WriteRequest
-	5,  // 4: millrace.state.v1.State.Begin:input_type -> millrace.state.v1.BeginRequest
-	7,  // 5: millrace.state.v1.State.Assign:input_type -> millrace.state.v1.AssignRequest
-	9,  // 6: millrace.state.v1.State.Flush:input_type -> millrace.state.v1.FlushRequest
-	11, // 7: millrace.state.v1.State.Complete:input_type -> millrace.state.v1.CompleteRequest
-	2,  // 8: millrace.state.v1.State.Get:output_type -> millrace.state.v1.GetResponse
-	4,  // 9: millrace.state.v1.State.Write:output_type -> millrace.state.v1.WriteResponse
-	6,  // 10: millrace.state.v1.State.Begin:output_type -> millrace.state.v1.BeginResponse
-	8,  // 11: millrace.state.v1.State.Assign:output_type -> millrace.state.v1.AssignResponse
-	10, // 12: millrace.state.v1.State.Flush:output_type -> millrace.state.v1.FlushResponse
-	12, // 13: millrace.state.v1.State.Complete:output_type -> millrace.state.v1.CompleteResponse
-	8,  // [8:14] is the sub-list for method output_type
-	2,  // [2:8] is the sub-list for method input_type
-	2,  // [2:2] is the sub-list for extension type_name
-	2,  // [2:2] is the sub-list for extension extendee
-	0,  // [0:2] is the sub-list for field type_name
+	2,  // 0: millrace.state.v1.GetManyResponse.values:type_name -> millrace.state.v1.GetResponse
+	0,  // 1: millrace.state.v1.WriteRequest.mutations:type_name -> millrace.state.v1.Mutation
+	0,  // 2: millrace.state.v1.FlushResponse.mutations:type_name -> millrace.state.v1.Mutation
+	1,  // 3: millrace.state.v1.State.Get:input_type -> millrace.state.v1.GetRequest
+	3,  // 4: millrace.state.v1.State.GetMany:input_type -> millrace.state.v1.GetManyRequest
+	5,  // 5: millrace.state.v1.State.Write:input_type -> millrace.state.v1.WriteRequest
+	7,  // 6: millrace.state.v1.State.Begin:input_type -> millrace.state.v1.BeginRequest
+	9,  // 7: millrace.state.v1.State.Assign:input_type -> millrace.state.v1.AssignRequest
+	11, // 8: millrace.state.v1.State.Flush:input_type -> millrace.state.v1.FlushRequest
+	13, // 9: millrace.state.v1.State.Complete:input_type -> millrace.state.v1.CompleteRequest
+	2,  // 10: millrace.state.v1.State.Get:output_type -> millrace.state.v1.GetResponse
+	4,  // 11: millrace.state.v1.State.GetMany:output_type -> millrace.state.v1.GetManyResponse
+	6,  // 12: millrace.state.v1.State.Write:output_type -> millrace.state.v1.WriteResponse
+	8,  // 13: millrace.state.v1.State.Begin:output_type -> millrace.state.v1.BeginResponse
+	10, // 14: millrace.state.v1.State.Assign:output_type -> millrace.state.v1.AssignResponse
+	12, // 15: millrace.state.v1.State.Flush:output_type -> millrace.state.v1.FlushResponse
+	14, // 16: millrace.state.v1.State.Complete:output_type -> millrace.state.v1.CompleteResponse
+	10, // [10:17] is the sub-list for method output_type
+	3,  // [3:10] is the sub-list for method input_type
+	3,  // [3:3] is the sub-list for extension type_name
+	3,  // [3:3] is the sub-list for extension extendee
+	0,  // [0:3] is the sub-list for field type_name
 }
 
 func init() { file_executor_runtime_proto_state_v1_state_proto_init() }
@@ -758,7 +875,7 @@ func file_executor_runtime_proto_state_v1_state_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_executor_runtime_proto_state_v1_state_proto_rawDesc), len(file_executor_runtime_proto_state_v1_state_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   13,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

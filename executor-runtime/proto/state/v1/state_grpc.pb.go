@@ -26,6 +26,7 @@ const _ = grpc.SupportPackageIsVersion9
 
 const (
 	State_Get_FullMethodName      = "/millrace.state.v1.State/Get"
+	State_GetMany_FullMethodName  = "/millrace.state.v1.State/GetMany"
 	State_Write_FullMethodName    = "/millrace.state.v1.State/Write"
 	State_Begin_FullMethodName    = "/millrace.state.v1.State/Begin"
 	State_Assign_FullMethodName   = "/millrace.state.v1.State/Assign"
@@ -39,6 +40,10 @@ const (
 type StateClient interface {
 	// Get reads a key, seeing the writes of the current session that are not yet committed.
 	Get(ctx context.Context, in *GetRequest, opts ...grpc.CallOption) (*GetResponse, error)
+	// GetMany reads several keys of one partition in one call, as Get would one by one; the
+	// values come in the order of the keys. Added after Get: a function finding it unimplemented
+	// (an older state sidecar) falls back to Get.
+	GetMany(ctx context.Context, in *GetManyRequest, opts ...grpc.CallOption) (*GetManyResponse, error)
 	// Write records the state changes of one processed batch. The function calls it before it
 	// answers the batch, and only with the changes of records that succeeded.
 	Write(ctx context.Context, in *WriteRequest, opts ...grpc.CallOption) (*WriteResponse, error)
@@ -66,6 +71,16 @@ func (c *stateClient) Get(ctx context.Context, in *GetRequest, opts ...grpc.Call
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(GetResponse)
 	err := c.cc.Invoke(ctx, State_Get_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *stateClient) GetMany(ctx context.Context, in *GetManyRequest, opts ...grpc.CallOption) (*GetManyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetManyResponse)
+	err := c.cc.Invoke(ctx, State_GetMany_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -128,6 +143,10 @@ func (c *stateClient) Complete(ctx context.Context, in *CompleteRequest, opts ..
 type StateServer interface {
 	// Get reads a key, seeing the writes of the current session that are not yet committed.
 	Get(context.Context, *GetRequest) (*GetResponse, error)
+	// GetMany reads several keys of one partition in one call, as Get would one by one; the
+	// values come in the order of the keys. Added after Get: a function finding it unimplemented
+	// (an older state sidecar) falls back to Get.
+	GetMany(context.Context, *GetManyRequest) (*GetManyResponse, error)
 	// Write records the state changes of one processed batch. The function calls it before it
 	// answers the batch, and only with the changes of records that succeeded.
 	Write(context.Context, *WriteRequest) (*WriteResponse, error)
@@ -153,6 +172,9 @@ type UnimplementedStateServer struct{}
 
 func (UnimplementedStateServer) Get(context.Context, *GetRequest) (*GetResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Get not implemented")
+}
+func (UnimplementedStateServer) GetMany(context.Context, *GetManyRequest) (*GetManyResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetMany not implemented")
 }
 func (UnimplementedStateServer) Write(context.Context, *WriteRequest) (*WriteResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Write not implemented")
@@ -204,6 +226,24 @@ func _State_Get_Handler(srv interface{}, ctx context.Context, dec func(interface
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(StateServer).Get(ctx, req.(*GetRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _State_GetMany_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetManyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(StateServer).GetMany(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: State_GetMany_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(StateServer).GetMany(ctx, req.(*GetManyRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -308,6 +348,10 @@ var State_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Get",
 			Handler:    _State_Get_Handler,
+		},
+		{
+			MethodName: "GetMany",
+			Handler:    _State_GetMany_Handler,
 		},
 		{
 			MethodName: "Write",
