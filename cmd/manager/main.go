@@ -44,6 +44,7 @@ func main() {
 	r, err := pipeline.SetupWithManager(ctx, mgr, pipeline.Options{
 		Images:                  render.Images{IOSidecar: ioImage, StateSidecar: stateImage},
 		MaxConcurrentReconciles: workers,
+		Namespace:               watchNamespace,
 	})
 	if err != nil {
 		log.Error(err, "set up the pipeline controller")

@@ -130,9 +130,12 @@ func (r *Reconciler) adoptedPartitions(ctx context.Context, s *scope) (map[strin
 		}
 		return found, nil
 	case s.caps.strimzi != "":
+		// A live read: the KafkaTopics of others are not cached (the cache holds Millrace's
+		// objects only, so that memory does not grow with topics Millrace does not own), and
+		// only Pipelines that adopt topics make it.
 		list := &unstructured.UnstructuredList{}
 		list.SetGroupVersionKind(s.caps.strimziGVK("KafkaTopicList"))
-		if err := r.cache.List(ctx, list, client.InNamespace(s.p.Namespace)); err != nil {
+		if err := r.reader.List(ctx, list, client.InNamespace(s.p.Namespace)); err != nil {
 			return nil, fmt.Errorf("list KafkaTopics of namespace %s: %w", s.p.Namespace, err)
 		}
 		out := map[string]int32{}
@@ -242,7 +245,7 @@ func (r *Reconciler) bootstrap(ctx context.Context, s *scope) (string, error) {
 	}
 	kafka := &unstructured.Unstructured{}
 	kafka.SetGroupVersionKind(s.caps.strimziGVK("Kafka"))
-	if err := r.cache.Get(ctx, client.ObjectKey{Namespace: s.p.Namespace, Name: k.StrimziCluster}, kafka); err != nil {
+	if err := r.unowned.Get(ctx, client.ObjectKey{Namespace: s.p.Namespace, Name: k.StrimziCluster}, kafka); err != nil {
 		if apierrors.IsNotFound(err) || meta.IsNoMatchError(err) {
 			s.kafkaMissing = true
 			return "", nil

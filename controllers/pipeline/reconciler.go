@@ -83,6 +83,9 @@ type Options struct {
 	MaxConcurrentReconciles int
 	// Client, when set, is used instead of the manager's client (tests wrap it to count writes).
 	Client client.Client
+	// Namespace is the namespace the manager's cache is limited to (see CacheOptions), "" for
+	// all; the cache of unowned objects (UnownedCacheOptions) is limited to it too.
+	Namespace string
 }
 
 // Reconciler reconciles Pipelines.
@@ -90,8 +93,11 @@ type Reconciler struct {
 	client client.Client
 	// reader reads from the API server, not the cache: to find, by name, an object that another
 	// Pipeline controls (the cache holds children by label; a per-name check needs no informer).
-	reader   client.Reader
-	cache    cache.Cache
+	reader client.Reader
+	cache  cache.Cache
+	// unowned caches the objects read but not owned, which carry no Millrace label (Strimzi
+	// Kafkas): the manager's cache holds only labelled objects.
+	unowned  cache.Cache
 	recorder events.EventRecorder
 	images   render.Images
 	caps     *capabilities
@@ -120,10 +126,20 @@ func SetupWithManager(ctx context.Context, mgr ctrl.Manager, o Options) (*Reconc
 	if c == nil {
 		c = mgr.GetClient()
 	}
+	uo := UnownedCacheOptions(o.Namespace)
+	uo.Scheme, uo.Mapper, uo.HTTPClient = mgr.GetScheme(), mgr.GetRESTMapper(), mgr.GetHTTPClient()
+	unowned, err := cache.New(mgr.GetConfig(), uo)
+	if err != nil {
+		return nil, fmt.Errorf("build the cache of unowned objects: %w", err)
+	}
+	if err := mgr.Add(cacheRunnable{unowned}); err != nil {
+		return nil, fmt.Errorf("add the cache of unowned objects: %w", err)
+	}
 	r := &Reconciler{
 		client:   c,
 		reader:   mgr.GetAPIReader(),
 		cache:    mgr.GetCache(),
+		unowned:  unowned,
 		recorder: mgr.GetEventRecorder(FieldManager),
 		images:   o.Images,
 		caps:     newCapabilities(disc),
@@ -159,9 +175,15 @@ func SetupWithManager(ctx context.Context, mgr ctrl.Manager, o Options) (*Reconc
 	if err != nil {
 		return nil, fmt.Errorf("build pipeline controller: %w", err)
 	}
-	r.watches = newDynamicWatches(c2, mgr.GetCache(), r)
+	r.watches = newDynamicWatches(c2, mgr.GetCache(), unowned, r)
 	return r, nil
 }
+
+// cacheRunnable makes the manager start a cache with its own (before the controllers, and
+// waiting for it to sync), as it does for a cluster.Cluster.
+type cacheRunnable struct{ cache.Cache }
+
+func (c cacheRunnable) GetCache() cache.Cache { return c.Cache }
 
 func apiServiceObject() *unstructured.Unstructured {
 	u := &unstructured.Unstructured{}

@@ -174,7 +174,8 @@ func (e *env) startOperator(t *testing.T, ns string) *operator {
 	ctx, cancel := context.WithCancel(context.Background())
 	r, err := SetupWithManager(ctx, mgr, Options{
 		Images: render.Images{IOSidecar: "example/io:test", StateSidecar: "example/state:test"},
-		Client: writes,
+		Client:    writes,
+		Namespace: ns,
 	})
 	if err != nil {
 		cancel()
