@@ -88,6 +88,9 @@ type Options struct {
 	Namespace string
 }
 
+// defaultWorkers is the default of Options.MaxConcurrentReconciles.
+const defaultWorkers = 4
+
 // Reconciler reconciles Pipelines.
 type Reconciler struct {
 	client client.Client
@@ -156,7 +159,7 @@ func SetupWithManager(ctx context.Context, mgr ctrl.Manager, o Options) (*Reconc
 	}
 	workers := o.MaxConcurrentReconciles
 	if workers <= 0 {
-		workers = 4
+		workers = defaultWorkers
 	}
 	c2, err := ctrl.NewControllerManagedBy(mgr).
 		Named("pipeline").
