@@ -66,8 +66,9 @@ func renderedChildren(b *testing.B, ns, name string) []*unstructured.Unstructure
 // dead-letter topics) and a ConfigMap, a Service and a StatefulSet per entity.
 const childrenPerPipeline = 26
 
-// createConcurrently creates objs with n requests in flight and returns how long it took.
-func createConcurrently(ctx context.Context, b *testing.B, c client.Client, objs []client.Object, n int) time.Duration {
+// createConcurrently creates objs with n requests in flight (by server-side apply, as the
+// operator's field manager, if apply) and returns how long it took.
+func createConcurrently(ctx context.Context, b *testing.B, c client.Client, objs []client.Object, n int, apply bool) time.Duration {
 	start := time.Now()
 	work := make(chan client.Object)
 	var wg sync.WaitGroup
@@ -78,7 +79,13 @@ func createConcurrently(ctx context.Context, b *testing.B, c client.Client, objs
 		go func() {
 			defer wg.Done()
 			for o := range work {
-				if err := c.Create(ctx, o); err != nil {
+				var err error
+				if u, ok := o.(*unstructured.Unstructured); ok && apply {
+					err = c.Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(FieldManager), client.ForceOwnership)
+				} else {
+					err = c.Create(ctx, o)
+				}
+				if err != nil {
 					mu.Lock()
 					if firstErr == nil {
 						firstErr = fmt.Errorf("create %s %s: %w", o.GetObjectKind().GroupVersionKind().Kind, o.GetName(), err)
@@ -100,8 +107,8 @@ func createConcurrently(ctx context.Context, b *testing.B, c client.Client, objs
 }
 
 // baselineCreate creates the children of n fiveEntities Pipelines in a fresh namespace with a
-// bare client and returns how long it took.
-func baselineCreate(ctx context.Context, b *testing.B, e *env, n int) time.Duration {
+// bare client (by server-side apply if apply) and returns how long it took.
+func baselineCreate(ctx context.Context, b *testing.B, e *env, n int, apply bool) time.Duration {
 	ns := e.namespace(&testing.T{})
 	var objs []client.Object
 	for j := range n {
@@ -113,7 +120,7 @@ func baselineCreate(ctx context.Context, b *testing.B, e *env, n int) time.Durat
 			objs = append(objs, u)
 		}
 	}
-	return createConcurrently(ctx, b, bareClient(b, e), objs, baselineConcurrency)
+	return createConcurrently(ctx, b, bareClient(b, e), objs, baselineConcurrency, apply)
 }
 
 // createUnrelated creates perKind KafkaTopics, ConfigMaps and StatefulSets that Millrace does not
@@ -123,5 +130,5 @@ func createUnrelated(ctx context.Context, b *testing.B, e *env, ns string, perKi
 	for j := range perKind {
 		objs = append(objs, unrelatedObjects(e, ns, "other-"+strconv.Itoa(j))...)
 	}
-	return createConcurrently(ctx, b, bareClient(b, e), objs, baselineConcurrency)
+	return createConcurrently(ctx, b, bareClient(b, e), objs, baselineConcurrency, false)
 }
