@@ -157,9 +157,8 @@ func (r *Reconciler) adoptedPartitions(ctx context.Context, s *scope) (map[strin
 }
 
 func (r *Reconciler) observeCore(ctx context.Context, s *scope) error {
-	ns, sel := client.InNamespace(s.p.Namespace), childSelector(s.p)
 	var stss appsv1.StatefulSetList
-	if err := r.cache.List(ctx, &stss, ns, sel); err != nil {
+	if err := r.listChildren(ctx, &stss, s.p); err != nil {
 		return fmt.Errorf("list statefulsets of %s: %w", s.p.Name, err)
 	}
 	for i := range stss.Items {
@@ -172,7 +171,7 @@ func (r *Reconciler) observeCore(ctx context.Context, s *scope) error {
 		}
 	}
 	var cms corev1.ConfigMapList
-	if err := r.cache.List(ctx, &cms, ns, sel); err != nil {
+	if err := r.listChildren(ctx, &cms, s.p); err != nil {
 		return fmt.Errorf("list configmaps of %s: %w", s.p.Name, err)
 	}
 	for i := range cms.Items {
@@ -185,7 +184,7 @@ func (r *Reconciler) observeCore(ctx context.Context, s *scope) error {
 		}
 	}
 	var svcs corev1.ServiceList
-	if err := r.cache.List(ctx, &svcs, ns, sel); err != nil {
+	if err := r.listChildren(ctx, &svcs, s.p); err != nil {
 		return fmt.Errorf("list services of %s: %w", s.p.Name, err)
 	}
 	for i := range svcs.Items {
@@ -217,7 +216,7 @@ func (s *scope) addChild(gvk schema.GroupVersionKind, u *unstructured.Unstructur
 func (r *Reconciler) observeUnstructured(ctx context.Context, s *scope, gvk schema.GroupVersionKind) error {
 	list := &unstructured.UnstructuredList{}
 	list.SetGroupVersionKind(gvk.GroupVersion().WithKind(gvk.Kind + "List"))
-	if err := r.cache.List(ctx, list, client.InNamespace(s.p.Namespace), childSelector(s.p)); err != nil {
+	if err := r.listChildren(ctx, list, s.p); err != nil {
 		if meta.IsNoMatchError(err) || apierrors.IsNotFound(err) {
 			// The CRD went away since discovery: see it again next time.
 			r.caps.invalidate()

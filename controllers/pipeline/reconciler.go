@@ -17,6 +17,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -25,6 +27,7 @@ import (
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/klog/v2"
@@ -53,6 +56,21 @@ const Finalizer = "streaming.millrace.dev/topics"
 // field-by-field comparison against the live object it lets a reconcile skip an apply that
 // would change nothing, so an unchanged Pipeline costs no API writes.
 const AnnotationAppliedHash = "streaming.millrace.dev/applied-hash"
+
+// indexPipeline indexes Millrace's cached children by the Pipeline they belong to (its label),
+// so that a reconcile lists its own children rather than filtering all of the namespace's by
+// label: with a thousand Pipelines in a namespace, that filtering made every reconcile cost in
+// proportion to all Pipelines.
+const indexPipeline = "metadata.labels.pipeline"
+
+// pipelineOfChild is the indexPipeline value of a cached object.
+func pipelineOfChild(o client.Object) []string {
+	l := o.GetLabels()
+	if l[render.LabelManagedBy] != render.ValueManagedBy || l[render.LabelPipeline] == "" {
+		return nil
+	}
+	return []string{l[render.LabelPipeline]}
+}
 
 // indexStrimziCluster indexes Pipelines by spec.kafka.strimziCluster, to find the Pipelines of a
 // Kafka whose status changed.
@@ -110,6 +128,11 @@ type Reconciler struct {
 	// Direct-mode Delete topics.
 	// Direct-mode Delete topics (nanoseconds; atomic so that tests can shorten it).
 	topicDeletionTimeout atomic.Int64
+
+	// indexed are the composed kinds (unstructured) whose cached objects are indexed by
+	// Pipeline; the core kinds are indexed at setup.
+	indexedMu sync.Mutex
+	indexed   map[schema.GroupVersionKind]bool
 }
 
 // DefaultTopicDeletionTimeout is how long a deleted Pipeline in Direct mode waits for its Delete
@@ -149,6 +172,11 @@ func SetupWithManager(ctx context.Context, mgr ctrl.Manager, o Options) (*Reconc
 		kafka:    topics.NewAdmin(),
 	}
 	r.topicDeletionTimeout.Store(int64(DefaultTopicDeletionTimeout))
+	for _, o := range []client.Object{&appsv1.StatefulSet{}, &corev1.ConfigMap{}, &corev1.Service{}, &appsv1.ControllerRevision{}} {
+		if err := mgr.GetFieldIndexer().IndexField(ctx, o, indexPipeline, pipelineOfChild); err != nil {
+			return nil, fmt.Errorf("index %T by pipeline: %w", o, err)
+		}
+	}
 	if err := mgr.GetFieldIndexer().IndexField(ctx, &v1alpha1.Pipeline{}, indexStrimziCluster, func(o client.Object) []string {
 		if s := o.(*v1alpha1.Pipeline).Spec.Kafka.StrimziCluster; s != "" {
 			return []string{s}
@@ -187,6 +215,37 @@ func SetupWithManager(ctx context.Context, mgr ctrl.Manager, o Options) (*Reconc
 type cacheRunnable struct{ cache.Cache }
 
 func (c cacheRunnable) GetCache() cache.Cache { return c.Cache }
+
+// listChildren lists p's cached children of list's kind, through indexPipeline. A list of a
+// composed kind (unstructured) indexes that kind's informer first, once.
+func (r *Reconciler) listChildren(ctx context.Context, list client.ObjectList, p *v1alpha1.Pipeline) error {
+	if u, ok := list.(*unstructured.UnstructuredList); ok {
+		gvk := u.GroupVersionKind()
+		gvk.Kind = strings.TrimSuffix(gvk.Kind, "List")
+		if err := r.indexComposed(ctx, gvk); err != nil {
+			return err
+		}
+	}
+	return r.cache.List(ctx, list, client.InNamespace(p.Namespace), client.MatchingFields{indexPipeline: p.Name}, childSelector(p))
+}
+
+func (r *Reconciler) indexComposed(ctx context.Context, gvk schema.GroupVersionKind) error {
+	r.indexedMu.Lock()
+	defer r.indexedMu.Unlock()
+	if r.indexed[gvk] {
+		return nil
+	}
+	u := &unstructured.Unstructured{}
+	u.SetGroupVersionKind(gvk)
+	if err := r.cache.IndexField(ctx, u, indexPipeline, pipelineOfChild); err != nil {
+		return fmt.Errorf("index %s by pipeline: %w", gvk.Kind, err)
+	}
+	if r.indexed == nil {
+		r.indexed = map[schema.GroupVersionKind]bool{}
+	}
+	r.indexed[gvk] = true
+	return nil
+}
 
 func apiServiceObject() *unstructured.Unstructured {
 	u := &unstructured.Unstructured{}

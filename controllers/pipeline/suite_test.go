@@ -173,7 +173,7 @@ func (e *env) startOperator(t *testing.T, ns string) *operator {
 	writes := newWriteCounter(mgr.GetClient())
 	ctx, cancel := context.WithCancel(context.Background())
 	r, err := SetupWithManager(ctx, mgr, Options{
-		Images: render.Images{IOSidecar: "example/io:test", StateSidecar: "example/state:test"},
+		Images:    render.Images{IOSidecar: "example/io:test", StateSidecar: "example/state:test"},
 		Client:    writes,
 		Namespace: ns,
 	})
