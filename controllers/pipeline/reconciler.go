@@ -31,6 +31,7 @@ import (
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/klog/v2"
+	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -201,7 +202,11 @@ func SetupWithManager(ctx context.Context, mgr ctrl.Manager, o Options) (*Reconc
 			builder.WithPredicates(predicate.NewPredicateFuncs(func(o client.Object) bool { return composedCRDs[o.GetName()] }))).
 		Watches(apiServiceObject(), handler.EnqueueRequestsFromMapFunc(r.crdChanged),
 			builder.WithPredicates(predicate.NewPredicateFuncs(func(o client.Object) bool { return o.GetName() == kedaAPIService }))).
-		WithOptions(controller.Options{MaxConcurrentReconciles: workers}).
+		// controller-runtime's priority queue (its default, made explicit): the reconciles of
+		// Pipelines that changed go before the resyncs of the initial list, so a restart with
+		// a thousand Pipelines does not delay a new one. Client-side rate limits are off
+		// (ctrl.GetConfig), leaving fairness to the API server's priority and fairness.
+		WithOptions(controller.Options{MaxConcurrentReconciles: workers, UsePriorityQueue: ptr.To(true)}).
 		Build(r)
 	if err != nil {
 		return nil, fmt.Errorf("build pipeline controller: %w", err)
