@@ -17,13 +17,15 @@ import (
 
 func main() {
 	var (
-		metricsAddr, probeAddr, watchNamespace string
-		ioImage, stateImage                    string
-		leaderElect                            bool
-		workers                                int
+		metricsAddr, probeAddr, pprofAddr string
+		watchNamespace                    string
+		ioImage, stateImage               string
+		leaderElect                       bool
+		workers                           int
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "address the metrics endpoint binds to; 0 disables it")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "address the /healthz and /readyz probes bind to")
+	flag.StringVar(&pprofAddr, "pprof-bind-address", "0", "address Go's pprof endpoints bind to; 0 disables them")
 	flag.BoolVar(&leaderElect, "leader-elect", false, "elect a leader, so that only one replica of the operator reconciles")
 	flag.StringVar(&ioImage, "io-sidecar-image", render.DefaultIOSidecarImage, "image of the executors' I/O sidecar")
 	flag.StringVar(&stateImage, "state-sidecar-image", render.DefaultStateSidecarImage, "image of the executors' state sidecar")
@@ -35,7 +37,9 @@ func main() {
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&opts)))
 	log := ctrl.Log.WithName("setup")
 
-	mgr, err := ctrl.NewManager(ctrl.GetConfigOrDie(), Options(metricsAddr, probeAddr, watchNamespace, leaderElect))
+	mo := Options(metricsAddr, probeAddr, watchNamespace, leaderElect)
+	mo.PprofBindAddress = pprofAddr
+	mgr, err := ctrl.NewManager(ctrl.GetConfigOrDie(), mo)
 	if err != nil {
 		log.Error(err, "create manager")
 		os.Exit(1)
@@ -44,6 +48,7 @@ func main() {
 	r, err := pipeline.SetupWithManager(ctx, mgr, pipeline.Options{
 		Images:                  render.Images{IOSidecar: ioImage, StateSidecar: stateImage},
 		MaxConcurrentReconciles: workers,
+		Namespace:               watchNamespace,
 	})
 	if err != nil {
 		log.Error(err, "set up the pipeline controller")

@@ -76,15 +76,6 @@ func (r *Reconciler) apply(ctx context.Context, s *scope) error {
 			s.waitingForTopics = append(s.waitingForTopics, entity)
 			continue
 		}
-		if live == nil {
-			// Not a child of this Pipeline: it must not be another's (child names join the
-			// Pipeline's name and an entity's or stream's, so "orders-v2"/"sum" and
-			// "orders"/"v2-sum" make the same name), which forced ownership would take over.
-			if err := r.notAnothers(ctx, s.p, u); err != nil {
-				errs = append(errs, err)
-				continue
-			}
-		}
 		if live == nil || !upToDate(u, live) {
 			todo = append(todo, u)
 		}
@@ -101,7 +92,24 @@ func (r *Reconciler) apply(ctx context.Context, s *scope) error {
 		go func() {
 			defer func() { <-sem; wg.Done() }()
 			gvk := u.GroupVersionKind()
-			err := r.handOverReplicas(ctx, u, s.child(gvk, u.GetName()))
+			live := s.child(gvk, u.GetName())
+			var err error
+			if live == nil {
+				// Not a child of this Pipeline: it must not be another's (child names join the
+				// Pipeline's name and an entity's or stream's, so "orders-v2"/"sum" and
+				// "orders"/"v2-sum" make the same name), which forced ownership would take over.
+				// Checked here, with the applies in flight, not one after another before them.
+				err = r.notAnothers(ctx, s.p, u)
+			}
+			if err == nil {
+				err = r.handOverReplicas(ctx, u, live)
+			}
+			if errors.Is(err, errNameConflict) {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+				return
+			}
 			if err == nil {
 				err = r.client.Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(FieldManager), client.ForceOwnership)
 			}
@@ -121,6 +129,9 @@ func (r *Reconciler) apply(ctx context.Context, s *scope) error {
 	}
 	wg.Wait()
 	if len(errs) > 0 {
+		// In a stable order, so that the condition that reports them does not change with the
+		// order the applies finished in.
+		sort.Slice(errs, func(i, j int) bool { return errs[i].Error() < errs[j].Error() })
 		return fmt.Errorf("%w: %w", errApply, errors.Join(errs...))
 	}
 	return r.prune(ctx, s, desired)

@@ -264,12 +264,13 @@ type dynamicWatches struct {
 	mu      sync.Mutex
 	ctrl    controller.Controller
 	cache   cache.Cache
+	unowned cache.Cache
 	r       *Reconciler
 	started map[schema.GroupVersionKind]bool
 }
 
-func newDynamicWatches(c controller.Controller, ca cache.Cache, r *Reconciler) *dynamicWatches {
-	return &dynamicWatches{ctrl: c, cache: ca, r: r, started: map[schema.GroupVersionKind]bool{}}
+func newDynamicWatches(c controller.Controller, ca, unowned cache.Cache, r *Reconciler) *dynamicWatches {
+	return &dynamicWatches{ctrl: c, cache: ca, unowned: unowned, r: r, started: map[schema.GroupVersionKind]bool{}}
 }
 
 // ensure starts the watches the snapshot allows and that are not running yet.
@@ -286,11 +287,12 @@ func (d *dynamicWatches) ensure(snap snapshot) error {
 		}
 		u := &unstructured.Unstructured{}
 		u.SetGroupVersionKind(gvk)
-		h := handler.EnqueueRequestsFromMapFunc(mapChildToPipeline)
+		h, from := handler.EnqueueRequestsFromMapFunc(mapChildToPipeline), d.cache
 		if gvk.Kind == "Kafka" {
-			h = handler.EnqueueRequestsFromMapFunc(d.r.mapKafkaToPipelines)
+			// Not Millrace's, so not labelled: from the unfiltered cache.
+			h, from = handler.EnqueueRequestsFromMapFunc(d.r.mapKafkaToPipelines), d.unowned
 		}
-		if err := d.ctrl.Watch(source.Kind[client.Object](d.cache, u, h)); err != nil {
+		if err := d.ctrl.Watch(source.Kind[client.Object](from, u, h)); err != nil {
 			return fmt.Errorf("watch %s: %w", gvk, err)
 		}
 		d.started[gvk] = true

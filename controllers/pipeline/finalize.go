@@ -60,7 +60,7 @@ func (r *Reconciler) finalize(ctx context.Context, p *v1alpha1.Pipeline) (ctrl.R
 	if snap.strimzi != "" {
 		list := &unstructured.UnstructuredList{}
 		list.SetGroupVersionKind(snap.strimziGVK("KafkaTopicList"))
-		if err := r.cache.List(ctx, list, client.InNamespace(p.Namespace), childSelector(p)); err != nil {
+		if err := r.listChildren(ctx, list, p); err != nil {
 			errs = append(errs, fmt.Errorf("list KafkaTopics of %s/%s: %w", p.Namespace, p.Name, err))
 		}
 		for i := range list.Items {

@@ -32,7 +32,7 @@ const (
 // revisions lists the ControllerRevisions this Pipeline controls.
 func (r *Reconciler) revisions(ctx context.Context, p *v1alpha1.Pipeline) ([]appsv1.ControllerRevision, error) {
 	var list appsv1.ControllerRevisionList
-	if err := r.cache.List(ctx, &list, client.InNamespace(p.Namespace), childSelector(p)); err != nil {
+	if err := r.listChildren(ctx, &list, p); err != nil {
 		return nil, fmt.Errorf("list revisions of %s/%s: %w", p.Namespace, p.Name, err)
 	}
 	out := list.Items[:0]

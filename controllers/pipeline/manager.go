@@ -37,25 +37,44 @@ func Scheme() *runtime.Scheme {
 	return s
 }
 
-// CacheOptions make the cache hold only Millrace's own children of the kinds every cluster has
-// many of (StatefulSets, ConfigMaps, Services, ControllerRevisions), selected by the managed-by
-// label, so the operator's memory grows with its Pipelines rather than with the cluster. An empty
-// namespace watches all namespaces.
+// CacheOptions make the cache hold only Millrace's own objects, selected by the managed-by
+// label: every kind is filtered by default (StatefulSets, ConfigMaps, Services,
+// ControllerRevisions, and the composed operators' kinds, KafkaTopics, ScaledObjects,
+// ServiceMonitors and the rest, whose CRDs may be installed after the operator starts), so the
+// operator's memory grows with its Pipelines rather than with the cluster. The few kinds read
+// whole are exceptions: Pipelines, the composed operators' CRDs (metadata only) and KEDA's
+// APIService. Strimzi Kafkas, which Millrace reads but does not own, have a cache of their own
+// (UnownedCacheOptions). An empty namespace watches all namespaces.
 func CacheOptions(namespace string) cache.Options {
-	ours := labels.SelectorFromSet(labels.Set{render.LabelManagedBy: render.ValueManagedBy})
 	o := cache.Options{
-		DefaultTransform: stripUnread,
+		DefaultTransform:     stripUnread,
+		DefaultLabelSelector: ownedSelector(),
 		ByObject: map[client.Object]cache.ByObject{
-			&appsv1.StatefulSet{}:        {Label: ours},
-			&corev1.ConfigMap{}:          {Label: ours},
-			&corev1.Service{}:            {Label: ours},
-			&appsv1.ControllerRevision{}: {Label: ours},
+			&v1alpha1.Pipeline{}: {Label: labels.Everything()},
+			// Watched as metadata only (WatchesMetadata), by name in the controller's predicate.
+			&apiextensionsv1.CustomResourceDefinition{}: {Label: labels.Everything()},
 		},
 	}
 	// KEDA's external metrics APIService, the one APIService the operator reads.
 	apiService := &unstructured.Unstructured{}
 	apiService.SetGroupVersionKind(gvkAPIService)
-	o.ByObject[apiService] = cache.ByObject{Field: fields.OneTermEqualSelector("metadata.name", kedaAPIService)}
+	o.ByObject[apiService] = cache.ByObject{Label: labels.Everything(), Field: fields.OneTermEqualSelector("metadata.name", kedaAPIService)}
+	if namespace != "" {
+		o.DefaultNamespaces = map[string]cache.Config{namespace: {}}
+	}
+	return o
+}
+
+// ownedSelector selects the objects Millrace manages.
+func ownedSelector() labels.Selector {
+	return labels.SelectorFromSet(labels.Set{render.LabelManagedBy: render.ValueManagedBy})
+}
+
+// UnownedCacheOptions are the options of the second, unfiltered cache, which holds the objects
+// the operator reads without owning them and that carry no label of its: Strimzi Kafkas (their
+// bootstrap addresses). Its informers start only for the kinds read through it.
+func UnownedCacheOptions(namespace string) cache.Options {
+	o := cache.Options{DefaultTransform: stripUnread}
 	if namespace != "" {
 		o.DefaultNamespaces = map[string]cache.Config{namespace: {}}
 	}

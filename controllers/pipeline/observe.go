@@ -130,9 +130,12 @@ func (r *Reconciler) adoptedPartitions(ctx context.Context, s *scope) (map[strin
 		}
 		return found, nil
 	case s.caps.strimzi != "":
+		// A live read: the KafkaTopics of others are not cached (the cache holds Millrace's
+		// objects only, so that memory does not grow with topics Millrace does not own), and
+		// only Pipelines that adopt topics make it.
 		list := &unstructured.UnstructuredList{}
 		list.SetGroupVersionKind(s.caps.strimziGVK("KafkaTopicList"))
-		if err := r.cache.List(ctx, list, client.InNamespace(s.p.Namespace)); err != nil {
+		if err := r.reader.List(ctx, list, client.InNamespace(s.p.Namespace)); err != nil {
 			return nil, fmt.Errorf("list KafkaTopics of namespace %s: %w", s.p.Namespace, err)
 		}
 		out := map[string]int32{}
@@ -154,9 +157,8 @@ func (r *Reconciler) adoptedPartitions(ctx context.Context, s *scope) (map[strin
 }
 
 func (r *Reconciler) observeCore(ctx context.Context, s *scope) error {
-	ns, sel := client.InNamespace(s.p.Namespace), childSelector(s.p)
 	var stss appsv1.StatefulSetList
-	if err := r.cache.List(ctx, &stss, ns, sel); err != nil {
+	if err := r.listChildren(ctx, &stss, s.p); err != nil {
 		return fmt.Errorf("list statefulsets of %s: %w", s.p.Name, err)
 	}
 	for i := range stss.Items {
@@ -169,7 +171,7 @@ func (r *Reconciler) observeCore(ctx context.Context, s *scope) error {
 		}
 	}
 	var cms corev1.ConfigMapList
-	if err := r.cache.List(ctx, &cms, ns, sel); err != nil {
+	if err := r.listChildren(ctx, &cms, s.p); err != nil {
 		return fmt.Errorf("list configmaps of %s: %w", s.p.Name, err)
 	}
 	for i := range cms.Items {
@@ -182,7 +184,7 @@ func (r *Reconciler) observeCore(ctx context.Context, s *scope) error {
 		}
 	}
 	var svcs corev1.ServiceList
-	if err := r.cache.List(ctx, &svcs, ns, sel); err != nil {
+	if err := r.listChildren(ctx, &svcs, s.p); err != nil {
 		return fmt.Errorf("list services of %s: %w", s.p.Name, err)
 	}
 	for i := range svcs.Items {
@@ -214,7 +216,7 @@ func (s *scope) addChild(gvk schema.GroupVersionKind, u *unstructured.Unstructur
 func (r *Reconciler) observeUnstructured(ctx context.Context, s *scope, gvk schema.GroupVersionKind) error {
 	list := &unstructured.UnstructuredList{}
 	list.SetGroupVersionKind(gvk.GroupVersion().WithKind(gvk.Kind + "List"))
-	if err := r.cache.List(ctx, list, client.InNamespace(s.p.Namespace), childSelector(s.p)); err != nil {
+	if err := r.listChildren(ctx, list, s.p); err != nil {
 		if meta.IsNoMatchError(err) || apierrors.IsNotFound(err) {
 			// The CRD went away since discovery: see it again next time.
 			r.caps.invalidate()
@@ -242,7 +244,7 @@ func (r *Reconciler) bootstrap(ctx context.Context, s *scope) (string, error) {
 	}
 	kafka := &unstructured.Unstructured{}
 	kafka.SetGroupVersionKind(s.caps.strimziGVK("Kafka"))
-	if err := r.cache.Get(ctx, client.ObjectKey{Namespace: s.p.Namespace, Name: k.StrimziCluster}, kafka); err != nil {
+	if err := r.unowned.Get(ctx, client.ObjectKey{Namespace: s.p.Namespace, Name: k.StrimziCluster}, kafka); err != nil {
 		if apierrors.IsNotFound(err) || meta.IsNoMatchError(err) {
 			s.kafkaMissing = true
 			return "", nil

@@ -17,6 +17,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -25,9 +27,11 @@ import (
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/klog/v2"
+	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -53,6 +57,21 @@ const Finalizer = "streaming.millrace.dev/topics"
 // field-by-field comparison against the live object it lets a reconcile skip an apply that
 // would change nothing, so an unchanged Pipeline costs no API writes.
 const AnnotationAppliedHash = "streaming.millrace.dev/applied-hash"
+
+// indexPipeline indexes Millrace's cached children by the Pipeline they belong to (its label),
+// so that a reconcile lists its own children rather than filtering all of the namespace's by
+// label: with a thousand Pipelines in a namespace, that filtering made every reconcile cost in
+// proportion to all Pipelines.
+const indexPipeline = "metadata.labels.pipeline"
+
+// pipelineOfChild is the indexPipeline value of a cached object.
+func pipelineOfChild(o client.Object) []string {
+	l := o.GetLabels()
+	if l[render.LabelManagedBy] != render.ValueManagedBy || l[render.LabelPipeline] == "" {
+		return nil
+	}
+	return []string{l[render.LabelPipeline]}
+}
 
 // indexStrimziCluster indexes Pipelines by spec.kafka.strimziCluster, to find the Pipelines of a
 // Kafka whose status changed.
@@ -83,15 +102,24 @@ type Options struct {
 	MaxConcurrentReconciles int
 	// Client, when set, is used instead of the manager's client (tests wrap it to count writes).
 	Client client.Client
+	// Namespace is the namespace the manager's cache is limited to (see CacheOptions), "" for
+	// all; the cache of unowned objects (UnownedCacheOptions) is limited to it too.
+	Namespace string
 }
+
+// defaultWorkers is the default of Options.MaxConcurrentReconciles.
+const defaultWorkers = 4
 
 // Reconciler reconciles Pipelines.
 type Reconciler struct {
 	client client.Client
 	// reader reads from the API server, not the cache: to find, by name, an object that another
 	// Pipeline controls (the cache holds children by label; a per-name check needs no informer).
-	reader   client.Reader
-	cache    cache.Cache
+	reader client.Reader
+	cache  cache.Cache
+	// unowned caches the objects read but not owned, which carry no Millrace label (Strimzi
+	// Kafkas): the manager's cache holds only labelled objects.
+	unowned  cache.Cache
 	recorder events.EventRecorder
 	images   render.Images
 	caps     *capabilities
@@ -101,6 +129,11 @@ type Reconciler struct {
 	// Direct-mode Delete topics.
 	// Direct-mode Delete topics (nanoseconds; atomic so that tests can shorten it).
 	topicDeletionTimeout atomic.Int64
+
+	// indexed are the composed kinds (unstructured) whose cached objects are indexed by
+	// Pipeline; the core kinds are indexed at setup.
+	indexedMu sync.Mutex
+	indexed   map[schema.GroupVersionKind]bool
 }
 
 // DefaultTopicDeletionTimeout is how long a deleted Pipeline in Direct mode waits for its Delete
@@ -120,16 +153,31 @@ func SetupWithManager(ctx context.Context, mgr ctrl.Manager, o Options) (*Reconc
 	if c == nil {
 		c = mgr.GetClient()
 	}
+	uo := UnownedCacheOptions(o.Namespace)
+	uo.Scheme, uo.Mapper, uo.HTTPClient = mgr.GetScheme(), mgr.GetRESTMapper(), mgr.GetHTTPClient()
+	unowned, err := cache.New(mgr.GetConfig(), uo)
+	if err != nil {
+		return nil, fmt.Errorf("build the cache of unowned objects: %w", err)
+	}
+	if err := mgr.Add(cacheRunnable{unowned}); err != nil {
+		return nil, fmt.Errorf("add the cache of unowned objects: %w", err)
+	}
 	r := &Reconciler{
 		client:   c,
 		reader:   mgr.GetAPIReader(),
 		cache:    mgr.GetCache(),
+		unowned:  unowned,
 		recorder: mgr.GetEventRecorder(FieldManager),
 		images:   o.Images,
 		caps:     newCapabilities(disc),
 		kafka:    topics.NewAdmin(),
 	}
 	r.topicDeletionTimeout.Store(int64(DefaultTopicDeletionTimeout))
+	for _, o := range []client.Object{&appsv1.StatefulSet{}, &corev1.ConfigMap{}, &corev1.Service{}, &appsv1.ControllerRevision{}} {
+		if err := mgr.GetFieldIndexer().IndexField(ctx, o, indexPipeline, pipelineOfChild); err != nil {
+			return nil, fmt.Errorf("index %T by pipeline: %w", o, err)
+		}
+	}
 	if err := mgr.GetFieldIndexer().IndexField(ctx, &v1alpha1.Pipeline{}, indexStrimziCluster, func(o client.Object) []string {
 		if s := o.(*v1alpha1.Pipeline).Spec.Kafka.StrimziCluster; s != "" {
 			return []string{s}
@@ -140,7 +188,7 @@ func SetupWithManager(ctx context.Context, mgr ctrl.Manager, o Options) (*Reconc
 	}
 	workers := o.MaxConcurrentReconciles
 	if workers <= 0 {
-		workers = 4
+		workers = defaultWorkers
 	}
 	c2, err := ctrl.NewControllerManagedBy(mgr).
 		Named("pipeline").
@@ -154,13 +202,54 @@ func SetupWithManager(ctx context.Context, mgr ctrl.Manager, o Options) (*Reconc
 			builder.WithPredicates(predicate.NewPredicateFuncs(func(o client.Object) bool { return composedCRDs[o.GetName()] }))).
 		Watches(apiServiceObject(), handler.EnqueueRequestsFromMapFunc(r.crdChanged),
 			builder.WithPredicates(predicate.NewPredicateFuncs(func(o client.Object) bool { return o.GetName() == kedaAPIService }))).
-		WithOptions(controller.Options{MaxConcurrentReconciles: workers}).
+		// controller-runtime's priority queue (its default, made explicit): the reconciles of
+		// Pipelines that changed go before the resyncs of the initial list, so a restart with
+		// a thousand Pipelines does not delay a new one. Client-side rate limits are off
+		// (ctrl.GetConfig), leaving fairness to the API server's priority and fairness.
+		WithOptions(controller.Options{MaxConcurrentReconciles: workers, UsePriorityQueue: ptr.To(true)}).
 		Build(r)
 	if err != nil {
 		return nil, fmt.Errorf("build pipeline controller: %w", err)
 	}
-	r.watches = newDynamicWatches(c2, mgr.GetCache(), r)
+	r.watches = newDynamicWatches(c2, mgr.GetCache(), unowned, r)
 	return r, nil
+}
+
+// cacheRunnable makes the manager start a cache with its own (before the controllers, and
+// waiting for it to sync), as it does for a cluster.Cluster.
+type cacheRunnable struct{ cache.Cache }
+
+func (c cacheRunnable) GetCache() cache.Cache { return c.Cache }
+
+// listChildren lists p's cached children of list's kind, through indexPipeline. A list of a
+// composed kind (unstructured) indexes that kind's informer first, once.
+func (r *Reconciler) listChildren(ctx context.Context, list client.ObjectList, p *v1alpha1.Pipeline) error {
+	if u, ok := list.(*unstructured.UnstructuredList); ok {
+		gvk := u.GroupVersionKind()
+		gvk.Kind = strings.TrimSuffix(gvk.Kind, "List")
+		if err := r.indexComposed(ctx, gvk); err != nil {
+			return err
+		}
+	}
+	return r.cache.List(ctx, list, client.InNamespace(p.Namespace), client.MatchingFields{indexPipeline: p.Name}, childSelector(p))
+}
+
+func (r *Reconciler) indexComposed(ctx context.Context, gvk schema.GroupVersionKind) error {
+	r.indexedMu.Lock()
+	defer r.indexedMu.Unlock()
+	if r.indexed[gvk] {
+		return nil
+	}
+	u := &unstructured.Unstructured{}
+	u.SetGroupVersionKind(gvk)
+	if err := r.cache.IndexField(ctx, u, indexPipeline, pipelineOfChild); err != nil {
+		return fmt.Errorf("index %s by pipeline: %w", gvk.Kind, err)
+	}
+	if r.indexed == nil {
+		r.indexed = map[schema.GroupVersionKind]bool{}
+	}
+	r.indexed[gvk] = true
+	return nil
 }
 
 func apiServiceObject() *unstructured.Unstructured {

@@ -173,8 +173,9 @@ func (e *env) startOperator(t *testing.T, ns string) *operator {
 	writes := newWriteCounter(mgr.GetClient())
 	ctx, cancel := context.WithCancel(context.Background())
 	r, err := SetupWithManager(ctx, mgr, Options{
-		Images: render.Images{IOSidecar: "example/io:test", StateSidecar: "example/state:test"},
-		Client: writes,
+		Images:    render.Images{IOSidecar: "example/io:test", StateSidecar: "example/state:test"},
+		Client:    writes,
+		Namespace: ns,
 	})
 	if err != nil {
 		cancel()
