@@ -10,6 +10,7 @@ from typing import Any, Dict, Optional, Protocol, Tuple
 from ._handler import FILTER, FLAT_MAP, MAP, STATEFUL, Handler, outputs_of
 from ._proto.function.v1 import function_pb2 as fpb
 from ._proto.state.v1 import state_pb2 as spb
+from ._state import NoGetMany
 from ._types import Abort, BatchInfo, Bytes, Context, Header, Hooks, Output, Record, StateUnavailable, _as_bytes, _record_of
 
 StateKey = Tuple[int, bytes]
@@ -33,12 +34,28 @@ _NO_STATE = "state is not configured for this entity (spec.entities[].state.enab
 _UNSET = object()
 
 
+class _BatchReads:
+    """The values of a batch's keys, read in one GetMany at the batch's first read that its own
+    writes do not answer (the state sidecar's view cannot change during a batch: the batch's
+    writes reach it only when the batch is answered). A backend without get_many, or a state
+    sidecar that predates GetMany, is read key by key."""
+
+    __slots__ = ("keys", "values", "many")
+
+    def __init__(self, keys: list) -> None:
+        self.keys = keys
+        self.values: Optional[Dict[bytes, Tuple[bytes, bool]]] = None
+        self.many = True
+
+
 class _RecordState:
     """The State of one record: its writes stay local until the record succeeds."""
 
-    __slots__ = ("_backend", "_writes", "_session", "_partition", "_key", "_pending", "backend_error")
+    __slots__ = ("_backend", "_writes", "_session", "_partition", "_key", "_pending", "backend_error", "_reads")
 
-    def __init__(self, backend: Any, writes: Dict[StateKey, Pending], session: str, partition: int, key: bytes) -> None:
+    def __init__(self, backend: Any, writes: Dict[StateKey, Pending], session: str, partition: int, key: bytes,
+                 reads: Optional[_BatchReads] = None) -> None:
+        self._reads = reads
         self._backend = backend
         self._writes = writes
         self._session = session
@@ -83,6 +100,16 @@ class _SyncState(_RecordState):
         if v is not _UNSET:
             return v  # type: ignore[no-any-return]
         try:
+            reads = self._reads
+            if reads is not None and reads.many and hasattr(self._backend, "get_many"):
+                if reads.values is None:
+                    try:
+                        reads.values = self._backend.get_many(self._session, self._partition, reads.keys)
+                    except NoGetMany:
+                        reads.many = False
+                if reads.values is not None and self._key in reads.values:
+                    value, found = reads.values[self._key]
+                    return value if found else None
             value, found = self._backend.get(self._session, self._partition, self._key)
         except Exception as err:  # noqa: BLE001 - any failure of the call fails the batch
             raise self._fail(err) from err
@@ -99,6 +126,16 @@ class _AsyncState(_RecordState):
         if v is not _UNSET:
             return v  # type: ignore[no-any-return]
         try:
+            reads = self._reads
+            if reads is not None and reads.many and hasattr(self._backend, "get_many"):
+                if reads.values is None:
+                    try:
+                        reads.values = await self._backend.get_many(self._session, self._partition, reads.keys)
+                    except NoGetMany:
+                        reads.many = False
+                if reads.values is not None and self._key in reads.values:
+                    value, found = reads.values[self._key]
+                    return value if found else None
             value, found = await self._backend.get(self._session, self._partition, self._key)
         except Exception as err:  # noqa: BLE001
             raise self._fail(err) from err
@@ -171,6 +208,7 @@ class Engine:
         fn, kind, ctx = self.handler.fn, self.handler.kind, self.ctx
         stream, topic, partition = batch.stream, batch.topic, batch.partition
         writes: Dict[StateKey, Pending] = {}
+        reads: Optional[_BatchReads] = None
         errors = 0
         for pr in batch.records:
             r = _record_of(stream, topic, partition, pr.offset, pr.key, pr.value,
@@ -195,7 +233,9 @@ class Engine:
                     if fn(ctx, r):
                         _add_output(rr, Output(r.key, r.value, headers=r.headers, timestamp_ms=r.timestamp_ms))
                 else:
-                    st = _SyncState(self.backend, writes, batch.state_session, partition, r.key)
+                    if reads is None:
+                        reads = _BatchReads(list(dict.fromkeys(p.key for p in batch.records)))
+                    st = _SyncState(self.backend, writes, batch.state_session, partition, r.key, reads)
                     for o in outputs_of(fn(ctx, r, st)):
                         _add_output(rr, o)
                     if st.backend_error is not None:
@@ -220,6 +260,7 @@ class Engine:
         fn, kind, ctx = self.handler.fn, self.handler.kind, self.ctx
         stream, topic, partition = batch.stream, batch.topic, batch.partition
         writes: Dict[StateKey, Pending] = {}
+        reads: Optional[_BatchReads] = None
         errors = 0
         for pr in batch.records:
             r = Record(stream, topic, partition, pr.offset, pr.key, pr.value,
@@ -234,7 +275,9 @@ class Engine:
                         _add_output(rr, Output(r.key, r.value, headers=r.headers, timestamp_ms=r.timestamp_ms))
                 else:
                     if kind is STATEFUL:
-                        st = _AsyncState(self.backend, writes, batch.state_session, partition, r.key)
+                        if reads is None:
+                            reads = _BatchReads(list(dict.fromkeys(p.key for p in batch.records)))
+                        st = _AsyncState(self.backend, writes, batch.state_session, partition, r.key, reads)
                         result = fn(ctx, r, st)
                     else:
                         result = fn(ctx, r)

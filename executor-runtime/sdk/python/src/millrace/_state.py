@@ -19,16 +19,41 @@ CHANNEL_OPTIONS = [
 ]
 
 
+class NoGetMany(Exception):
+    """get_many's answer when the state sidecar predates GetMany: read key by key instead."""
+
+
+def _values(keys: List[bytes], res: "spb.GetManyResponse") -> Dict[bytes, Tuple[bytes, bool]]:
+    if len(res.values) != len(keys):
+        raise RuntimeError(f"GetMany answered {len(res.values)} values for {len(keys)} keys")
+    return {k: (v.value, v.found) for k, v in zip(keys, res.values)}
+
+
 class GrpcState:
     """The state sidecar over a sync gRPC channel (sync handlers)."""
 
     def __init__(self, path: str) -> None:
         self.channel = grpc.insecure_channel("unix:" + path, options=CHANNEL_OPTIONS)
         self.stub = srpc.StateStub(self.channel)
+        self.has_get_many = True
 
     def get(self, session: str, partition: int, key: bytes) -> Tuple[bytes, bool]:
         res = self.stub.Get(spb.GetRequest(session=session, partition=partition, key=key), wait_for_ready=True, timeout=30)
         return res.value, res.found
+
+    def get_many(self, session: str, partition: int, keys: List[bytes]) -> Dict[bytes, Tuple[bytes, bool]]:
+        """The values of keys in one call; NoGetMany from a state sidecar without GetMany."""
+        if not self.has_get_many:
+            raise NoGetMany()
+        try:
+            res = self.stub.GetMany(spb.GetManyRequest(session=session, partition=partition, keys=keys),
+                                    wait_for_ready=True, timeout=30)
+        except grpc.RpcError as err:
+            if err.code() == grpc.StatusCode.UNIMPLEMENTED:
+                self.has_get_many = False
+                raise NoGetMany() from err
+            raise
+        return _values(keys, res)
 
     def write(self, session: str, mutations: List[spb.Mutation]) -> None:
         self.stub.Write(spb.WriteRequest(session=session, mutations=mutations), wait_for_ready=True, timeout=30)
@@ -43,10 +68,24 @@ class AsyncGrpcState:
     def __init__(self, path: str) -> None:
         self.channel = grpc.aio.insecure_channel("unix:" + path, options=CHANNEL_OPTIONS)
         self.stub = srpc.StateStub(self.channel)
+        self.has_get_many = True
 
     async def get(self, session: str, partition: int, key: bytes) -> Tuple[bytes, bool]:
         res = await self.stub.Get(spb.GetRequest(session=session, partition=partition, key=key), wait_for_ready=True, timeout=30)
         return res.value, res.found
+
+    async def get_many(self, session: str, partition: int, keys: List[bytes]) -> Dict[bytes, Tuple[bytes, bool]]:
+        if not self.has_get_many:
+            raise NoGetMany()
+        try:
+            res = await self.stub.GetMany(spb.GetManyRequest(session=session, partition=partition, keys=keys),
+                                          wait_for_ready=True, timeout=30)
+        except grpc.aio.AioRpcError as err:
+            if err.code() == grpc.StatusCode.UNIMPLEMENTED:
+                self.has_get_many = False
+                raise NoGetMany() from err
+            raise
+        return _values(keys, res)
 
     async def write(self, session: str, mutations: List[spb.Mutation]) -> None:
         await self.stub.Write(spb.WriteRequest(session=session, mutations=mutations), wait_for_ready=True, timeout=30)
@@ -67,6 +106,9 @@ class MemoryState:
             v = self.data.get((partition, key))
         return (v, True) if v is not None else (b"", False)
 
+    def get_many(self, session: str, partition: int, keys: List[bytes]) -> Dict[bytes, Tuple[bytes, bool]]:
+        return {k: self.get(session, partition, k) for k in keys}
+
     def write(self, session: str, mutations: List[spb.Mutation]) -> None:
         with self.lock:
             for m in mutations:
@@ -84,6 +126,9 @@ class AsyncMemoryState:
 
     async def get(self, session: str, partition: int, key: bytes) -> Tuple[bytes, bool]:
         return self.store.get(session, partition, key)
+
+    async def get_many(self, session: str, partition: int, keys: List[bytes]) -> Dict[bytes, Tuple[bytes, bool]]:
+        return self.store.get_many(session, partition, keys)
 
     async def write(self, session: str, mutations: List[spb.Mutation]) -> None:
         self.store.write(session, mutations)
