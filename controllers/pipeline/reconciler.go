@@ -59,8 +59,12 @@ const AnnotationAppliedHash = "streaming.millrace.dev/applied-hash"
 const indexStrimziCluster = "spec.kafka.strimziCluster"
 
 // RBAC, least privilege: the operator reads and writes exactly the kinds it composes, with the
-// verbs it uses (server-side apply is patch, and create for new objects; no update of children),
-// and reads no secrets (executors mount theirs; the operator never handles credentials).
+// verbs it uses (server-side apply is patch, and create for new objects; no update of children).
+// Of Secrets it only gets, uncached, the ones a topics: Direct Pipeline names for the operator's
+// own Kafka admin client (see kafkaadmin.go): no list, no watch, no informer; executors mount
+// theirs.
+//
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get
 //
 // +kubebuilder:rbac:groups=streaming.millrace.dev,resources=pipelines,verbs=get;list;watch;update;patch
 // +kubebuilder:rbac:groups=streaming.millrace.dev,resources=pipelines/status,verbs=get;patch
@@ -101,7 +105,16 @@ type Reconciler struct {
 	// Direct-mode Delete topics.
 	// Direct-mode Delete topics (nanoseconds; atomic so that tests can shorten it).
 	topicDeletionTimeout atomic.Int64
+	// adminRetryPeriod is how often a Direct-mode Pipeline whose admin client is refused, or
+	// whose deletion is blocked, is retried (nanoseconds; atomic so that tests can shorten it).
+	adminRetryPeriod atomic.Int64
 }
+
+// DefaultAdminRetryPeriod is how often the operator retries a Kafka admin client that the
+// broker refused, or a blocked deletion.
+const DefaultAdminRetryPeriod = 30 * time.Second
+
+func (r *Reconciler) adminRetry() time.Duration { return time.Duration(r.adminRetryPeriod.Load()) }
 
 // DefaultTopicDeletionTimeout is how long a deleted Pipeline in Direct mode waits for its Delete
 // topics to be deleted before it gives up, keeps them and goes.
@@ -130,6 +143,7 @@ func SetupWithManager(ctx context.Context, mgr ctrl.Manager, o Options) (*Reconc
 		kafka:    topics.NewAdmin(),
 	}
 	r.topicDeletionTimeout.Store(int64(DefaultTopicDeletionTimeout))
+	r.adminRetryPeriod.Store(int64(DefaultAdminRetryPeriod))
 	if err := mgr.GetFieldIndexer().IndexField(ctx, &v1alpha1.Pipeline{}, indexStrimziCluster, func(o client.Object) []string {
 		if s := o.(*v1alpha1.Pipeline).Spec.Kafka.StrimziCluster; s != "" {
 			return []string{s}
@@ -238,6 +252,14 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.
 	}
 	if s.applyErr != nil {
 		return res, s.applyErr
+	}
+	if s.topicsErr != nil && adminRefused(s.topicsErr) {
+		// The admin client's Secret or ACLs must be fixed. The operator watches no Secret, so
+		// it retries at a fixed period rather than with a backoff that grows to a quarter of
+		// an hour: a fixed Secret is used within adminRetryPeriod.
+		reconcileErrors.WithLabelValues("KafkaAdmin").Inc()
+		log.Info("the Kafka admin client is refused; retrying", "pipeline", klog.KObj(p), "error", s.topicsErr.Error(), "after", r.adminRetry())
+		return ctrl.Result{RequeueAfter: r.adminRetry()}, nil
 	}
 	if s.topicsErr != nil {
 		// Direct topics failed (Kafka unreachable): retry with the controller's backoff.

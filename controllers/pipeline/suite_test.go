@@ -180,6 +180,8 @@ func (e *env) startOperator(t *testing.T, ns string) *operator {
 		cancel()
 		t.Fatalf("set up reconciler: %v", err)
 	}
+	// A refused Kafka admin client and a blocked deletion are retried every second, not 30 s.
+	r.adminRetryPeriod.Store(int64(time.Second))
 	o := &operator{writes: writes, r: r, cancel: cancel, done: make(chan error, 1)}
 	go func() { o.done <- mgr.Start(ctx) }()
 	t.Cleanup(func() { o.stop(t) })

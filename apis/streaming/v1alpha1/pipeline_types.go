@@ -114,6 +114,7 @@ type PipelineSpec struct {
 // +kubebuilder:validation:XValidation:rule="self.topics != 'Strimzi' || (has(self.strimziCluster) && size(self.strimziCluster) > 0)",message="spec.kafka.strimziCluster is required when spec.kafka.topics is Strimzi"
 // +kubebuilder:validation:XValidation:rule="(has(self.strimziCluster) && size(self.strimziCluster) > 0) || (has(self.bootstrapServers) && size(self.bootstrapServers) > 0)",message="spec.kafka: set strimziCluster or bootstrapServers"
 // +kubebuilder:validation:XValidation:rule="!has(self.authentication) || self.authentication.type == 'none' || (has(self.strimziCluster) && size(self.strimziCluster) > 0) || (has(self.authentication.secretName) && size(self.authentication.secretName) > 0)",message="spec.kafka.authentication.secretName is required when authenticating without a Strimzi cluster"
+// +kubebuilder:validation:XValidation:rule="!has(self.authentication) || !has(self.authentication.adminSecretName) || (self.topics == 'Direct' && self.authentication.type != 'none')",message="spec.kafka.authentication.adminSecretName is only used with spec.kafka.topics: Direct and an authentication type other than none (it holds the credentials of the operator's own Kafka admin client)"
 type KafkaSpec struct {
 	// StrimziCluster names a Strimzi Kafka in the Pipeline's namespace. Topics and users are
 	// labelled for it and the bootstrap address is read from its status.
@@ -153,6 +154,19 @@ type KafkaAuthentication struct {
 	// +kubebuilder:validation:MaxLength=253
 	// +optional
 	SecretName string `json:"secretName,omitempty"`
+
+	// AdminSecretName names a Secret in the Pipeline's namespace with the credentials of the
+	// operator's own Kafka admin client, which creates, grows and deletes the topics when
+	// spec.kafka.topics is Direct; same keys as secretName. Unset, the operator uses the
+	// executors' Secret (secretName, or the KafkaUser's, whose ACLs do not allow creating
+	// topics). Its user needs Create, Alter, Describe and Delete on the Pipeline's topics. The
+	// operator reads only this Secret (and, on an encrypting Strimzi listener, the cluster CA
+	// Secret), when it calls Kafka; it never caches Secrets.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
+	// +optional
+	AdminSecretName string `json:"adminSecretName,omitempty"`
 }
 
 // Stream is a named Kafka topic.
