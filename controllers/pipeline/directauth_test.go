@@ -14,9 +14,13 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
 
 	"github.com/millrace-dev/millrace/apis/streaming/v1alpha1"
 	"github.com/millrace-dev/millrace/controllers/pipeline/topics"
@@ -259,5 +263,73 @@ func testDirectAdminRefused(t *testing.T, kafka func(ns string) scramKafka) {
 	}
 	if got[words] != 3 {
 		t.Errorf("topic %s, kept by Retain, is %v", words, got)
+	}
+}
+
+// TestDirectSCRAMWithTheOperatorsRBAC runs the Direct SCRAM Pipeline with an operator that has
+// only the permissions of its ClusterRole (config/rbac/role.yaml, generated from the RBAC
+// markers): the admin client's Secret is read with get alone. An informer on Secrets would need
+// list and watch, which the role does not grant (checked here too), and would leave the
+// Pipeline's topics uncreated.
+func TestDirectSCRAMWithTheOperatorsRBAC(t *testing.T) {
+	e := envV1
+	ns := e.namespace(t)
+	ctx := context.Background()
+	raw, err := os.ReadFile("../../config/rbac/role.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	role := &rbacv1.ClusterRole{}
+	if err := yaml.Unmarshal(raw, role); err != nil {
+		t.Fatal(err)
+	}
+	user := "millrace-operator-" + ns
+	role.ObjectMeta = metav1.ObjectMeta{Name: user}
+	scheme := runtime.NewScheme()
+	if err := rbacv1.AddToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
+	admin, err := client.New(e.cfg, client.Options{Scheme: scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	binding := &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: user},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: user},
+		Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: user}},
+	}
+	for _, o := range []client.Object{role, binding} {
+		if err := admin.Create(ctx, o); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = admin.Delete(context.Background(), o) })
+	}
+	cfg := rest.CopyConfig(e.cfg)
+	cfg.Impersonate = rest.ImpersonationConfig{UserName: user}
+	asOperator, err := client.New(cfg, client.Options{Scheme: Scheme()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the role is in force (get allowed, list forbidden)", func() error {
+		err := asOperator.Get(ctx, client.ObjectKey{Namespace: ns, Name: "nothing"}, &corev1.Secret{})
+		if !apierrors.IsNotFound(err) {
+			return fmt.Errorf("get a Secret as the operator: %v, want NotFound", err)
+		}
+		if err := asOperator.List(ctx, &corev1.SecretList{}, client.InNamespace(ns)); !apierrors.IsForbidden(err) {
+			return fmt.Errorf("list Secrets as the operator: %v, want Forbidden", err)
+		}
+		return nil
+	})
+
+	k := kfakeSCRAM(t)
+	e.applySecret(t, ns, "kafka-admin", map[string]string{"username": k.user, "password": k.password})
+	e.startOperatorWith(t, ns, cfg)
+	p := e.create(t, newPipeline(ns, withDirect(k.bootstrap), withSCRAM("executor-credentials", "kafka-admin")))
+	p = e.wantCondition(t, p, v1alpha1.ConditionTopicsReady, metav1.ConditionTrue, v1alpha1.ReasonReconciled)
+	topicsAdmin := topics.NewAdmin()
+	defer topicsAdmin.Close()
+	got, err := topicsAdmin.Exists(ctx, k.cluster(), render.TopicName(p, "lines"))
+	if err != nil || got[render.TopicName(p, "lines")] != 3 {
+		t.Fatalf("topic %s: %v %v", render.TopicName(p, "lines"), got, err)
 	}
 }
