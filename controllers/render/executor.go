@@ -73,6 +73,14 @@ func executorConfig(p *v1alpha1.Pipeline, e *v1alpha1.Entity, f Facts) (*config.
 		FunctionSocket: config.DefaultFunctionSocket,
 		MetricsPort:    config.DefaultMetricsPort,
 	}
+	if rt := e.Runtime; rt != nil {
+		if rt.SessionTimeout != nil {
+			cfg.Runtime.SessionTimeout = config.Duration{Duration: rt.SessionTimeout.Duration}
+		}
+		if rt.LivenessTimeout != nil {
+			cfg.Runtime.LivenessTimeout = config.Duration{Duration: rt.LivenessTimeout.Duration}
+		}
+	}
 	cfg.Default()
 	if err := cfg.Validate(); err != nil {
 		return nil, err

@@ -3,7 +3,6 @@ package strimzidouble
 import (
 	"context"
 	"errors"
-	"fmt"
 	"testing"
 	"time"
 

@@ -283,6 +283,43 @@ type Entity struct {
 	// +kubebuilder:validation:MaxItems=64
 	// +optional
 	Env []corev1.EnvVar `json:"env,omitempty"`
+
+	// Runtime tunes the entity's I/O sidecar (executor.json's runtime section).
+	// +optional
+	Runtime *EntityRuntime `json:"runtime,omitempty"`
+}
+
+// EntityRuntime tunes how an entity's I/O sidecar takes part in its consumer group and when its
+// liveness probe fails. Changing it rolls the entity's pods.
+type EntityRuntime struct {
+	// SessionTimeout bounds how long the partitions of a pod that died without leaving the
+	// group (a crash, a SIGKILL, a lost node) wait before the group gives them to the other
+	// pods; a Go duration such as 10s. In the classic group protocol (Static mode, and Group
+	// mode before Kafka 4.0) it is the member's session timeout (default 10s), which the
+	// broker accepts within group.min.session.timeout.ms..group.max.session.timeout.ms, 6s..30m
+	// by default: hence the bounds here. Under KIP-848 the sidecar asks for it as the group's
+	// consumer.session.timeout.ms, which the broker accepts only within
+	// group.consumer.min.session.timeout.ms..group.consumer.max.session.timeout.ms (45s..60s by
+	// default); otherwise the broker's group.consumer.session.timeout.ms (45s) applies.
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(h|m|s|ms|us|ns))+$`
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('6s') && duration(self) <= duration('30m')",message="spec.entities[].runtime.sessionTimeout must be between 6s and 30m (the broker's default group.min.session.timeout.ms and group.max.session.timeout.ms)"
+	// +optional
+	SessionTimeout *metav1.Duration `json:"sessionTimeout,omitempty"`
+
+	// LivenessTimeout is how long the I/O sidecar's processing loop may stand still while it
+	// holds partitions before its liveness probe fails and the kubelet restarts it; default 2m.
+	// The loop turns at least once per commit interval; it stands still only when what it
+	// waits for does not come (the function's answer to a batch, the end of a transaction).
+	// Raise it for a function whose batches really take longer. At least 30s, above the
+	// transaction timeout (10s) that ending a transaction may take.
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(h|m|s|ms|us|ns))+$`
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('30s') && duration(self) <= duration('1h')",message="spec.entities[].runtime.livenessTimeout must be between 30s and 1h"
+	// +optional
+	LivenessTimeout *metav1.Duration `json:"livenessTimeout,omitempty"`
 }
 
 // AutoscalingSpec configures KEDA's kafka scaler for an entity.
