@@ -47,6 +47,9 @@ func TestNestedPipelineUsersAreIsolated(t *testing.T) {
 		}
 	}
 	p, pe := pipeline(base, "e"), pipeline(base+".e", "x")
+	// p asks for a session timeout: under KIP-848 its sidecar sets the group's
+	// consumer.session.timeout.ms, which needs AlterConfigs on the group.
+	p.Spec.Entities[0].Runtime = &v1alpha1.EntityRuntime{SessionTimeout: &metav1.Duration{Duration: 50 * time.Second}}
 	for _, pl := range []*v1alpha1.Pipeline{p, pe} {
 		res, err := render.Render(pl, render.Facts{StrimziAPIVersion: f.gv.Version})
 		if err != nil {
@@ -111,6 +114,31 @@ func TestNestedPipelineUsersAreIsolated(t *testing.T) {
 	}
 	if err := fetchOffsets(render.GroupID(pe, "x")); !errors.Is(err, kerr.GroupAuthorizationFailed) {
 		t.Errorf("p's user reading p.e's group %s: %v, want GROUP_AUTHORIZATION_FAILED", render.GroupID(pe, "x"), err)
+	}
+	// The group session timeout p's entity asks for, on its own group only.
+	alterGroup := func(group string) error {
+		req := kmsg.NewPtrIncrementalAlterConfigsRequest()
+		res := kmsg.NewIncrementalAlterConfigsRequestResource()
+		res.ResourceType = kmsg.ConfigResourceTypeGroupConfig
+		res.ResourceName = group
+		c := kmsg.NewIncrementalAlterConfigsRequestResourceConfig()
+		c.Name, c.Op, c.Value = "consumer.session.timeout.ms", kmsg.IncrementalAlterConfigOpSet, kmsg.StringPtr("50000")
+		res.Configs = append(res.Configs, c)
+		req.Resources = append(req.Resources, res)
+		resp, err := req.RequestWith(ctx, cl)
+		if err != nil {
+			return err
+		}
+		if len(resp.Resources) == 0 {
+			return errors.New("no resource in the response")
+		}
+		return kerr.ErrorForCode(resp.Resources[0].ErrorCode)
+	}
+	if err := alterGroup(render.GroupID(p, "e")); err != nil {
+		t.Errorf("p's user setting its group's consumer.session.timeout.ms: %v", err)
+	}
+	if err := alterGroup(render.GroupID(pe, "x")); !errors.Is(err, kerr.GroupAuthorizationFailed) {
+		t.Errorf("p's user setting p.e's group's consumer.session.timeout.ms: %v, want GROUP_AUTHORIZATION_FAILED", err)
 	}
 	t.Logf("own transactional id %s, p.e's %s", own, others)
 }
