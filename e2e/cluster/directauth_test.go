@@ -64,7 +64,7 @@ func TestDirectSCRAMPipeline(t *testing.T) {
 		Operations(kadm.OpRead, kadm.OpWrite, kadm.OpDescribe))
 	admin := scramUser(ns+"-admin", kadm.NewACLs().Allow("User:"+ns+"-admin").AllowHosts().
 		Topics(ns+".").ResourcePatternType(kadm.ACLPatternPrefixed).
-		Operations(kadm.OpCreate, kadm.OpAlter, kadm.OpDescribe, kadm.OpDescribeConfigs, kadm.OpDelete))
+		Operations(kadm.OpCreate, kadm.OpAlter, kadm.OpDescribe, kadm.OpDelete))
 
 	p := identityPipeline("direct-scram", 2, v1alpha1.Entity{Replicas: ptr.To[int32](1)})
 	p.Spec.Kafka = v1alpha1.KafkaSpec{BootstrapServers: env.scram, Topics: v1alpha1.TopicsDirect,
