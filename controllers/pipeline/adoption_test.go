@@ -220,7 +220,7 @@ func testAdoptDirectTopic(t *testing.T, bootstrap string) {
 	e.startOperator(t, ns)
 	p := e.converged(t, e.create(t, newPipeline(ns, withDirect(bootstrap), withAdoptedLines(topic))))
 	eventually(t, "dead-letter topic and executors get the adopted topic's 8 partitions", func() error {
-		got, err := admin.Exists(context.Background(), bootstrap, render.DeadLetterTopicName(topic))
+		got, err := admin.Exists(context.Background(), topics.Cluster{Bootstrap: bootstrap}, render.DeadLetterTopicName(topic))
 		if err != nil {
 			return err
 		}

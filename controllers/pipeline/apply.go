@@ -47,7 +47,11 @@ const AnnotationStrimziManaged = strimzi.AnnotationManaged
 func (r *Reconciler) apply(ctx context.Context, s *scope) error {
 	log := ctrl.LoggerFrom(ctx)
 	if s.p.Spec.Kafka.Topics == v1alpha1.TopicsDirect {
-		states, err := r.kafka.Ensure(ctx, s.facts.BootstrapServers, directSpecs(s.desired.Topics))
+		var states []topics.State
+		err := s.adminErr
+		if err == nil {
+			states, err = r.kafka.Ensure(ctx, s.admin, directSpecs(s.desired.Topics))
+		}
 		s.topicStates = states
 		if err != nil {
 			s.topicsErr = fmt.Errorf("%w of pipeline %s/%s: %w", errTopics, s.p.Namespace, s.p.Name, err)

@@ -60,7 +60,7 @@ func TestBootstrapFromStrimziKafka(t *testing.T) {
 	e.wantCondition(t, p, v1alpha1.ConditionTopicsReady, metav1.ConditionTrue, v1alpha1.ReasonReconciled)
 	admin := topics.NewAdmin()
 	defer admin.Close()
-	got, err := admin.Exists(context.Background(), bootstrap, render.TopicName(p, "lines"))
+	got, err := admin.Exists(context.Background(), topics.Cluster{Bootstrap: bootstrap}, render.TopicName(p, "lines"))
 	if err != nil || got[render.TopicName(p, "lines")] != 3 {
 		t.Errorf("topic of lines on the Kafka from the status: %v %v", got, err)
 	}

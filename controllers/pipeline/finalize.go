@@ -74,11 +74,17 @@ func (r *Reconciler) finalize(ctx context.Context, p *v1alpha1.Pipeline) (ctrl.R
 	if p.Spec.Kafka.Topics == v1alpha1.TopicsDirect {
 		if err := r.deleteDirectTopics(ctx, s); err != nil {
 			timeout := time.Duration(r.topicDeletionTimeout.Load())
-			if time.Since(p.DeletionTimestamp.Time) < timeout {
+			if waited := time.Since(p.DeletionTimestamp.Time); waited < timeout {
 				// Say why the Pipeline does not go away, and retry.
 				conditions.False(&s.p.Status.Conditions, p.Generation, v1alpha1.ConditionReady, v1alpha1.ReasonDeletionBlocked,
-					fmt.Sprintf("deleting the Pipeline waits to delete its Delete topics through the Kafka admin API, which fails: %v; after %s it gives up and keeps them", err, timeout))
-				return ctrl.Result{}, errors.Join(err, r.writeDeletionStatus(ctx, s))
+					fmt.Sprintf("deleting the Pipeline waits to delete its Delete topics through the Kafka admin API, which fails: %v; "+
+						"fix the cause, or set the streams' deletionPolicy to Retain to let the Pipeline go now and keep the topics; after %s the operator gives up and keeps them",
+						err, timeout.Round(time.Second)))
+				// Retried at a fixed period, and at the bound, rather than with a growing backoff
+				// that would hold the Pipeline well past it.
+				reconcileErrors.WithLabelValues(errorReason(err)).Inc()
+				log.Info("deletion blocked: the Delete topics cannot be deleted yet", "error", err.Error(), "gives up in", timeout-waited)
+				return ctrl.Result{RequeueAfter: min(r.adminRetry(), timeout-waited)}, r.writeDeletionStatus(ctx, s)
 			}
 			// Kafka stayed unreachable (or refused the operator): the topics are kept rather
 			// than the Pipeline held forever.
@@ -123,7 +129,8 @@ func (r *Reconciler) deleteDirectTopics(ctx context.Context, s *scope) error {
 	if s.kafkaMissing {
 		return nil
 	}
-	res, err := render.Render(s.p, render.Facts{BootstrapServers: bootstrap})
+	s.facts.BootstrapServers = bootstrap
+	res, err := render.Render(s.p, s.facts)
 	if err != nil {
 		return fmt.Errorf("render topics of %s/%s for deletion: %w", s.p.Namespace, s.p.Name, err)
 	}
@@ -133,7 +140,16 @@ func (r *Reconciler) deleteDirectTopics(ctx context.Context, s *scope) error {
 			names = append(names, t.Name)
 		}
 	}
-	if err := r.kafka.Delete(ctx, bootstrap, names...); err != nil {
+	if len(names) == 0 {
+		// Nothing to delete (every stream Retain, the way out of a blocked deletion): no
+		// credentials needed either.
+		return nil
+	}
+	admin, err := r.adminCluster(ctx, s, bootstrap)
+	if err != nil {
+		return fmt.Errorf("%w: delete topics of %s/%s: %w", errTopics, s.p.Namespace, s.p.Name, err)
+	}
+	if err := r.kafka.Delete(ctx, admin, names...); err != nil {
 		return fmt.Errorf("%w: delete topics of %s/%s: %w", errTopics, s.p.Namespace, s.p.Name, err)
 	}
 	return nil

@@ -97,6 +97,9 @@ func (r *Reconciler) observe(ctx context.Context, s *scope) error {
 	if s.facts.BootstrapServers, err = r.bootstrap(ctx, s); err != nil {
 		return err
 	}
+	if s.p.Spec.Kafka.Topics == v1alpha1.TopicsDirect && s.facts.BootstrapServers != "" {
+		s.admin, s.adminErr = r.adminCluster(ctx, s, s.facts.BootstrapServers)
+	}
 	s.facts.TopicPartitions, err = r.adoptedPartitions(ctx, s)
 	return err
 }
@@ -119,10 +122,10 @@ func (r *Reconciler) adoptedPartitions(ctx context.Context, s *scope) (map[strin
 	}
 	switch {
 	case s.p.Spec.Kafka.Topics == v1alpha1.TopicsDirect:
-		if s.facts.BootstrapServers == "" {
+		if s.facts.BootstrapServers == "" || s.adminErr != nil {
 			return nil, nil
 		}
-		found, err := r.kafka.Exists(ctx, s.facts.BootstrapServers, names...)
+		found, err := r.kafka.Exists(ctx, s.admin, names...)
 		if err != nil {
 			// Ensure meets the same error and reports it in TopicsReady.
 			ctrl.LoggerFrom(ctx).V(1).Info("cannot read the partitions of adopted topics", "error", err.Error())

@@ -78,8 +78,12 @@ func pipelineOfChild(o client.Object) []string {
 const indexStrimziCluster = "spec.kafka.strimziCluster"
 
 // RBAC, least privilege: the operator reads and writes exactly the kinds it composes, with the
-// verbs it uses (server-side apply is patch, and create for new objects; no update of children),
-// and reads no secrets (executors mount theirs; the operator never handles credentials).
+// verbs it uses (server-side apply is patch, and create for new objects; no update of children).
+// Of Secrets it only gets, uncached, the ones a topics: Direct Pipeline names for the operator's
+// own Kafka admin client (see kafkaadmin.go): no list, no watch, no informer; executors mount
+// theirs.
+//
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get
 //
 // +kubebuilder:rbac:groups=streaming.millrace.dev,resources=pipelines,verbs=get;list;watch;update;patch
 // +kubebuilder:rbac:groups=streaming.millrace.dev,resources=pipelines/status,verbs=get;patch
@@ -134,7 +138,16 @@ type Reconciler struct {
 	// Pipeline; the core kinds are indexed at setup.
 	indexedMu sync.Mutex
 	indexed   map[schema.GroupVersionKind]bool
+	// adminRetryPeriod is how often a Direct-mode Pipeline whose admin client is refused, or
+	// whose deletion is blocked, is retried (nanoseconds; atomic so that tests can shorten it).
+	adminRetryPeriod atomic.Int64
 }
+
+// DefaultAdminRetryPeriod is how often the operator retries a Kafka admin client that the
+// broker refused, or a blocked deletion.
+const DefaultAdminRetryPeriod = 30 * time.Second
+
+func (r *Reconciler) adminRetry() time.Duration { return time.Duration(r.adminRetryPeriod.Load()) }
 
 // DefaultTopicDeletionTimeout is how long a deleted Pipeline in Direct mode waits for its Delete
 // topics to be deleted before it gives up, keeps them and goes.
@@ -178,6 +191,7 @@ func SetupWithManager(ctx context.Context, mgr ctrl.Manager, o Options) (*Reconc
 			return nil, fmt.Errorf("index %T by pipeline: %w", o, err)
 		}
 	}
+	r.adminRetryPeriod.Store(int64(DefaultAdminRetryPeriod))
 	if err := mgr.GetFieldIndexer().IndexField(ctx, &v1alpha1.Pipeline{}, indexStrimziCluster, func(o client.Object) []string {
 		if s := o.(*v1alpha1.Pipeline).Spec.Kafka.StrimziCluster; s != "" {
 			return []string{s}
@@ -327,6 +341,14 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.
 	}
 	if s.applyErr != nil {
 		return res, s.applyErr
+	}
+	if s.topicsErr != nil && adminRefused(s.topicsErr) {
+		// The admin client's Secret or ACLs must be fixed. The operator watches no Secret, so
+		// it retries at a fixed period rather than with a backoff that grows to a quarter of
+		// an hour: a fixed Secret is used within adminRetryPeriod.
+		reconcileErrors.WithLabelValues("KafkaAdmin").Inc()
+		log.Info("the Kafka admin client is refused; retrying", "pipeline", klog.KObj(p), "error", s.topicsErr.Error(), "after", r.adminRetry())
+		return ctrl.Result{RequeueAfter: r.adminRetry()}, nil
 	}
 	if s.topicsErr != nil {
 		// Direct topics failed (Kafka unreachable): retry with the controller's backoff.

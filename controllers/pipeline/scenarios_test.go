@@ -413,7 +413,7 @@ func TestDirectTopics(t *testing.T) {
 			for n := range want {
 				names = append(names, n)
 			}
-			got, err := admin.Exists(context.Background(), bootstrap, names...)
+			got, err := admin.Exists(context.Background(), topics.Cluster{Bootstrap: bootstrap}, names...)
 			if err != nil {
 				return err
 			}
@@ -435,7 +435,7 @@ func TestDirectTopics(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, "Delete topics deleted, Retain topics kept", func() error {
-		got, err := admin.Exists(context.Background(), bootstrap, lines, words)
+		got, err := admin.Exists(context.Background(), topics.Cluster{Bootstrap: bootstrap}, lines, words)
 		if err != nil {
 			return err
 		}

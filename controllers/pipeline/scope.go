@@ -24,9 +24,13 @@ type scope struct {
 	kafkaMissing bool // the named Strimzi Kafka does not exist
 	// listenerProblem says why no listener of the named Strimzi Kafka fits the authentication.
 	listenerProblem string
-	keda            kedaHealth                     // KEDA's metrics server, when KEDA is served
-	statefulSets    map[string]*appsv1.StatefulSet // by entity
-	configMaps      map[string]*corev1.ConfigMap   // by entity
+	// admin is where and as whom the operator's Kafka admin client connects in Direct mode;
+	// adminErr says why its credentials could not be read.
+	admin        topics.Cluster
+	adminErr     error
+	keda         kedaHealth                     // KEDA's metrics server, when KEDA is served
+	statefulSets map[string]*appsv1.StatefulSet // by entity
+	configMaps   map[string]*corev1.ConfigMap   // by entity
 	// children are the live children by kind and name, as unstructured objects.
 	children map[schema.GroupVersionKind]map[string]*unstructured.Unstructured
 	// revisions

@@ -290,6 +290,11 @@ func topicsCondition(s *scope) metav1.Condition {
 			return metav1.Condition{Status: metav1.ConditionFalse, Reason: v1alpha1.ReasonBootstrapUnknown,
 				Message: "no Kafka bootstrap address: set spec.kafka.bootstrapServers, or name a Strimzi Kafka whose status lists its listeners"}
 		}
+		if s.topicsErr != nil && adminRefused(s.topicsErr) {
+			return metav1.Condition{Status: metav1.ConditionFalse, Reason: v1alpha1.ReasonKafkaAdminFailed,
+				Message: "the operator's Kafka admin client cannot create the topics: fix the Secret in spec.kafka.authentication.adminSecretName " +
+					"(else secretName) or the ACLs of its user (Create, Alter, Describe, Delete on the topics); retrying: " + s.topicsErr.Error()}
+		}
 		if s.topicsErr != nil {
 			return metav1.Condition{Status: metav1.ConditionFalse, Reason: v1alpha1.ReasonTopicsPending,
 				Message: "creating topics through the Kafka admin API failed, retrying: " + s.topicsErr.Error()}

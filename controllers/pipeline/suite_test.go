@@ -160,7 +160,14 @@ func (o *operator) stop(t *testing.T) {
 // startOperator runs the operator for namespace ns until the test ends.
 func (e *env) startOperator(t *testing.T, ns string) *operator {
 	t.Helper()
-	mgr, err := ctrl.NewManager(e.cfg, ctrl.Options{
+	return e.startOperatorWith(t, ns, e.cfg)
+}
+
+// startOperatorWith runs the operator for namespace ns with the REST config cfg (for example one
+// that impersonates a user bound to the operator's ClusterRole).
+func (e *env) startOperatorWith(t *testing.T, ns string, cfg *rest.Config) *operator {
+	t.Helper()
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                 Scheme(),
 		Cache:                  CacheOptions(ns),
 		Metrics:                metricsserver.Options{BindAddress: "0"},
@@ -181,6 +188,8 @@ func (e *env) startOperator(t *testing.T, ns string) *operator {
 		cancel()
 		t.Fatalf("set up reconciler: %v", err)
 	}
+	// A refused Kafka admin client and a blocked deletion are retried every second, not 30 s.
+	r.adminRetryPeriod.Store(int64(time.Second))
 	o := &operator{writes: writes, r: r, cancel: cancel, done: make(chan error, 1)}
 	go func() { o.done <- mgr.Start(ctx) }()
 	t.Cleanup(func() { o.stop(t) })

@@ -73,6 +73,14 @@ func executorConfig(p *v1alpha1.Pipeline, e *v1alpha1.Entity, f Facts) (*config.
 		FunctionSocket: config.DefaultFunctionSocket,
 		MetricsPort:    config.DefaultMetricsPort,
 	}
+	if rt := e.Runtime; rt != nil {
+		if rt.SessionTimeout != nil {
+			cfg.Runtime.SessionTimeout = config.Duration{Duration: rt.SessionTimeout.Duration}
+		}
+		if rt.LivenessTimeout != nil {
+			cfg.Runtime.LivenessTimeout = config.Duration{Duration: rt.LivenessTimeout.Duration}
+		}
+	}
 	cfg.Default()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -140,4 +148,67 @@ func caDir(p *v1alpha1.Pipeline) string {
 // clusterCASecretName is the Secret Strimzi publishes its cluster CA certificate in.
 func clusterCASecretName(p *v1alpha1.Pipeline) string {
 	return strings.TrimSpace(p.Spec.Kafka.StrimziCluster) + "-cluster-ca-cert"
+}
+
+// AdminClient is how the operator's own Kafka admin client connects in topics: Direct mode: on
+// the executors' listener, with their TLS and SASL mechanism, and with the credentials of
+// spec.kafka.authentication.adminSecretName (else the executors' Secret). It names Secrets and
+// keys; the controller reads them when it calls Kafka.
+type AdminClient struct {
+	// Secret holds the credentials; "" without authentication.
+	Secret string
+	// SASLMechanism is "SCRAM-SHA-512", or "" without SASL.
+	SASLMechanism string
+	// Username is the SASL user when it is known without the Secret (a Strimzi KafkaUser's
+	// Secret has no username key: the user is the KafkaUser's name); otherwise the Secret's
+	// "username" key holds it.
+	Username string
+	// TLS says whether the listener encrypts.
+	TLS bool
+	// CASecret holds ca.crt, the CA of the brokers' certificates: Strimzi's cluster CA Secret,
+	// or Secret itself without Strimzi; "" trusts the system's roots.
+	CASecret string
+	// ClientCertificate says that Secret holds user.crt and user.key (TLS authentication).
+	ClientCertificate bool
+}
+
+// Secret keys of the credentials Secrets.
+const (
+	SecretKeyUsername = "username"
+	SecretKeyPassword = "password"
+	SecretKeyCA       = "ca.crt"
+	SecretKeyUserCert = "user.crt"
+	SecretKeyUserKey  = "user.key"
+)
+
+// AdminClientOf is the admin client configuration of the Pipeline p, with the facts observed.
+func AdminClientOf(p *v1alpha1.Pipeline, f Facts) AdminClient {
+	p = withDefaults(p)
+	var a AdminClient
+	auth := authType(p)
+	if auth != v1alpha1.AuthNone {
+		a.Secret = credentialsSecretName(p)
+		if s := p.Spec.Kafka.Authentication.AdminSecretName; s != "" {
+			a.Secret = s
+		}
+	}
+	if useTLS(p, f) {
+		a.TLS = true
+		switch {
+		case p.Spec.Kafka.StrimziCluster != "":
+			a.CASecret = clusterCASecretName(p)
+		case a.Secret != "":
+			a.CASecret = a.Secret
+		}
+	}
+	switch auth {
+	case v1alpha1.AuthScramSha512:
+		a.SASLMechanism = "SCRAM-SHA-512"
+		if a.Secret == credentialsSecretName(p) {
+			a.Username = saslUsername(p)
+		}
+	case v1alpha1.AuthTLS:
+		a.ClientCertificate = true
+	}
+	return a
 }

@@ -7,8 +7,10 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
 
 	"github.com/millrace-dev/millrace/apis/streaming/v1alpha1"
@@ -47,6 +49,13 @@ func goldenCases() map[string]goldenCase {
 			reason:   "Autoscaling asked for but KEDA missing: fixed replicas at the minimum, at least one, and no ScaledObject.",
 			pipeline: minimal(onEntity("handle", autoscaling(0, 1))),
 			facts:    newFacts(),
+		},
+		"entity-runtime": {
+			reason: "runtime.sessionTimeout and runtime.livenessTimeout reach executor.json; with a KafkaUser, the entity's group ACL allows AlterConfigs, which asking a KIP-848 broker for the session timeout needs.",
+			pipeline: minimal(withAuth(v1alpha1.AuthScramSha512, ""), onEntity("handle", func(e *v1alpha1.Entity) {
+				e.Runtime = &v1alpha1.EntityRuntime{SessionTimeout: &metav1.Duration{Duration: 20 * time.Second}, LivenessTimeout: &metav1.Duration{Duration: 5 * time.Minute}}
+			})),
+			facts: newFacts(),
 		},
 		"exactly-once": {
 			reason:   "ExactlyOnce sets a transactional id prefix in the executor config.",

@@ -71,13 +71,16 @@ const (
 	aclWrite           = "Write"
 	aclDescribe        = "Describe"
 	aclIdempotentWrite = "IdempotentWrite"
+	aclAlterConfigs    = "AlterConfigs"
 )
 
 // kafkaUser renders the pipeline's KafkaUser when executors authenticate against a Strimzi
 // cluster. Its ACLs allow exactly what the executors do and nothing else:
 //   - Read and Describe on input topics, Write and Describe on output and dead-letter topics,
 //     all three on changelogs (the state sidecar restores from and writes to them);
-//   - Read and Describe on each entity's consumer group;
+//   - Read and Describe on each entity's consumer group, and AlterConfigs on it when the entity
+//     sets runtime.sessionTimeout (under KIP-848 the sidecar asks for it as the group's
+//     consumer.session.timeout.ms, an IncrementalAlterConfigs on the group);
 //   - Write and Describe on the transactional ids of ExactlyOnce entities, by prefix, since each
 //     pod appends its ordinal;
 //   - IdempotentWrite on the cluster, which brokers before Kafka 2.8 require of idempotent
@@ -96,7 +99,12 @@ func kafkaUser(p *v1alpha1.Pipeline, f Facts) *strimzi.KafkaUser {
 			topicOps[topic][op] = true
 		}
 	}
-	var groups, txPrefixes []string
+	var txPrefixes []string
+	type group struct {
+		id  string
+		ops []string
+	}
+	var groups []group
 	for i := range p.Spec.Entities {
 		e := &p.Spec.Entities[i]
 		for _, in := range e.Inputs {
@@ -110,7 +118,11 @@ func kafkaUser(p *v1alpha1.Pipeline, f Facts) *strimzi.KafkaUser {
 		if stateEnabled(e) {
 			allow(ChangelogTopicName(p, e.Name), aclRead, aclWrite, aclDescribe)
 		}
-		groups = append(groups, GroupID(p, e.Name))
+		g := group{id: GroupID(p, e.Name), ops: []string{aclDescribe, aclRead}}
+		if e.Runtime != nil && e.Runtime.SessionTimeout != nil {
+			g.ops = []string{aclAlterConfigs, aclDescribe, aclRead}
+		}
+		groups = append(groups, g)
 		if e.Guarantee == v1alpha1.ExactlyOnce {
 			txPrefixes = append(txPrefixes, TransactionalIDPrefix(p, e.Name))
 		}
@@ -121,7 +133,7 @@ func kafkaUser(p *v1alpha1.Pipeline, f Facts) *strimzi.KafkaUser {
 		acls = append(acls, acl("topic", topic, "literal", sortedOps(topicOps[topic])...))
 	}
 	for _, g := range groups {
-		acls = append(acls, acl("group", g, "literal", aclDescribe, aclRead))
+		acls = append(acls, acl("group", g.id, "literal", g.ops...))
 	}
 	for _, prefix := range txPrefixes {
 		acls = append(acls, acl("transactionalId", prefix, "prefix", aclDescribe, aclWrite))

@@ -204,11 +204,21 @@ func GroupID(p *v1alpha1.Pipeline, entity string) string {
 	return namespaceOf(p) + "." + p.Name + "." + entity
 }
 
-// TransactionalIDPrefix prefixes the transactional ids of an entity's ExactlyOnce producers; a
-// pod appends its ordinal. The trailing "." keeps the prefix ACL of entity "a" from matching the
-// ids of entity "ab".
+// TransactionalIDPrefix prefixes the transactional ids of an entity's ExactlyOnce producers
+// (<namespace>.<pipeline>.<entity>.); a pod appends "-" and its ordinal. The KafkaUser grants
+// the prefix, so it must match the ids of no other entity of any Pipeline:
+//   - the trailing "." keeps entity "a" from matching the ids of entity "ab";
+//   - a Pipeline's name may contain dots (namespaces and entity names cannot), so Pipeline "p"
+//     with entity "e" and Pipeline "p.e" with entity "x" would give "ns.p.e." and "ns.p.e.x.":
+//     the first a prefix of the second. The dots of the Pipeline's name are written "_", which
+//     no Kubernetes name contains: every part of the prefix is then free of dots, the prefix
+//     ends where <namespace>.<pipeline>.<entity>. ends, and no two entities share a prefix or
+//     extend one another's. Names without dots (most) are unchanged.
+//
+// The consumer group (GroupID) keeps the dots: it is granted literally, and a literal group
+// <namespace>.<pipeline>.<entity> is already unique (only its middle part can hold dots).
 func TransactionalIDPrefix(p *v1alpha1.Pipeline, entity string) string {
-	return GroupID(p, entity) + "."
+	return namespaceOf(p) + "." + strings.ReplaceAll(p.Name, ".", "_") + "." + entity + "."
 }
 
 // namespaceOf is the Pipeline's namespace, or "default" for a Pipeline read from a file without

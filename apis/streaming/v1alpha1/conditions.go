@@ -40,6 +40,9 @@ const (
 	ReasonAsExpected           = "AsExpected"
 	ReasonDependenciesDegraded = "DependenciesDegraded"
 	ReasonDeletionBlocked      = "DeletionBlocked"
+	// ReasonKafkaAdminFailed: in topics: Direct mode, the operator's own Kafka admin client has
+	// no usable credentials, or the broker refuses to authenticate or authorize it.
+	ReasonKafkaAdminFailed = "KafkaAdminFailed"
 )
 
 // Annotations and labels of the API.

@@ -114,6 +114,7 @@ type PipelineSpec struct {
 // +kubebuilder:validation:XValidation:rule="self.topics != 'Strimzi' || (has(self.strimziCluster) && size(self.strimziCluster) > 0)",message="spec.kafka.strimziCluster is required when spec.kafka.topics is Strimzi"
 // +kubebuilder:validation:XValidation:rule="(has(self.strimziCluster) && size(self.strimziCluster) > 0) || (has(self.bootstrapServers) && size(self.bootstrapServers) > 0)",message="spec.kafka: set strimziCluster or bootstrapServers"
 // +kubebuilder:validation:XValidation:rule="!has(self.authentication) || self.authentication.type == 'none' || (has(self.strimziCluster) && size(self.strimziCluster) > 0) || (has(self.authentication.secretName) && size(self.authentication.secretName) > 0)",message="spec.kafka.authentication.secretName is required when authenticating without a Strimzi cluster"
+// +kubebuilder:validation:XValidation:rule="!has(self.authentication) || !has(self.authentication.adminSecretName) || (self.topics == 'Direct' && self.authentication.type != 'none')",message="spec.kafka.authentication.adminSecretName is only used with spec.kafka.topics: Direct and an authentication type other than none (it holds the credentials of the operator's own Kafka admin client)"
 type KafkaSpec struct {
 	// StrimziCluster names a Strimzi Kafka in the Pipeline's namespace. Topics and users are
 	// labelled for it and the bootstrap address is read from its status.
@@ -153,6 +154,19 @@ type KafkaAuthentication struct {
 	// +kubebuilder:validation:MaxLength=253
 	// +optional
 	SecretName string `json:"secretName,omitempty"`
+
+	// AdminSecretName names a Secret in the Pipeline's namespace with the credentials of the
+	// operator's own Kafka admin client, which creates, grows and deletes the topics when
+	// spec.kafka.topics is Direct; same keys as secretName. Unset, the operator uses the
+	// executors' Secret (secretName, or the KafkaUser's, whose ACLs do not allow creating
+	// topics). Its user needs Create, Alter, Describe and Delete on the Pipeline's topics. The
+	// operator reads only this Secret (and, on an encrypting Strimzi listener, the cluster CA
+	// Secret), when it calls Kafka; it never caches Secrets.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
+	// +optional
+	AdminSecretName string `json:"adminSecretName,omitempty"`
 }
 
 // Stream is a named Kafka topic.
@@ -269,6 +283,43 @@ type Entity struct {
 	// +kubebuilder:validation:MaxItems=64
 	// +optional
 	Env []corev1.EnvVar `json:"env,omitempty"`
+
+	// Runtime tunes the entity's I/O sidecar (executor.json's runtime section).
+	// +optional
+	Runtime *EntityRuntime `json:"runtime,omitempty"`
+}
+
+// EntityRuntime tunes how an entity's I/O sidecar takes part in its consumer group and when its
+// liveness probe fails. Changing it rolls the entity's pods.
+type EntityRuntime struct {
+	// SessionTimeout bounds how long the partitions of a pod that died without leaving the
+	// group (a crash, a SIGKILL, a lost node) wait before the group gives them to the other
+	// pods; a Go duration such as 10s. In the classic group protocol (Static mode, and Group
+	// mode before Kafka 4.0) it is the member's session timeout (default 10s), which the
+	// broker accepts within group.min.session.timeout.ms..group.max.session.timeout.ms, 6s..30m
+	// by default: hence the bounds here. Under KIP-848 the sidecar asks for it as the group's
+	// consumer.session.timeout.ms, which the broker accepts only within
+	// group.consumer.min.session.timeout.ms..group.consumer.max.session.timeout.ms (45s..60s by
+	// default); otherwise the broker's group.consumer.session.timeout.ms (45s) applies.
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(h|m|s|ms|us|ns))+$`
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('6s') && duration(self) <= duration('30m')",message="spec.entities[].runtime.sessionTimeout must be between 6s and 30m (the broker's default group.min.session.timeout.ms and group.max.session.timeout.ms)"
+	// +optional
+	SessionTimeout *metav1.Duration `json:"sessionTimeout,omitempty"`
+
+	// LivenessTimeout is how long the I/O sidecar's processing loop may stand still while it
+	// holds partitions before its liveness probe fails and the kubelet restarts it; default 2m.
+	// The loop turns at least once per commit interval; it stands still only when what it
+	// waits for does not come (the function's answer to a batch, the end of a transaction).
+	// Raise it for a function whose batches really take longer. At least 30s, above the
+	// transaction timeout (10s) that ending a transaction may take.
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(h|m|s|ms|us|ns))+$`
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('30s') && duration(self) <= duration('1h')",message="spec.entities[].runtime.livenessTimeout must be between 30s and 1h"
+	// +optional
+	LivenessTimeout *metav1.Duration `json:"livenessTimeout,omitempty"`
 }
 
 // AutoscalingSpec configures KEDA's kafka scaler for an entity.

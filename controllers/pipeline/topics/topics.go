@@ -5,6 +5,10 @@ package topics
 
 import (
 	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"sort"
@@ -16,7 +20,95 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+	"github.com/twmb/franz-go/pkg/sasl"
+	"github.com/twmb/franz-go/pkg/sasl/plain"
+	"github.com/twmb/franz-go/pkg/sasl/scram"
 )
+
+// Cluster is where the admin client connects and as whom: the listener's address, and the
+// TLS and SASL settings that listener requires. The credentials are held in memory only, for
+// as long as the connection they opened is cached.
+type Cluster struct {
+	Bootstrap string
+	// TLS, when set, encrypts every connection.
+	TLS *TLS
+	// SASL, when set, authenticates every connection.
+	SASL *SASL
+}
+
+// TLS is the TLS configuration of the admin client, as PEM.
+type TLS struct {
+	// CA verifies the brokers' certificates; empty uses the system's roots.
+	CA []byte
+	// Cert and Key are a client certificate (TLS client authentication); both or neither.
+	Cert, Key []byte
+}
+
+// SASL is a SASL mechanism with its credentials.
+type SASL struct {
+	// Mechanism is PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.
+	Mechanism string
+	User      string
+	Password  string
+}
+
+// key identifies the connection for c: its address and a digest of its credentials, so that
+// rotated credentials open a new connection and two Pipelines on one Kafka with different users
+// never share one.
+func (c Cluster) key() string {
+	h := sha256.New()
+	write := func(parts ...string) {
+		for _, p := range parts {
+			fmt.Fprintf(h, "%d:%s", len(p), p)
+		}
+	}
+	write(c.Bootstrap)
+	if c.TLS != nil {
+		write("tls", string(c.TLS.CA), string(c.TLS.Cert), string(c.TLS.Key))
+	}
+	if c.SASL != nil {
+		write("sasl", c.SASL.Mechanism, c.SASL.User, c.SASL.Password)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// options are the franz-go options that connect to c.
+func (c Cluster) options() ([]kgo.Opt, error) {
+	opts := []kgo.Opt{kgo.SeedBrokers(strings.Split(c.Bootstrap, ",")...)}
+	if t := c.TLS; t != nil {
+		cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+		if len(t.CA) > 0 {
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(t.CA) {
+				return nil, errors.New("the CA certificate (ca.crt) holds no PEM certificate")
+			}
+			cfg.RootCAs = pool
+		}
+		if len(t.Cert) > 0 || len(t.Key) > 0 {
+			cert, err := tls.X509KeyPair(t.Cert, t.Key)
+			if err != nil {
+				return nil, fmt.Errorf("client certificate (user.crt, user.key): %w", err)
+			}
+			cfg.Certificates = []tls.Certificate{cert}
+		}
+		opts = append(opts, kgo.DialTLSConfig(cfg))
+	}
+	if s := c.SASL; s != nil {
+		var mech sasl.Mechanism
+		switch strings.ToUpper(s.Mechanism) {
+		case "PLAIN":
+			mech = plain.Auth{User: s.User, Pass: s.Password}.AsMechanism()
+		case "SCRAM-SHA-256":
+			mech = scram.Auth{User: s.User, Pass: s.Password}.AsSha256Mechanism()
+		case "SCRAM-SHA-512":
+			mech = scram.Auth{User: s.User, Pass: s.Password}.AsSha512Mechanism()
+		default:
+			return nil, fmt.Errorf("SASL mechanism %q is not PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512", s.Mechanism)
+		}
+		opts = append(opts, kgo.SASL(mech))
+	}
+	return opts, nil
+}
 
 // Spec is one desired topic.
 type Spec struct {
@@ -36,37 +128,59 @@ type State struct {
 	Err        error
 }
 
-// Admin talks to Kafka clusters, keeping one admin client per bootstrap address so that
+// Admin talks to Kafka clusters, keeping one admin client per address and credentials so that
 // reconciles of many Pipelines on one cluster share connections.
 type Admin struct {
 	mu      sync.Mutex
 	clients map[string]*conn
 	// Timeout bounds each admin call.
 	Timeout time.Duration
+	// IdleTimeout closes a client unused for that long (credentials rotated, Pipeline gone).
+	IdleTimeout time.Duration
 }
 
 // NewAdmin returns an Admin with no connections yet.
-func NewAdmin() *Admin { return &Admin{clients: map[string]*conn{}, Timeout: 15 * time.Second} }
+func NewAdmin() *Admin {
+	return &Admin{clients: map[string]*conn{}, Timeout: 15 * time.Second, IdleTimeout: 10 * time.Minute}
+}
 
 // conn is one cluster's client and its admin wrapper.
 type conn struct {
 	*kadm.Client
-	kgo *kgo.Client
+	kgo      *kgo.Client
+	lastUsed time.Time
 }
 
-func (a *Admin) client(bootstrap string) (*conn, error) {
+func (a *Admin) client(c Cluster) (*conn, error) {
+	if c.Bootstrap == "" {
+		return nil, errors.New("no Kafka bootstrap address")
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if c, ok := a.clients[bootstrap]; ok {
-		return c, nil
+	now := time.Now()
+	for k, old := range a.clients {
+		// A call lasts at most Timeout, far below IdleTimeout: nobody uses a client closed here.
+		if now.Sub(old.lastUsed) > a.IdleTimeout {
+			old.Close()
+			delete(a.clients, k)
+		}
 	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(strings.Split(bootstrap, ",")...))
+	key := c.key()
+	if cl, ok := a.clients[key]; ok {
+		cl.lastUsed = now
+		return cl, nil
+	}
+	opts, err := c.options()
 	if err != nil {
-		return nil, fmt.Errorf("connect to kafka %s: %w", bootstrap, err)
+		return nil, fmt.Errorf("kafka client for %s: %w", c.Bootstrap, err)
 	}
-	c := &conn{Client: kadm.NewClient(cl), kgo: cl}
-	a.clients[bootstrap] = c
-	return c, nil
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("connect to kafka %s: %w", c.Bootstrap, err)
+	}
+	conn := &conn{Client: kadm.NewClient(cl), kgo: cl, lastUsed: now}
+	a.clients[key] = conn
+	return conn, nil
 }
 
 // describe returns the partition count of each topic that exists. It sends a metadata request
@@ -111,14 +225,11 @@ func (a *Admin) Close() {
 
 // Ensure creates the missing topics and raises partitions that are below spec. It returns the
 // state of each topic, sorted by name, and the first error.
-func (a *Admin) Ensure(ctx context.Context, bootstrap string, specs []Spec) ([]State, error) {
+func (a *Admin) Ensure(ctx context.Context, c Cluster, specs []Spec) ([]State, error) {
 	if len(specs) == 0 {
 		return nil, nil
 	}
-	if bootstrap == "" {
-		return nil, errors.New("no Kafka bootstrap address")
-	}
-	adm, err := a.client(bootstrap)
+	adm, err := a.client(c)
 	if err != nil {
 		return nil, err
 	}
@@ -130,7 +241,7 @@ func (a *Admin) Ensure(ctx context.Context, bootstrap string, specs []Spec) ([]S
 	}
 	existing, err := adm.describe(ctx, names)
 	if err != nil {
-		return nil, fmt.Errorf("list topics on %s: %w", bootstrap, err)
+		return nil, fmt.Errorf("list topics on %s: %w", c.Bootstrap, err)
 	}
 	var states []State
 	var firstErr error
@@ -188,14 +299,11 @@ func (a *Admin) create(ctx context.Context, adm *kadm.Client, s Spec) error {
 }
 
 // Delete deletes topics; a topic that is already gone is not an error.
-func (a *Admin) Delete(ctx context.Context, bootstrap string, names ...string) error {
+func (a *Admin) Delete(ctx context.Context, c Cluster, names ...string) error {
 	if len(names) == 0 {
 		return nil
 	}
-	if bootstrap == "" {
-		return errors.New("no Kafka bootstrap address")
-	}
-	adm, err := a.client(bootstrap)
+	adm, err := a.client(c)
 	if err != nil {
 		return err
 	}
@@ -203,7 +311,7 @@ func (a *Admin) Delete(ctx context.Context, bootstrap string, names ...string) e
 	defer cancel()
 	resp, err := adm.DeleteTopics(ctx, names...)
 	if err != nil {
-		return fmt.Errorf("delete topics %v on %s: %w", names, bootstrap, err)
+		return fmt.Errorf("delete topics %v on %s: %w", names, c.Bootstrap, err)
 	}
 	for _, r := range resp {
 		if r.Err != nil && !errors.Is(r.Err, kerr.UnknownTopicOrPartition) {
@@ -214,8 +322,8 @@ func (a *Admin) Delete(ctx context.Context, bootstrap string, names ...string) e
 }
 
 // Exists reports which of the topics exist; used by tests and status.
-func (a *Admin) Exists(ctx context.Context, bootstrap string, names ...string) (map[string]int32, error) {
-	adm, err := a.client(bootstrap)
+func (a *Admin) Exists(ctx context.Context, c Cluster, names ...string) (map[string]int32, error) {
+	adm, err := a.client(c)
 	if err != nil {
 		return nil, err
 	}

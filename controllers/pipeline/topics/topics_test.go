@@ -29,10 +29,10 @@ func TestEnsureCreatesGrowsNeverShrinks(t *testing.T) {
 		{reason: "fewer partitions never shrink the topic", spec: Spec{Name: "t1", Partitions: 1}, want: 4},
 	}
 	for _, c := range cases {
-		if _, err := a.Ensure(ctx, bootstrap, []Spec{c.spec}); err != nil {
+		if _, err := a.Ensure(ctx, Cluster{Bootstrap: bootstrap}, []Spec{c.spec}); err != nil {
 			t.Fatalf("%s: %v", c.reason, err)
 		}
-		got, err := a.Exists(ctx, bootstrap, "t1")
+		got, err := a.Exists(ctx, Cluster{Bootstrap: bootstrap}, "t1")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -40,10 +40,10 @@ func TestEnsureCreatesGrowsNeverShrinks(t *testing.T) {
 			t.Errorf("%s: partitions = %d, want %d", c.reason, got["t1"], c.want)
 		}
 	}
-	if err := a.Delete(ctx, bootstrap, "t1", "never-existed"); err != nil {
+	if err := a.Delete(ctx, Cluster{Bootstrap: bootstrap}, "t1", "never-existed"); err != nil {
 		t.Fatalf("delete: %v", err)
 	}
-	got, _ := a.Exists(ctx, bootstrap, "t1")
+	got, _ := a.Exists(ctx, Cluster{Bootstrap: bootstrap}, "t1")
 	if _, ok := got["t1"]; ok {
 		t.Error("t1 still exists after Delete")
 	}

@@ -5,6 +5,8 @@
 package validatetest
 
 import (
+	"time"
+
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
@@ -60,6 +62,23 @@ func Kafka(m func(*v1alpha1.KafkaSpec)) func(*v1alpha1.Pipeline) {
 	return func(p *v1alpha1.Pipeline) { m(&p.Spec.Kafka) }
 }
 
+// Runtime sets an entity's runtime timeouts; "" leaves one unset.
+func Runtime(session, liveness string) func(*v1alpha1.Entity) {
+	parse := func(s string) *metav1.Duration {
+		if s == "" {
+			return nil
+		}
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			panic(err)
+		}
+		return &metav1.Duration{Duration: d}
+	}
+	return func(e *v1alpha1.Entity) {
+		e.Runtime = &v1alpha1.EntityRuntime{SessionTimeout: parse(session), LivenessTimeout: parse(liveness)}
+	}
+}
+
 func Autoscaling(minR, maxR int32) func(*v1alpha1.Entity) {
 	return func(e *v1alpha1.Entity) {
 		e.Replicas = nil
@@ -79,6 +98,33 @@ type InvalidCase struct {
 // reject every Pipeline with the same message.
 func InvalidCases() []InvalidCase {
 	return []InvalidCase{
+		{
+			Reason:   "a session timeout below what the broker accepts by default",
+			Pipeline: Pipeline(Entity("sum", Runtime("5s", ""))),
+			Want:     `spec.entities[1].runtime.sessionTimeout: Invalid value: "5s": spec.entities[].runtime.sessionTimeout must be between 6s and 30m`,
+		},
+		{
+			Reason:   "a session timeout above what the broker accepts by default",
+			Pipeline: Pipeline(Entity("sum", Runtime("31m", ""))),
+			Want:     `spec.entities[].runtime.sessionTimeout must be between 6s and 30m`,
+		},
+		{
+			Reason:   "a negative session timeout",
+			Pipeline: Pipeline(Entity("sum", Runtime("-10s", ""))),
+			Want:     `spec.entities[1].runtime.sessionTimeout in body should match`,
+		},
+		{
+			Reason:   "a liveness timeout below the transaction timeout",
+			Pipeline: Pipeline(Entity("sum", Runtime("", "10s"))),
+			Want:     `spec.entities[].runtime.livenessTimeout must be between 30s and 1h`,
+		},
+		{
+			Reason: "an admin Secret without Direct topics",
+			Pipeline: Pipeline(Kafka(func(k *v1alpha1.KafkaSpec) {
+				k.Authentication = &v1alpha1.KafkaAuthentication{Type: v1alpha1.AuthScramSha512, AdminSecretName: "ops"}
+			})),
+			Want: `spec.kafka.authentication.adminSecretName is only used with spec.kafka.topics: Direct`,
+		},
 		{
 			Reason:   "stream names must be unique",
 			Pipeline: Pipeline(func(p *v1alpha1.Pipeline) { p.Spec.Streams = append(p.Spec.Streams, v1alpha1.Stream{Name: "lines"}) }),
@@ -353,6 +399,13 @@ func ValidPipelines() map[string]*v1alpha1.Pipeline {
 		"a stream named changelog":                 Pipeline(RenameStream("counts", "changelog")),
 		"a stream named dlq":                       Pipeline(RenameStream("counts", "dlq")),
 		"a dotted name with a changelog topicName": Pipeline(Named("wordcount.sum"), RenameStream("counts", "changelog"), Stream("changelog", func(s *v1alpha1.Stream) { s.TopicName = "wordcount-sum-changelog" })),
+		"runtime timeouts":                         Pipeline(Entity("sum", Runtime("45s", "5m"))),
+		"runtime timeouts at their bounds":         Pipeline(Entity("sum", Runtime("6s", "30s")), Entity("split", Runtime("30m", "1h"))),
+		"fractional runtime timeouts":              Pipeline(Entity("sum", Runtime("7.5s", "1m30s"))),
+		"direct topics with an admin Secret": Pipeline(Kafka(func(k *v1alpha1.KafkaSpec) {
+			k.StrimziCluster, k.BootstrapServers, k.Topics = "", "kafka-0:9094", v1alpha1.TopicsDirect
+			k.Authentication = &v1alpha1.KafkaAuthentication{Type: v1alpha1.AuthScramSha512, SecretName: "app", AdminSecretName: "ops"}
+		})),
 		"strimzi with scram": Pipeline(Kafka(func(k *v1alpha1.KafkaSpec) {
 			k.Authentication = &v1alpha1.KafkaAuthentication{Type: v1alpha1.AuthScramSha512}
 		})),

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$millrace/_proto/state/v1/state.proto\x12\x11millrace.state.v1\"I\n\x08Mutation\x12\x11\n\tpartition\x18\x01 \x01(\x05\x12\x0b\n\x03key\x18\x02 \x01(\x0c\x12\r\n\x05value\x18\x03 \x01(\x0c\x12\x0e\n\x06\x64\x65lete\x18\x04 \x01(\x08\"=\n\nGetRequest\x12\x0f\n\x07session\x18\x01 \x01(\t\x12\x11\n\tpartition\x18\x02 \x01(\x05\x12\x0b\n\x03key\x18\x03 \x01(\x0c\"+\n\x0bGetResponse\x12\r\n\x05value\x18\x01 \x01(\x0c\x12\r\n\x05\x66ound\x18\x02 \x01(\x08\"O\n\x0cWriteRequest\x12\x0f\n\x07session\x18\x01 \x01(\t\x12.\n\tmutations\x18\x02 \x03(\x0b\x32\x1b.millrace.state.v1.Mutation\"\x0f\n\rWriteResponse\"\x0e\n\x0c\x42\x65ginRequest\" \n\rBeginResponse\x12\x0f\n\x07session\x18\x01 \x01(\t\"4\n\rAssignRequest\x12\x0f\n\x07session\x18\x01 \x01(\t\x12\x12\n\npartitions\x18\x02 \x03(\x05\"*\n\x0e\x41ssignResponse\x12\x18\n\x10restored_records\x18\x01 \x01(\x03\"\x1f\n\x0c\x46lushRequest\x12\x0f\n\x07session\x18\x01 \x01(\t\"?\n\rFlushResponse\x12.\n\tmutations\x18\x01 \x03(\x0b\x32\x1b.millrace.state.v1.Mutation\"2\n\x0f\x43ompleteRequest\x12\x0f\n\x07session\x18\x01 \x01(\t\x12\x0e\n\x06\x63ommit\x18\x02 \x01(\x08\"\x12\n\x10\x43ompleteResponse2\xd5\x03\n\x05State\x12\x44\n\x03Get\x12\x1d.millrace.state.v1.GetRequest\x1a\x1e.millrace.state.v1.GetResponse\x12J\n\x05Write\x12\x1f.millrace.state.v1.WriteRequest\x1a .millrace.state.v1.WriteResponse\x12J\n\x05\x42\x65gin\x12\x1f.millrace.state.v1.BeginRequest\x1a .millrace.state.v1.BeginResponse\x12M\n\x06\x41ssign\x12 .millrace.state.v1.AssignRequest\x1a!.millrace.state.v1.AssignResponse\x12J\n\x05\x46lush\x12\x1f.millrace.state.v1.FlushRequest\x1a .millrace.state.v1.FlushResponse\x12S\n\x08\x43omplete\x12\".millrace.state.v1.CompleteRequest\x1a#.millrace.state.v1.CompleteResponseBJZHgithub.com/millrace-dev/millrace/executor-runtime/proto/state/v1;statev1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$millrace/_proto/state/v1/state.proto\x12\x11millrace.state.v1\"I\n\x08Mutation\x12\x11\n\tpartition\x18\x01 \x01(\x05\x12\x0b\n\x03key\x18\x02 \x01(\x0c\x12\r\n\x05value\x18\x03 \x01(\x0c\x12\x0e\n\x06\x64\x65lete\x18\x04 \x01(\x08\"=\n\nGetRequest\x12\x0f\n\x07session\x18\x01 \x01(\t\x12\x11\n\tpartition\x18\x02 \x01(\x05\x12\x0b\n\x03key\x18\x03 \x01(\x0c\"+\n\x0bGetResponse\x12\r\n\x05value\x18\x01 \x01(\x0c\x12\r\n\x05\x66ound\x18\x02 \x01(\x08\"B\n\x0eGetManyRequest\x12\x0f\n\x07session\x18\x01 \x01(\t\x12\x11\n\tpartition\x18\x02 \x01(\x05\x12\x0c\n\x04keys\x18\x03 \x03(\x0c\"A\n\x0fGetManyResponse\x12.\n\x06values\x18\x01 \x03(\x0b\x32\x1e.millrace.state.v1.GetResponse\"O\n\x0cWriteRequest\x12\x0f\n\x07session\x18\x01 \x01(\t\x12.\n\tmutations\x18\x02 \x03(\x0b\x32\x1b.millrace.state.v1.Mutation\"\x0f\n\rWriteResponse\"\x0e\n\x0c\x42\x65ginRequest\" \n\rBeginResponse\x12\x0f\n\x07session\x18\x01 \x01(\t\"4\n\rAssignRequest\x12\x0f\n\x07session\x18\x01 \x01(\t\x12\x12\n\npartitions\x18\x02 \x03(\x05\"*\n\x0e\x41ssignResponse\x12\x18\n\x10restored_records\x18\x01 \x01(\x03\"\x1f\n\x0c\x46lushRequest\x12\x0f\n\x07session\x18\x01 \x01(\t\"?\n\rFlushResponse\x12.\n\tmutations\x18\x01 \x03(\x0b\x32\x1b.millrace.state.v1.Mutation\"2\n\x0f\x43ompleteRequest\x12\x0f\n\x07session\x18\x01 \x01(\t\x12\x0e\n\x06\x63ommit\x18\x02 \x01(\x08\"\x12\n\x10\x43ompleteResponse2\xa7\x04\n\x05State\x12\x44\n\x03Get\x12\x1d.millrace.state.v1.GetRequest\x1a\x1e.millrace.state.v1.GetResponse\x12P\n\x07GetMany\x12!.millrace.state.v1.GetManyRequest\x1a\".millrace.state.v1.GetManyResponse\x12J\n\x05Write\x12\x1f.millrace.state.v1.WriteRequest\x1a .millrace.state.v1.WriteResponse\x12J\n\x05\x42\x65gin\x12\x1f.millrace.state.v1.BeginRequest\x1a .millrace.state.v1.BeginResponse\x12M\n\x06\x41ssign\x12 .millrace.state.v1.AssignRequest\x1a!.millrace.state.v1.AssignResponse\x12J\n\x05\x46lush\x12\x1f.millrace.state.v1.FlushRequest\x1a .millrace.state.v1.FlushResponse\x12S\n\x08\x43omplete\x12\".millrace.state.v1.CompleteRequest\x1a#.millrace.state.v1.CompleteResponseBJZHgithub.com/millrace-dev/millrace/executor-runtime/proto/state/v1;statev1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,26 +38,30 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETREQUEST']._serialized_end=195
   _globals['_GETRESPONSE']._serialized_start=197
   _globals['_GETRESPONSE']._serialized_end=240
-  _globals['_WRITEREQUEST']._serialized_start=242
-  _globals['_WRITEREQUEST']._serialized_end=321
-  _globals['_WRITERESPONSE']._serialized_start=323
-  _globals['_WRITERESPONSE']._serialized_end=338
-  _globals['_BEGINREQUEST']._serialized_start=340
-  _globals['_BEGINREQUEST']._serialized_end=354
-  _globals['_BEGINRESPONSE']._serialized_start=356
-  _globals['_BEGINRESPONSE']._serialized_end=388
-  _globals['_ASSIGNREQUEST']._serialized_start=390
-  _globals['_ASSIGNREQUEST']._serialized_end=442
-  _globals['_ASSIGNRESPONSE']._serialized_start=444
-  _globals['_ASSIGNRESPONSE']._serialized_end=486
-  _globals['_FLUSHREQUEST']._serialized_start=488
-  _globals['_FLUSHREQUEST']._serialized_end=519
-  _globals['_FLUSHRESPONSE']._serialized_start=521
-  _globals['_FLUSHRESPONSE']._serialized_end=584
-  _globals['_COMPLETEREQUEST']._serialized_start=586
-  _globals['_COMPLETEREQUEST']._serialized_end=636
-  _globals['_COMPLETERESPONSE']._serialized_start=638
-  _globals['_COMPLETERESPONSE']._serialized_end=656
-  _globals['_STATE']._serialized_start=659
-  _globals['_STATE']._serialized_end=1128
+  _globals['_GETMANYREQUEST']._serialized_start=242
+  _globals['_GETMANYREQUEST']._serialized_end=308
+  _globals['_GETMANYRESPONSE']._serialized_start=310
+  _globals['_GETMANYRESPONSE']._serialized_end=375
+  _globals['_WRITEREQUEST']._serialized_start=377
+  _globals['_WRITEREQUEST']._serialized_end=456
+  _globals['_WRITERESPONSE']._serialized_start=458
+  _globals['_WRITERESPONSE']._serialized_end=473
+  _globals['_BEGINREQUEST']._serialized_start=475
+  _globals['_BEGINREQUEST']._serialized_end=489
+  _globals['_BEGINRESPONSE']._serialized_start=491
+  _globals['_BEGINRESPONSE']._serialized_end=523
+  _globals['_ASSIGNREQUEST']._serialized_start=525
+  _globals['_ASSIGNREQUEST']._serialized_end=577
+  _globals['_ASSIGNRESPONSE']._serialized_start=579
+  _globals['_ASSIGNRESPONSE']._serialized_end=621
+  _globals['_FLUSHREQUEST']._serialized_start=623
+  _globals['_FLUSHREQUEST']._serialized_end=654
+  _globals['_FLUSHRESPONSE']._serialized_start=656
+  _globals['_FLUSHRESPONSE']._serialized_end=719
+  _globals['_COMPLETEREQUEST']._serialized_start=721
+  _globals['_COMPLETEREQUEST']._serialized_end=771
+  _globals['_COMPLETERESPONSE']._serialized_start=773
+  _globals['_COMPLETERESPONSE']._serialized_end=791
+  _globals['_STATE']._serialized_start=794
+  _globals['_STATE']._serialized_end=1345
 # @@protoc_insertion_point(module_scope)

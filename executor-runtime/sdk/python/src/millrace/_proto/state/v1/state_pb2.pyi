@@ -36,6 +36,22 @@ class GetResponse(_message.Message):
     found: bool
     def __init__(self, value: _Optional[bytes] = ..., found: _Optional[bool] = ...) -> None: ...
 
+class GetManyRequest(_message.Message):
+    __slots__ = ("session", "partition", "keys")
+    SESSION_FIELD_NUMBER: _ClassVar[int]
+    PARTITION_FIELD_NUMBER: _ClassVar[int]
+    KEYS_FIELD_NUMBER: _ClassVar[int]
+    session: str
+    partition: int
+    keys: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, session: _Optional[str] = ..., partition: _Optional[int] = ..., keys: _Optional[_Iterable[bytes]] = ...) -> None: ...
+
+class GetManyResponse(_message.Message):
+    __slots__ = ("values",)
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    values: _containers.RepeatedCompositeFieldContainer[GetResponse]
+    def __init__(self, values: _Optional[_Iterable[_Union[GetResponse, _Mapping]]] = ...) -> None: ...
+
 class WriteRequest(_message.Message):
     __slots__ = ("session", "mutations")
     SESSION_FIELD_NUMBER: _ClassVar[int]

@@ -39,6 +39,11 @@ class StateStub:
                 request_serializer=millrace_dot___proto_dot_state_dot_v1_dot_state__pb2.GetRequest.SerializeToString,
                 response_deserializer=millrace_dot___proto_dot_state_dot_v1_dot_state__pb2.GetResponse.FromString,
                 _registered_method=True)
+        self.GetMany = channel.unary_unary(
+                '/millrace.state.v1.State/GetMany',
+                request_serializer=millrace_dot___proto_dot_state_dot_v1_dot_state__pb2.GetManyRequest.SerializeToString,
+                response_deserializer=millrace_dot___proto_dot_state_dot_v1_dot_state__pb2.GetManyResponse.FromString,
+                _registered_method=True)
         self.Write = channel.unary_unary(
                 '/millrace.state.v1.State/Write',
                 request_serializer=millrace_dot___proto_dot_state_dot_v1_dot_state__pb2.WriteRequest.SerializeToString,
@@ -71,6 +76,15 @@ class StateServicer:
 
     def Get(self, request, context):
         """Get reads a key, seeing the writes of the current session that are not yet committed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetMany(self, request, context):
+        """GetMany reads several keys of one partition in one call, as Get would one by one; the
+        values come in the order of the keys. Added after Get: a function finding it unimplemented
+        (an older state sidecar) falls back to Get.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -121,6 +135,11 @@ def add_StateServicer_to_server(servicer, server):
                     servicer.Get,
                     request_deserializer=millrace_dot___proto_dot_state_dot_v1_dot_state__pb2.GetRequest.FromString,
                     response_serializer=millrace_dot___proto_dot_state_dot_v1_dot_state__pb2.GetResponse.SerializeToString,
+            ),
+            'GetMany': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetMany,
+                    request_deserializer=millrace_dot___proto_dot_state_dot_v1_dot_state__pb2.GetManyRequest.FromString,
+                    response_serializer=millrace_dot___proto_dot_state_dot_v1_dot_state__pb2.GetManyResponse.SerializeToString,
             ),
             'Write': grpc.unary_unary_rpc_method_handler(
                     servicer.Write,
@@ -175,6 +194,33 @@ class State:
             '/millrace.state.v1.State/Get',
             millrace_dot___proto_dot_state_dot_v1_dot_state__pb2.GetRequest.SerializeToString,
             millrace_dot___proto_dot_state_dot_v1_dot_state__pb2.GetResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetMany(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/millrace.state.v1.State/GetMany',
+            millrace_dot___proto_dot_state_dot_v1_dot_state__pb2.GetManyRequest.SerializeToString,
+            millrace_dot___proto_dot_state_dot_v1_dot_state__pb2.GetManyResponse.FromString,
             options,
             channel_credentials,
             insecure,
