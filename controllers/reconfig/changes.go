@@ -192,3 +192,32 @@ func EntityChanges(changes []Change, e *v1alpha1.Entity) []Change {
 	}
 	return out
 }
+
+// Summary says in one line what changes mean for a running Pipeline: the most disruptive class,
+// each field with its class, and the entities whose pods the contract says restart. The
+// operator puts it in the event of a new revision.
+func Summary(changes []Change, entities []v1alpha1.Entity) string {
+	if len(changes) == 0 {
+		return "no change of the spec"
+	}
+	var fields []string
+	for _, c := range changes {
+		fields = append(fields, fmt.Sprintf("%s (%s)", c.Path, c.Class))
+	}
+	s := fmt.Sprintf("%s change: %s", Worst(changes), strings.Join(fields, ", "))
+	var restart []string
+	for i := range entities {
+		for _, c := range EntityChanges(changes, &entities[i]) {
+			if c.Class == Rolling || c.Class == Structural {
+				restart = append(restart, entities[i].Name)
+				break
+			}
+		}
+	}
+	if len(restart) > 0 {
+		s += "; pods restart: " + strings.Join(restart, ", ")
+	} else {
+		s += "; no pod restarts"
+	}
+	return s
+}
