@@ -134,13 +134,15 @@ type mutation struct {
 // mutations changes each field of the contract; TestClassesMatchRender fails on a field without
 // one, so every rule is checked.
 var mutations = map[string]mutation{
-	"spec.kafka.strimziCluster":             {mutate: func(p *v1alpha1.Pipeline) { p.Spec.Kafka.StrimziCluster = "other-cluster" }},
-	"spec.kafka.bootstrapServers":           {mutate: func(p *v1alpha1.Pipeline) { p.Spec.Kafka.BootstrapServers = "kafka.example.com:9092" }},
-	"spec.kafka.topics":                     {mutate: func(p *v1alpha1.Pipeline) { p.Spec.Kafka.Topics = v1alpha1.TopicsDirect }},
-	"spec.kafka.authentication":             {mutate: func(p *v1alpha1.Pipeline) { p.Spec.Kafka.Authentication = nil }},
-	"spec.kafka.authentication.type":        {mutate: func(p *v1alpha1.Pipeline) { p.Spec.Kafka.Authentication.Type = v1alpha1.AuthTLS }},
-	"spec.kafka.authentication.secretName":  {mutate: func(p *v1alpha1.Pipeline) { p.Spec.Kafka.Authentication.SecretName = "my-credentials" }},
-	"spec.streams":                          {mutate: func(p *v1alpha1.Pipeline) { p.Spec.Streams = append(p.Spec.Streams, v1alpha1.Stream{Name: "extra", Partitions: 1, DeletionPolicy: v1alpha1.DeletionRetain}) }},
+	"spec.kafka.strimziCluster":            {mutate: func(p *v1alpha1.Pipeline) { p.Spec.Kafka.StrimziCluster = "other-cluster" }},
+	"spec.kafka.bootstrapServers":          {mutate: func(p *v1alpha1.Pipeline) { p.Spec.Kafka.BootstrapServers = "kafka.example.com:9092" }},
+	"spec.kafka.topics":                    {mutate: func(p *v1alpha1.Pipeline) { p.Spec.Kafka.Topics = v1alpha1.TopicsDirect }},
+	"spec.kafka.authentication":            {mutate: func(p *v1alpha1.Pipeline) { p.Spec.Kafka.Authentication = nil }},
+	"spec.kafka.authentication.type":       {mutate: func(p *v1alpha1.Pipeline) { p.Spec.Kafka.Authentication.Type = v1alpha1.AuthTLS }},
+	"spec.kafka.authentication.secretName": {mutate: func(p *v1alpha1.Pipeline) { p.Spec.Kafka.Authentication.SecretName = "my-credentials" }},
+	"spec.streams": {mutate: func(p *v1alpha1.Pipeline) {
+		p.Spec.Streams = append(p.Spec.Streams, v1alpha1.Stream{Name: "extra", Partitions: 1, DeletionPolicy: v1alpha1.DeletionRetain})
+	}},
 	"spec.streams[].name": {mutate: func(p *v1alpha1.Pipeline) {
 		stream(p, "counts").Name = "totals"
 		entity(p, "sum").Outputs = []string{"totals"}
@@ -175,9 +177,14 @@ var mutations = map[string]mutation{
 	"spec.entities[].assignment.partitions": {mutate: func(p *v1alpha1.Pipeline) {
 		entity(p, "sum").Assignment.Partitions = []v1alpha1.PartitionList{{0, 2, 4}, {1, 3, 5}}
 	}},
-	"spec.entities[].guarantee":     {mutate: func(p *v1alpha1.Pipeline) { entity(p, "split").Guarantee = v1alpha1.ExactlyOnce }},
-	"spec.entities[].state":         {mutate: func(p *v1alpha1.Pipeline) { entity(p, "split").State = &v1alpha1.StateSpec{Enabled: true, Backend: v1alpha1.StateMemory} }},
-	"spec.entities[].state.enabled": {mutate: func(p *v1alpha1.Pipeline) { entity(p, "sum").State.Enabled = false; entity(p, "sum").Guarantee = v1alpha1.ExactlyOnce }},
+	"spec.entities[].guarantee": {mutate: func(p *v1alpha1.Pipeline) { entity(p, "split").Guarantee = v1alpha1.ExactlyOnce }},
+	"spec.entities[].state": {mutate: func(p *v1alpha1.Pipeline) {
+		entity(p, "split").State = &v1alpha1.StateSpec{Enabled: true, Backend: v1alpha1.StateMemory}
+	}},
+	"spec.entities[].state.enabled": {mutate: func(p *v1alpha1.Pipeline) {
+		entity(p, "sum").State.Enabled = false
+		entity(p, "sum").Guarantee = v1alpha1.ExactlyOnce
+	}},
 	"spec.entities[].state.backend": {mutate: func(p *v1alpha1.Pipeline) { entity(p, "sum").State.Backend = v1alpha1.StatePebble }},
 	"spec.entities[].config":        {mutate: func(p *v1alpha1.Pipeline) { entity(p, "sum").Config["window"] = "5m" }},
 	"spec.entities[].resources": {mutate: func(p *v1alpha1.Pipeline) {
