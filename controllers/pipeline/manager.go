@@ -50,6 +50,7 @@ func CacheOptions(namespace string) cache.Options {
 			&corev1.ConfigMap{}:          {Label: ours},
 			&corev1.Service{}:            {Label: ours},
 			&appsv1.ControllerRevision{}: {Label: ours},
+			&corev1.Pod{}:                {Label: ours},
 		},
 	}
 	// KEDA's external metrics APIService, the one APIService the operator reads.
@@ -96,6 +97,11 @@ func stripUnread(in any) (any, error) {
 		o.SetAnnotations(ann)
 	}
 	switch t := o.(type) {
+	case *corev1.Pod:
+		// observeConfig reads the labels, the pod template hash, the phase and whether the pod
+		// is terminating: executor pods are many, their specs stay out of memory.
+		t.Spec = corev1.PodSpec{}
+		t.Status = corev1.PodStatus{Phase: t.Status.Phase}
 	case *appsv1.StatefulSet:
 		t.Status = appsv1.StatefulSetStatus{
 			ObservedGeneration: t.Status.ObservedGeneration,

@@ -26,6 +26,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -83,6 +84,14 @@ type Options struct {
 	MaxConcurrentReconciles int
 	// Client, when set, is used instead of the manager's client (tests wrap it to count writes).
 	Client client.Client
+	// ConfigProber asks executor pods which configuration they applied; default: their I/O
+	// sidecar's GET /status through the API server's pods/proxy.
+	ConfigProber ConfigProber
+	// ConfigApplyBound is how long a configuration change may take to reach every running pod
+	// before ConfigApplied turns ConfigNotApplied; default DefaultConfigApplyBound.
+	ConfigApplyBound time.Duration
+	// Clock tells the time (tests); default time.Now.
+	Clock func() time.Time
 }
 
 // Reconciler reconciles Pipelines.
@@ -101,6 +110,10 @@ type Reconciler struct {
 	// Direct-mode Delete topics.
 	// Direct-mode Delete topics (nanoseconds; atomic so that tests can shorten it).
 	topicDeletionTimeout atomic.Int64
+
+	prober           ConfigProber
+	configApplyBound time.Duration
+	clock            func() time.Time
 }
 
 // DefaultTopicDeletionTimeout is how long a deleted Pipeline in Direct mode waits for its Delete
@@ -128,6 +141,23 @@ func SetupWithManager(ctx context.Context, mgr ctrl.Manager, o Options) (*Reconc
 		images:   o.Images,
 		caps:     newCapabilities(disc),
 		kafka:    topics.NewAdmin(),
+
+		prober:           o.ConfigProber,
+		configApplyBound: o.ConfigApplyBound,
+		clock:            o.Clock,
+	}
+	if r.prober == nil {
+		cs, err := kubernetes.NewForConfig(mgr.GetConfig())
+		if err != nil {
+			return nil, fmt.Errorf("build the pods/proxy client: %w", err)
+		}
+		r.prober = proxyProber{cs: cs}
+	}
+	if r.configApplyBound == 0 {
+		r.configApplyBound = DefaultConfigApplyBound
+	}
+	if r.clock == nil {
+		r.clock = time.Now
 	}
 	r.topicDeletionTimeout.Store(int64(DefaultTopicDeletionTimeout))
 	if err := mgr.GetFieldIndexer().IndexField(ctx, &v1alpha1.Pipeline{}, indexStrimziCluster, func(o client.Object) []string {
@@ -233,6 +263,10 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.
 
 	// 3. apply, 4. status
 	s.applyErr = r.apply(ctx, s)
+	r.observeConfig(ctx, s)
+	if len(s.configPending)+len(s.configLate) > 0 && (res.RequeueAfter == 0 || res.RequeueAfter > configRecheck) {
+		res.RequeueAfter = configRecheck
+	}
 	if err := r.writeStatus(ctx, s); err != nil {
 		return res, errors.Join(s.applyErr, err)
 	}

@@ -157,8 +157,8 @@ func (o *operator) stop(t *testing.T) {
 	o.r.Close()
 }
 
-// startOperator runs the operator for namespace ns until the test ends.
-func (e *env) startOperator(t *testing.T, ns string) *operator {
+// startOperator runs the operator for namespace ns until the test ends; opts adjust its Options.
+func (e *env) startOperator(t *testing.T, ns string, opts ...func(*Options)) *operator {
 	t.Helper()
 	mgr, err := ctrl.NewManager(e.cfg, ctrl.Options{
 		Scheme:                 Scheme(),
@@ -172,18 +172,22 @@ func (e *env) startOperator(t *testing.T, ns string) *operator {
 	}
 	writes := newWriteCounter(mgr.GetClient())
 	ctx, cancel := context.WithCancel(context.Background())
-	r, err := SetupWithManager(ctx, mgr, Options{
+	o := Options{
 		Images: render.Images{IOSidecar: "example/io:test", StateSidecar: "example/state:test"},
 		Client: writes,
-	})
+	}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	r, err := SetupWithManager(ctx, mgr, o)
 	if err != nil {
 		cancel()
 		t.Fatalf("set up reconciler: %v", err)
 	}
-	o := &operator{writes: writes, r: r, cancel: cancel, done: make(chan error, 1)}
-	go func() { o.done <- mgr.Start(ctx) }()
-	t.Cleanup(func() { o.stop(t) })
-	return o
+	op := &operator{writes: writes, r: r, cancel: cancel, done: make(chan error, 1)}
+	go func() { op.done <- mgr.Start(ctx) }()
+	t.Cleanup(func() { op.stop(t) })
+	return op
 }
 
 func ptrTo[T any](v T) *T { return &v }
