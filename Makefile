@@ -207,5 +207,6 @@ undeploy: ## Remove the operator, its monitoring and the CRD (deleting every Pip
 	$(KUSTOMIZE) build config/default | kubectl delete --ignore-not-found -f -
 
 .PHONY: api-docs
-api-docs: ## Generate docs/api-reference.md from the API types.
+api-docs: ## Generate docs/api-reference.md from the API types and docs/reconfiguration.md from the reconfiguration contract.
 	go run ./hack/apidocs -out docs/api-reference.md ./apis/streaming/v1alpha1
+	go run ./hack/reconfigdocs -out docs/reconfiguration.md

@@ -15,6 +15,7 @@ import (
 
 	"github.com/millrace-dev/millrace/apis/streaming/v1alpha1"
 	"github.com/millrace-dev/millrace/controllers/pipeline/revision"
+	"github.com/millrace-dev/millrace/controllers/reconfig"
 	"github.com/millrace-dev/millrace/controllers/render"
 )
 
@@ -27,6 +28,9 @@ const (
 	EventDegraded       = "Degraded"
 	EventRecovered      = "Recovered"
 	EventTopicsKept     = "TopicsKept"
+	// EventReconfigured says, for a new revision of the spec, what the change is by the
+	// reconfiguration contract (controllers/reconfig): its class, fields and the restarts.
+	EventReconfigured = "Reconfigured"
 )
 
 // revisions lists the ControllerRevisions this Pipeline controls.
@@ -104,6 +108,9 @@ func (r *Reconciler) recordRevision(ctx context.Context, s *scope) error {
 	name := revision.Name(p, d.Hash)
 	existing := revision.ByName(revs, name)
 	latest := revision.Latest(revs)
+	if latest != nil && latest.Name != name {
+		r.recordReconfiguration(p, latest)
+	}
 	switch {
 	case existing == nil:
 		cr := revision.New(p, d, revision.Next(revs), render.PipelineLabels(p))
@@ -127,6 +134,21 @@ func (r *Reconciler) recordRevision(ctx context.Context, s *scope) error {
 		}
 	}
 	return nil
+}
+
+// recordReconfiguration emits the event of a change from revision prev to the current spec, in
+// the contract's words, so that `kubectl describe pipeline` says which pods restart and why.
+func (r *Reconciler) recordReconfiguration(p *v1alpha1.Pipeline, prev *appsv1.ControllerRevision) {
+	spec, err := revision.Spec(prev)
+	if err != nil {
+		return
+	}
+	changes := reconfig.Changes(spec, &p.Spec)
+	if len(changes) == 0 {
+		return
+	}
+	r.recorder.Eventf(p, nil, corev1.EventTypeNormal, EventReconfigured, "Reconfigure", "from revision %d: %s",
+		prev.Revision, reconfig.Summary(changes, p.Spec.Entities))
 }
 
 // needsFinalizer: only Pipelines whose topics the operator manages have something to do on

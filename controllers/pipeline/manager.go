@@ -115,6 +115,11 @@ func stripUnread(in any) (any, error) {
 		o.SetAnnotations(ann)
 	}
 	switch t := o.(type) {
+	case *corev1.Pod:
+		// observeConfig reads the labels, the pod template hash, the phase and whether the pod
+		// is terminating: executor pods are many, their specs stay out of memory.
+		t.Spec = corev1.PodSpec{}
+		t.Status = corev1.PodStatus{Phase: t.Status.Phase}
 	case *appsv1.StatefulSet:
 		t.Status = appsv1.StatefulSetStatus{
 			ObservedGeneration: t.Status.ObservedGeneration,

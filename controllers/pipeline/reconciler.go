@@ -29,6 +29,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/ptr"
@@ -109,6 +110,14 @@ type Options struct {
 	// Namespace is the namespace the manager's cache is limited to (see CacheOptions), "" for
 	// all; the cache of unowned objects (UnownedCacheOptions) is limited to it too.
 	Namespace string
+	// ConfigProber asks executor pods which configuration they applied; default: their I/O
+	// sidecar's GET /status through the API server's pods/proxy.
+	ConfigProber ConfigProber
+	// ConfigApplyBound is how long a configuration change may take to reach every running pod
+	// before ConfigApplied turns ConfigNotApplied; default DefaultConfigApplyBound.
+	ConfigApplyBound time.Duration
+	// Clock tells the time (tests); default time.Now.
+	Clock func() time.Time
 }
 
 // defaultWorkers is the default of Options.MaxConcurrentReconciles.
@@ -141,6 +150,9 @@ type Reconciler struct {
 	// adminRetryPeriod is how often a Direct-mode Pipeline whose admin client is refused, or
 	// whose deletion is blocked, is retried (nanoseconds; atomic so that tests can shorten it).
 	adminRetryPeriod atomic.Int64
+	prober           ConfigProber
+	configApplyBound time.Duration
+	clock            func() time.Time
 }
 
 // DefaultAdminRetryPeriod is how often the operator retries a Kafka admin client that the
@@ -184,6 +196,23 @@ func SetupWithManager(ctx context.Context, mgr ctrl.Manager, o Options) (*Reconc
 		images:   o.Images,
 		caps:     newCapabilities(disc),
 		kafka:    topics.NewAdmin(),
+
+		prober:           o.ConfigProber,
+		configApplyBound: o.ConfigApplyBound,
+		clock:            o.Clock,
+	}
+	if r.prober == nil {
+		cs, err := kubernetes.NewForConfig(mgr.GetConfig())
+		if err != nil {
+			return nil, fmt.Errorf("build the pods/proxy client: %w", err)
+		}
+		r.prober = proxyProber{cs: cs}
+	}
+	if r.configApplyBound == 0 {
+		r.configApplyBound = DefaultConfigApplyBound
+	}
+	if r.clock == nil {
+		r.clock = time.Now
 	}
 	r.topicDeletionTimeout.Store(int64(DefaultTopicDeletionTimeout))
 	for _, o := range []client.Object{&appsv1.StatefulSet{}, &corev1.ConfigMap{}, &corev1.Service{}, &appsv1.ControllerRevision{}} {
@@ -336,6 +365,10 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.
 
 	// 3. apply, 4. status
 	s.applyErr = r.apply(ctx, s)
+	r.observeConfig(ctx, s)
+	if len(s.configPending)+len(s.configLate) > 0 && (res.RequeueAfter == 0 || res.RequeueAfter > configRecheck) {
+		res.RequeueAfter = configRecheck
+	}
 	if err := r.writeStatus(ctx, s); err != nil {
 		return res, errors.Join(s.applyErr, err)
 	}

@@ -48,6 +48,12 @@ type scope struct {
 	topicStates []topics.State
 	applied     int // objects written by this reconcile
 	created     int // objects that did not exist before
+	// entityConfig is, by entity, what its running pods applied (observeConfig).
+	entityConfig map[string]*v1alpha1.EntityConfigStatus
+	// configPending and configLate are the entities (with their pods) that have not applied
+	// their configuration yet, within and beyond the bound.
+	configPending, configLate []string
+	configErr                 error
 	// waitingForTopics are the entities whose ScaledObject is not created yet because an input
 	// topic is not ready (KEDA's first polls would fail on a topic that does not exist).
 	waitingForTopics []string

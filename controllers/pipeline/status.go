@@ -114,6 +114,10 @@ func computeStatus(s *scope) *v1alpha1.PipelineStatus {
 	conditions.Set(conds, gen, v1alpha1.ConditionAutoscalingReady, auto.Status, auto.Reason, auto.Message)
 	mon := monitoringCondition(s)
 	conditions.Set(conds, gen, v1alpha1.ConditionMonitoringReady, mon.Status, mon.Reason, mon.Message)
+	if s.entityConfig != nil {
+		cfg := configCondition(s)
+		conditions.Set(conds, gen, v1alpha1.ConditionConfigApplied, cfg.Status, cfg.Reason, cfg.Message)
+	}
 
 	var degraded []string
 	switch auto.Reason {
@@ -239,6 +243,7 @@ func entityStatuses(s *scope) []v1alpha1.EntityStatus {
 				}
 			}
 		}
+		es.Config = s.entityConfig[e.Name]
 		out = append(out, es)
 	}
 	return out

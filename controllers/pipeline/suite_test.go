@@ -157,15 +157,15 @@ func (o *operator) stop(t *testing.T) {
 	o.r.Close()
 }
 
-// startOperator runs the operator for namespace ns until the test ends.
-func (e *env) startOperator(t *testing.T, ns string) *operator {
+// startOperator runs the operator for namespace ns until the test ends; opts adjust its Options.
+func (e *env) startOperator(t *testing.T, ns string, opts ...func(*Options)) *operator {
 	t.Helper()
-	return e.startOperatorWith(t, ns, e.cfg)
+	return e.startOperatorWith(t, ns, e.cfg, opts...)
 }
 
 // startOperatorWith runs the operator for namespace ns with the REST config cfg (for example one
 // that impersonates a user bound to the operator's ClusterRole).
-func (e *env) startOperatorWith(t *testing.T, ns string, cfg *rest.Config) *operator {
+func (e *env) startOperatorWith(t *testing.T, ns string, cfg *rest.Config, opts ...func(*Options)) *operator {
 	t.Helper()
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                 Scheme(),
@@ -179,21 +179,25 @@ func (e *env) startOperatorWith(t *testing.T, ns string, cfg *rest.Config) *oper
 	}
 	writes := newWriteCounter(mgr.GetClient())
 	ctx, cancel := context.WithCancel(context.Background())
-	r, err := SetupWithManager(ctx, mgr, Options{
+	o := Options{
 		Images:    render.Images{IOSidecar: "example/io:test", StateSidecar: "example/state:test"},
 		Client:    writes,
 		Namespace: ns,
-	})
+	}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	r, err := SetupWithManager(ctx, mgr, o)
 	if err != nil {
 		cancel()
 		t.Fatalf("set up reconciler: %v", err)
 	}
 	// A refused Kafka admin client and a blocked deletion are retried every second, not 30 s.
 	r.adminRetryPeriod.Store(int64(time.Second))
-	o := &operator{writes: writes, r: r, cancel: cancel, done: make(chan error, 1)}
-	go func() { o.done <- mgr.Start(ctx) }()
-	t.Cleanup(func() { o.stop(t) })
-	return o
+	op := &operator{writes: writes, r: r, cancel: cancel, done: make(chan error, 1)}
+	go func() { op.done <- mgr.Start(ctx) }()
+	t.Cleanup(func() { op.stop(t) })
+	return op
 }
 
 func ptrTo[T any](v T) *T { return &v }

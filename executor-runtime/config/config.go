@@ -9,6 +9,8 @@ package config
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -358,6 +360,15 @@ func (a Assignment) PartitionsFor(ordinal int) []int32 {
 		return nil
 	}
 	return slices.Clone(a.Static[ordinal])
+}
+
+// Digest identifies the contents of an executor.json: the hex SHA-256 of its bytes. The I/O
+// sidecar reports the digest of the configuration its running session applied (GET /status), and
+// the operator compares it with the digest of the entity's ConfigMap, which the kubelet writes
+// byte for byte.
+func Digest(raw []byte) string {
+	sum := sha256.Sum256(raw)
+	return hex.EncodeToString(sum[:])
 }
 
 // Marshal encodes the configuration deterministically.

@@ -7,9 +7,11 @@ package iosidecar
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -72,6 +74,20 @@ func isClosed(ch <-chan struct{}) bool {
 	default:
 		return false
 	}
+}
+
+// Status is what GET /status on the metrics port says: the digest (config.Digest) of the
+// executor.json the running session applied, and whether the session is ready (it holds its
+// assignment, with state restored). A pod has applied a configuration when both match.
+type Status struct {
+	Config string `json:"config"`
+	Ready  bool   `json:"ready"`
+}
+
+// update is a new configuration and the bytes it was read from.
+type update struct {
+	cfg *config.Executor
+	raw []byte
 }
 
 // Run runs the I/O sidecar of the entity configured at cfgPath until ctx ends, then drains:
@@ -198,6 +214,16 @@ func Run(ctx context.Context, cfgPath string, opts ...Option) error {
 		return err, true
 	}
 
+	// applied is the digest of the configuration of the running session, which GET /status
+	// reports with the readiness: the operator counts the pods that applied a hot change.
+	var applied atomic.Pointer[string]
+	setApplied := func(raw []byte) { d := config.Digest(raw); applied.Store(&d) }
+	setApplied(raw)
+	status := health.Route{Path: "/status", Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(Status{Config: *applied.Load(), Ready: ready.Load()})
+	})}
+
 	errc := make(chan error, 1)
 	if o.metricsAddr != "-" {
 		go func() {
@@ -206,19 +232,19 @@ func Run(ctx context.Context, cfgPath string, opts ...Option) error {
 					return errors.New("no assignment with restored state yet")
 				}
 				return nil
-			}, func() error { return live.check(ready.Load(), livenessTimeout) }, o.onMetrics)
+			}, func() error { return live.check(ready.Load(), livenessTimeout) }, o.onMetrics, status)
 			if err != nil {
 				errc <- err
 			}
 		}()
 	}
-	updates := make(chan *config.Executor, 1)
-	go configwatch.Watch(work, cfgPath, o.pollConfig, raw, o.log, func(c *config.Executor, _ []byte) {
+	updates := make(chan update, 1)
+	go configwatch.Watch(work, cfgPath, o.pollConfig, raw, o.log, func(c *config.Executor, b []byte) {
 		select {
 		case <-updates:
 		default:
 		}
-		updates <- c
+		updates <- update{cfg: c, raw: b}
 	})
 
 	backoff := time.Second
@@ -230,13 +256,14 @@ func Run(ctx context.Context, cfgPath string, opts ...Option) error {
 		started := time.Now()
 		go func() { done <- s.run(work, stop) }()
 
-		var next *config.Executor
+		var next *update
 		var sessErr error
 		finished := true
 		select {
 		case sessErr = <-done:
 			sessErr, finished = end(s, closedWith(sessErr))
-		case next = <-updates:
+		case u := <-updates:
+			next = &u
 			o.log.Info("executor config changed; starting a new session")
 			close(stop)
 			sessErr, finished = end(s, done)
@@ -277,7 +304,8 @@ func Run(ctx context.Context, cfgPath string, opts ...Option) error {
 		}
 		if next != nil {
 			m.sessions.WithLabelValues("reconfigured").Inc()
-			cfg = next
+			cfg = next.cfg
+			setApplied(next.raw)
 			backoff = time.Second
 			continue
 		}
@@ -289,8 +317,9 @@ func Run(ctx context.Context, cfgPath string, opts ...Option) error {
 		select {
 		case <-ctx.Done():
 			return nil
-		case next = <-updates:
-			cfg = next
+		case u := <-updates:
+			cfg = u.cfg
+			setApplied(u.raw)
 		case <-time.After(backoff):
 		}
 		backoff = min(2*backoff, 30*time.Second)

@@ -14,11 +14,19 @@ const (
 	ConditionMonitoringReady = "MonitoringReady"
 	// ConditionDegraded is True when the pipeline runs with less than it was asked for.
 	ConditionDegraded = "Degraded"
+	// ConditionConfigApplied is True when every running pod of every entity applied the
+	// entity's current executor.json; False with ConfigPending while a hot change is on its way
+	// (the kubelet updates mounted ConfigMaps within about a minute), False with ConfigNotApplied
+	// once it has not reached every pod within the operator's bound.
+	ConditionConfigApplied = "ConfigApplied"
 )
 
 // Condition reasons. A reason names the cause; the message says what to do next.
 const (
 	ReasonReconciled           = "Reconciled"
+	ReasonConfigApplied        = "ConfigApplied"
+	ReasonConfigPending        = "ConfigPending"
+	ReasonConfigNotApplied     = "ConfigNotApplied"
 	ReasonInvalidSpec          = "InvalidSpec"
 	ReasonTopicsPending        = "TopicsPending"
 	ReasonTopicsFailed         = "TopicsFailed"

@@ -438,7 +438,8 @@ type PipelineStatus struct {
 	// +optional
 	Phase Phase `json:"phase,omitempty"`
 
-	// Conditions: Ready, TopicsReady, ExecutorsReady, AutoscalingReady, MonitoringReady, Degraded.
+	// Conditions: Ready, TopicsReady, ExecutorsReady, AutoscalingReady, MonitoringReady,
+	// ConfigApplied, Degraded.
 	// +listType=map
 	// +listMapKey=type
 	// +optional
@@ -489,6 +490,57 @@ type EntityStatus struct {
 	// Active reports whether KEDA sees lag above the activation threshold.
 	// +optional
 	Active *bool `json:"active,omitempty"`
+	// Config says which configuration the entity's running pods applied, and which pods still
+	// wait for a restart.
+	// +optional
+	Config *EntityConfigStatus `json:"config,omitempty"`
+}
+
+// EntityConfigStatus is what the running pods of an entity applied of its configuration. Each
+// pod's I/O sidecar reports the digest of the executor.json its running session applied; the
+// operator reads it through the API server (pods/proxy) and compares it with the ConfigMap's.
+type EntityConfigStatus struct {
+	// Digest identifies the entity's current executor.json: the first 16 hex digits of its
+	// SHA-256.
+	Digest string `json:"digest"`
+	// Since is when the operator first rendered this Digest.
+	// +optional
+	Since *metav1.Time `json:"since,omitempty"`
+	// AppliedPods is how many running pods report having applied Digest, with a ready session.
+	AppliedPods int32 `json:"appliedPods"`
+	// RunningPods is how many of the entity's pods are running.
+	RunningPods int32 `json:"runningPods"`
+	// Pods are the running pods, each with the configuration it applied.
+	// +listType=map
+	// +listMapKey=name
+	// +kubebuilder:validation:MaxItems=1024
+	// +optional
+	Pods []PodConfigStatus `json:"pods,omitempty"`
+	// PendingRestart is how many pods still run an older pod template: they restart in the
+	// StatefulSet's rollout.
+	// +optional
+	PendingRestart int32 `json:"pendingRestart,omitempty"`
+	// PendingRestartReason names the changes of the spec, in the reconfiguration contract's
+	// words, that changed the pod template.
+	// +optional
+	PendingRestartReason string `json:"pendingRestartReason,omitempty"`
+}
+
+// PodConfigStatus is the configuration one pod applied.
+type PodConfigStatus struct {
+	Name string `json:"name"`
+	// Applied is the Digest of the executor.json the pod's I/O sidecar applied; empty when the
+	// sidecar could not be asked.
+	// +optional
+	Applied string `json:"applied,omitempty"`
+	// Ready reports whether the sidecar's session with that configuration is ready.
+	Ready bool `json:"ready"`
+	// PendingRestart reports that the pod runs an older pod template.
+	// +optional
+	PendingRestart bool `json:"pendingRestart,omitempty"`
+	// Error says why the sidecar could not be asked.
+	// +optional
+	Error string `json:"error,omitempty"`
 }
 
 // StreamStatus is the observed state of one stream.

@@ -13,11 +13,20 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
+// Route is one more handler a sidecar serves next to /metrics, /healthz and /readyz.
+type Route struct {
+	Path    string
+	Handler http.Handler
+}
+
 // Serve listens on addr until ctx ends. ready decides /readyz and live decides /healthz (the
 // liveness probe; nil: healthy while the process serves at all). It returns the bound address
 // through bound (useful with port 0).
-func Serve(ctx context.Context, addr string, reg *prometheus.Registry, ready, live func() error, bound func(net.Addr)) error {
+func Serve(ctx context.Context, addr string, reg *prometheus.Registry, ready, live func() error, bound func(net.Addr), routes ...Route) error {
 	mux := http.NewServeMux()
+	for _, r := range routes {
+		mux.Handle(r.Path, r.Handler)
+	}
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		if live != nil {

@@ -181,6 +181,18 @@ func writeStatus(ctx context.Context, w io.Writer, cl client.Client, p *v1alpha1
 	if err := tw.Flush(); err != nil {
 		return err
 	}
+	for i := range p.Spec.Entities {
+		es := entityStatus(st, p.Spec.Entities[i].Name)
+		if es == nil || es.Config == nil {
+			continue
+		}
+		c := es.Config
+		fmt.Fprintf(w, "  %s: configuration %s applied by %d of %d running pods", es.Name, c.Digest, c.AppliedPods, c.RunningPods)
+		if c.PendingRestart > 0 {
+			fmt.Fprintf(w, "; %d pods wait for a restart: %s", c.PendingRestart, c.PendingRestartReason)
+		}
+		fmt.Fprintln(w)
+	}
 	fmt.Fprintln(w)
 	if len(st.Conditions) == 0 {
 		fmt.Fprintln(w, "No conditions yet: the operator has not reconciled this Pipeline (is it running?).")
@@ -190,7 +202,7 @@ func writeStatus(ctx context.Context, w io.Writer, cl client.Client, p *v1alpha1
 	fmt.Fprintln(tw, "CONDITION\tSTATUS\tREASON\tAGE\tMESSAGE")
 	conds := slices.Clone(st.Conditions)
 	order := []string{v1alpha1.ConditionReady, v1alpha1.ConditionTopicsReady, v1alpha1.ConditionExecutorsReady,
-		v1alpha1.ConditionAutoscalingReady, v1alpha1.ConditionMonitoringReady, v1alpha1.ConditionDegraded}
+		v1alpha1.ConditionAutoscalingReady, v1alpha1.ConditionMonitoringReady, v1alpha1.ConditionConfigApplied, v1alpha1.ConditionDegraded}
 	rank := func(t string) int {
 		if i := slices.Index(order, t); i >= 0 {
 			return i

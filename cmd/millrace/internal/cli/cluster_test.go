@@ -174,7 +174,10 @@ func TestClusterCommands(t *testing.T) {
 			CurrentRevision: "wordcount-abc", UpdateRevision: "wordcount-def",
 			Entities: []v1alpha1.EntityStatus{
 				{Name: "split", Replicas: 3, ReadyReplicas: 3, Partitions: 6, Autoscaling: "1-6"},
-				{Name: "sum", Replicas: 2, ReadyReplicas: 1, Partitions: 6},
+				{Name: "sum", Replicas: 2, ReadyReplicas: 1, Partitions: 6, Config: &v1alpha1.EntityConfigStatus{
+					Digest: "0439e5c8aee2affa", AppliedPods: 1, RunningPods: 2, PendingRestart: 1,
+					PendingRestartReason: "spec.entities[sum].image (Rolling)",
+				}},
 			},
 			Conditions: []metav1.Condition{
 				{Type: v1alpha1.ConditionExecutorsReady, Status: metav1.ConditionFalse, Reason: v1alpha1.ReasonExecutorsPending, Message: "entity sum: 1 of 2 replicas ready; see kubectl describe pod", LastTransitionTime: now, ObservedGeneration: p.Generation},
@@ -186,7 +189,8 @@ func TestClusterCommands(t *testing.T) {
 		}
 		res := kubectl(t, "status", "wordcount")
 		mustSucceed(t, res, "Pipeline team-a/wordcount: Degraded", "revision: current wordcount-abc, update wordcount-def",
-			"entity sum: 1 of 2 replicas ready; see kubectl describe pod")
+			"entity sum: 1 of 2 replicas ready; see kubectl describe pod",
+			"  sum: configuration 0439e5c8aee2affa applied by 1 of 2 running pods; 1 pods wait for a restart: spec.entities[sum].image (Rolling)\n")
 		// Lag is KEDA's average per replica times the replicas: 150 * 3.
 		lines := strings.Split(res.out, "\n")
 		var split, sum, ready string

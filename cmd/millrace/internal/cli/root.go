@@ -88,9 +88,11 @@ Check and inspect a Pipeline offline:
   ` + name + ` validate -f pipeline.yaml
   ` + name + ` render -f pipeline.yaml
   ` + name + ` graph -f pipeline.yaml
+  ` + name + ` plan -f new.yaml --old deployed.yaml
 
 Operate Pipelines on a cluster (installed as kubectl-millrace, this is "kubectl millrace"):
   ` + name + ` status
+  ` + name + ` diff -f pipeline.yaml
   ` + name + ` history PIPELINE / rollback PIPELINE --to-revision N
   ` + name + ` suspend PIPELINE / resume PIPELINE / scale PIPELINE ENTITY --replicas N`,
 		SilenceUsage:  true,
@@ -114,10 +116,11 @@ Operate Pipelines on a cluster (installed as kubectl-millrace, this is "kubectl 
 		}
 	}
 	add("local", newRunCommand(streams), newProduceCommand(streams), newConsumeCommand(streams))
-	add("offline", newValidateCommand(streams), newRenderCommand(streams), newGraphCommand(streams))
+	add("offline", newValidateCommand(streams), newRenderCommand(streams), newGraphCommand(streams), newPlanCommand(streams))
 	cluster := newClusterFlags()
 	add("cluster",
 		newStatusCommand(streams, cluster),
+		newDiffCommand(streams, cluster),
 		newHistoryCommand(streams, cluster),
 		newRollbackCommand(streams, cluster),
 		newSuspendCommand(streams, cluster, true),
