@@ -1,6 +1,8 @@
 package reconfig
 
 import (
+	"time"
+
 	"context"
 	"fmt"
 	"maps"
@@ -93,7 +95,8 @@ func base() *v1alpha1.Pipeline {
 					Autoscaling: &v1alpha1.AutoscalingSpec{MaxReplicas: 6}},
 				{Name: "sum", Image: "example.com/sum:v1", Command: []string{"sum"}, Inputs: []string{"words"}, Outputs: []string{"counts"},
 					Replicas: ptr.To[int32](2), Assignment: &v1alpha1.AssignmentSpec{Mode: v1alpha1.AssignmentStatic},
-					Guarantee: v1alpha1.ExactlyOnce, State: &v1alpha1.StateSpec{Enabled: true}, Config: map[string]string{"window": "1m"}},
+					Guarantee: v1alpha1.ExactlyOnce, State: &v1alpha1.StateSpec{Enabled: true}, Config: map[string]string{"window": "1m"},
+					Runtime: &v1alpha1.EntityRuntime{SessionTimeout: &metav1.Duration{Duration: 20 * time.Second}, LivenessTimeout: &metav1.Duration{Duration: 5 * time.Minute}}},
 			},
 			Monitoring:           &v1alpha1.MonitoringSpec{Enabled: true},
 			RevisionHistoryLimit: ptr.To[int32](10),
@@ -129,16 +132,29 @@ func stream(p *v1alpha1.Pipeline, name string) *v1alpha1.Stream {
 type mutation struct {
 	mutate   func(p *v1alpha1.Pipeline)
 	reported []string
+	// from, when set, is the Pipeline the mutation starts from instead of base (a field that is
+	// valid only with other settings).
+	from func() *v1alpha1.Pipeline
 }
 
 // mutations changes each field of the contract; TestClassesMatchRender fails on a field without
 // one, so every rule is checked.
 var mutations = map[string]mutation{
-	"spec.kafka.strimziCluster":            {mutate: func(p *v1alpha1.Pipeline) { p.Spec.Kafka.StrimziCluster = "other-cluster" }},
-	"spec.kafka.bootstrapServers":          {mutate: func(p *v1alpha1.Pipeline) { p.Spec.Kafka.BootstrapServers = "kafka.example.com:9092" }},
-	"spec.kafka.topics":                    {mutate: func(p *v1alpha1.Pipeline) { p.Spec.Kafka.Topics = v1alpha1.TopicsDirect }},
-	"spec.kafka.authentication":            {mutate: func(p *v1alpha1.Pipeline) { p.Spec.Kafka.Authentication = nil }},
-	"spec.kafka.authentication.type":       {mutate: func(p *v1alpha1.Pipeline) { p.Spec.Kafka.Authentication.Type = v1alpha1.AuthTLS }},
+	"spec.kafka.strimziCluster":      {mutate: func(p *v1alpha1.Pipeline) { p.Spec.Kafka.StrimziCluster = "other-cluster" }},
+	"spec.kafka.bootstrapServers":    {mutate: func(p *v1alpha1.Pipeline) { p.Spec.Kafka.BootstrapServers = "kafka.example.com:9092" }},
+	"spec.kafka.topics":              {mutate: func(p *v1alpha1.Pipeline) { p.Spec.Kafka.Topics = v1alpha1.TopicsDirect }},
+	"spec.kafka.authentication":      {mutate: func(p *v1alpha1.Pipeline) { p.Spec.Kafka.Authentication = nil }},
+	"spec.kafka.authentication.type": {mutate: func(p *v1alpha1.Pipeline) { p.Spec.Kafka.Authentication.Type = v1alpha1.AuthTLS }},
+	"spec.kafka.authentication.adminSecretName": {
+		from: func() *v1alpha1.Pipeline {
+			p := base()
+			p.Spec.Kafka.Topics = v1alpha1.TopicsDirect
+			p.Spec.Kafka.StrimziCluster, p.Spec.Kafka.BootstrapServers = "", "kafka.example.com:9092"
+			p.Spec.Kafka.Authentication.SecretName = "executors"
+			return p
+		},
+		mutate: func(p *v1alpha1.Pipeline) { p.Spec.Kafka.Authentication.AdminSecretName = "topic-admin" },
+	},
 	"spec.kafka.authentication.secretName": {mutate: func(p *v1alpha1.Pipeline) { p.Spec.Kafka.Authentication.SecretName = "my-credentials" }},
 	"spec.streams": {mutate: func(p *v1alpha1.Pipeline) {
 		p.Spec.Streams = append(p.Spec.Streams, v1alpha1.Stream{Name: "extra", Partitions: 1, DeletionPolicy: v1alpha1.DeletionRetain})
@@ -177,6 +193,15 @@ var mutations = map[string]mutation{
 	"spec.entities[].assignment.partitions": {mutate: func(p *v1alpha1.Pipeline) {
 		entity(p, "sum").Assignment.Partitions = []v1alpha1.PartitionList{{0, 2, 4}, {1, 3, 5}}
 	}},
+	"spec.entities[].runtime": {mutate: func(p *v1alpha1.Pipeline) {
+		entity(p, "split").Runtime = &v1alpha1.EntityRuntime{LivenessTimeout: &metav1.Duration{Duration: time.Minute}}
+	}},
+	"spec.entities[].runtime.sessionTimeout": {mutate: func(p *v1alpha1.Pipeline) {
+		entity(p, "sum").Runtime.SessionTimeout = &metav1.Duration{Duration: 30 * time.Second}
+	}},
+	"spec.entities[].runtime.livenessTimeout": {mutate: func(p *v1alpha1.Pipeline) {
+		entity(p, "sum").Runtime.LivenessTimeout = &metav1.Duration{Duration: 10 * time.Minute}
+	}},
 	"spec.entities[].guarantee": {mutate: func(p *v1alpha1.Pipeline) { entity(p, "split").Guarantee = v1alpha1.ExactlyOnce }},
 	"spec.entities[].state": {mutate: func(p *v1alpha1.Pipeline) {
 		entity(p, "split").State = &v1alpha1.StateSpec{Enabled: true, Backend: v1alpha1.StateMemory}
@@ -202,7 +227,7 @@ var mutations = map[string]mutation{
 }
 
 // operatorOnly are fields that change nothing render produces (the operator alone reads them).
-var operatorOnly = []string{"spec.revisionHistoryLimit"}
+var operatorOnly = []string{"spec.revisionHistoryLimit", "spec.kafka.authentication.adminSecretName"}
 
 func facts(p *v1alpha1.Pipeline) render.Facts {
 	f := render.Facts{StrimziAPIVersion: "v1", KEDA: true, PrometheusOperator: true, Replicas: map[string]int32{}}
@@ -280,11 +305,17 @@ func TestClassesMatchRender(t *testing.T) {
 		t.Fatalf("the base Pipeline is invalid: %v", errs)
 	}
 	before := renderOf(t, old)
+	base0, before0 := old, before
 	for _, r := range Rules {
 		t.Run(r.Path, func(t *testing.T) {
 			m, ok := mutations[r.Path]
 			if !ok {
 				t.Fatalf("no mutation of %s in the test: add one so that its class %s is checked", r.Path, r.Class)
+			}
+			old, before := base0, before0
+			if m.from != nil {
+				old = m.from()
+				before = renderOf(t, old)
 			}
 			p := old.DeepCopy()
 			m.mutate(p)
