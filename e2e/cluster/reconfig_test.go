@@ -5,6 +5,7 @@ package cluster
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -55,23 +56,32 @@ func podUIDs(ps []corev1.Pod) map[string]types.UID {
 
 // waitConfigApplied waits until every running pod of entity reports, through the operator's
 // status (the sidecars asked through pods/proxy), the entity's current executor.json.
-func waitConfigApplied(t *testing.T, ns, name, entity string, pods int32) {
+// It waits first for the operator to have observed the Pipeline's latest generation and for the
+// entity's executor.json to contain want ("" for any), so that a status still describing the
+// previous configuration cannot pass for the new one.
+func waitConfigApplied(t *testing.T, ns, name, entity string, pods int32, want string) {
 	t.Helper()
 	waitFor(t, 3*time.Minute, "every pod of "+entity+" applied its configuration", func(ctx context.Context) error {
 		p := getPipeline(t, ns, name)
+		if p.Status.ObservedGeneration != p.Generation {
+			return fmt.Errorf("status describes generation %d, the Pipeline is at %d", p.Status.ObservedGeneration, p.Generation)
+		}
 		var cm corev1.ConfigMap
 		if err := env.c.Get(ctx, types.NamespacedName{Namespace: ns, Name: render.ConfigMapName(p, entity)}, &cm); err != nil {
 			return err
 		}
-		want := config.Digest([]byte(cm.Data[config.FileName]))[:16]
+		if !strings.Contains(cm.Data[config.FileName], want) {
+			return fmt.Errorf("the ConfigMap's %s does not contain %q yet", config.FileName, want)
+		}
+		digest := config.Digest([]byte(cm.Data[config.FileName]))[:16]
 		var cs *v1alpha1.EntityConfigStatus
 		for _, es := range p.Status.Entities {
 			if es.Name == entity {
 				cs = es.Config
 			}
 		}
-		if cs == nil || cs.Digest != want || cs.AppliedPods != pods || cs.RunningPods != pods || cs.PendingRestart != 0 {
-			return fmt.Errorf("config status %+v, want digest %s applied by %d pods", cs, want, pods)
+		if cs == nil || cs.Digest != digest || cs.AppliedPods != pods || cs.RunningPods != pods || cs.PendingRestart != 0 {
+			return fmt.Errorf("config status %+v, want digest %s applied by %d pods", cs, digest, pods)
 		}
 		c := meta.FindStatusCondition(p.Status.Conditions, v1alpha1.ConditionConfigApplied)
 		if c == nil || c.Status != metav1.ConditionTrue {
@@ -95,7 +105,7 @@ func TestPlanPredictsRestarts(t *testing.T) {
 	create(t, ns, p)
 	p = waitReady(t, ns, p.Name, 3*time.Minute)
 	sts := statefulSet(t, ns, render.StatefulSetName(p, "id"))
-	waitConfigApplied(t, ns, p.Name, "id", 2)
+	waitConfigApplied(t, ns, p.Name, "id", 2, `"v1"`)
 
 	hot := func(p *v1alpha1.Pipeline) { p.Spec.Entities[0].Config = map[string]string{identity.StampKey: "v2"} }
 	plan := planFor(t, ns, p.Name, hot)
@@ -105,7 +115,7 @@ func TestPlanPredictsRestarts(t *testing.T) {
 	before := pods(t, ns, sts)
 	start := time.Now()
 	update(t, ns, p.Name, hot)
-	waitConfigApplied(t, ns, p.Name, "id", 2)
+	waitConfigApplied(t, ns, p.Name, "id", 2, `"v2"`)
 	record(t, "reconfiguration: Pipeline config change to every pod reporting the new executor.json in status", time.Since(start), "kubelet syncFrequency 1s")
 	after := pods(t, ns, sts)
 	if fmt.Sprint(restarts(before)) != fmt.Sprint(restarts(after)) || fmt.Sprint(podUIDs(before)) != fmt.Sprint(podUIDs(after)) {
@@ -131,5 +141,5 @@ func TestPlanPredictsRestarts(t *testing.T) {
 		return nil
 	})
 	waitReady(t, ns, p.Name, 3*time.Minute)
-	waitConfigApplied(t, ns, p.Name, "id", 2)
+	waitConfigApplied(t, ns, p.Name, "id", 2, `"v2"`)
 }
