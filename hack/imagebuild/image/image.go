@@ -55,7 +55,23 @@ func Build(spec *dockerfile.Spec, binPath, arch string) (v1.Image, error) {
 	if err != nil {
 		return nil, err
 	}
-	img, err := mutate.AppendLayers(empty.Image, base, app)
+	return assemble(arch, v1.Config{
+		User:       spec.User,
+		WorkingDir: spec.WorkDir,
+		Entrypoint: spec.Entrypoint,
+		Labels:     spec.Labels,
+		Env:        defaultEnv(),
+	}, base, app)
+}
+
+// defaultEnv is the environment of every image: the usual PATH and distroless' CA bundle.
+func defaultEnv() []string {
+	return []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "SSL_CERT_FILE=" + caBundle}
+}
+
+// assemble stacks layers on an empty image with the configuration c, for arch, at the fixed epoch.
+func assemble(arch string, c v1.Config, layers ...v1.Layer) (v1.Image, error) {
+	img, err := mutate.AppendLayers(empty.Image, layers...)
 	if err != nil {
 		return nil, err
 	}
@@ -66,23 +82,22 @@ func Build(spec *dockerfile.Spec, binPath, arch string) (v1.Image, error) {
 	cfg = cfg.DeepCopy()
 	cfg.Architecture, cfg.OS = arch, "linux"
 	cfg.Created = v1.Time{Time: epoch}
-	cfg.Config = v1.Config{
-		User:       spec.User,
-		WorkingDir: spec.WorkDir,
-		Entrypoint: spec.Entrypoint,
-		Labels:     spec.Labels,
-		Env:        []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "SSL_CERT_FILE=" + caBundle},
-	}
+	cfg.Config = c
 	return mutate.ConfigFile(img, cfg)
 }
 
 // Write builds the image and writes it to a docker-archive tarball tagged ref.
 func Write(spec *dockerfile.Spec, binPath, arch, ref, out string) error {
-	tag, err := name.NewTag(ref)
+	img, err := Build(spec, binPath, arch)
 	if err != nil {
 		return err
 	}
-	img, err := Build(spec, binPath, arch)
+	return writeTarball(img, ref, out)
+}
+
+// writeTarball writes img to the docker-archive out, tagged ref, replacing it only when complete.
+func writeTarball(img v1.Image, ref, out string) error {
+	tag, err := name.NewTag(ref)
 	if err != nil {
 		return err
 	}
@@ -205,47 +220,26 @@ func BuildTree(spec TreeSpec, dir, arch string) (v1.Image, error) {
 	if err != nil {
 		return nil, err
 	}
-	img, err := mutate.AppendLayers(empty.Image, base, app)
-	if err != nil {
-		return nil, err
-	}
-	cfg, err := img.ConfigFile()
-	if err != nil {
-		return nil, err
-	}
-	cfg = cfg.DeepCopy()
-	cfg.Architecture, cfg.OS = arch, "linux"
-	cfg.Created = v1.Time{Time: epoch}
 	workDir := spec.WorkDir
 	if workDir == "" {
 		workDir = "/"
 	}
-	cfg.Config = v1.Config{
+	return assemble(arch, v1.Config{
 		User:       spec.User,
 		WorkingDir: workDir,
 		Entrypoint: spec.Entrypoint,
 		Labels:     spec.Labels,
-		Env: append([]string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "SSL_CERT_FILE=" + caBundle},
-			spec.Env...),
-	}
-	return mutate.ConfigFile(img, cfg)
+		Env:        append(defaultEnv(), spec.Env...),
+	}, base, app)
 }
 
 // WriteTree builds the image of BuildTree and writes it to a docker-archive tarball tagged ref.
 func WriteTree(spec TreeSpec, dir, arch, ref, out string) error {
-	tag, err := name.NewTag(ref)
-	if err != nil {
-		return err
-	}
 	img, err := BuildTree(spec, dir, arch)
 	if err != nil {
 		return err
 	}
-	tmp := out + ".tmp"
-	if err := tarball.WriteToFile(tmp, tag, img); err != nil {
-		return err
-	}
-	return os.Rename(tmp, out)
+	return writeTarball(img, ref, out)
 }
 
 // treeEntries reads every folder, file and symlink under dir as entries rooted at "/".

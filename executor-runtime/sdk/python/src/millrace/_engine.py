@@ -89,6 +89,21 @@ class _RecordState:
     def written(self) -> bool:
         return self._pending is not _UNSET
 
+    def _unread_batch(self) -> Optional[_BatchReads]:
+        """The batch's reads when they are still to be fetched with one get_many, else None."""
+        r = self._reads
+        if r is not None and r.many and r.values is None and hasattr(self._backend, "get_many"):
+            return r
+        return None
+
+    def _batch_value(self) -> Any:
+        """The key's value from the batch's get_many (None when not found), or _UNSET."""
+        r = self._reads
+        if r is None or not r.many or r.values is None or self._key not in r.values:
+            return _UNSET
+        value, found = r.values[self._key]
+        return value if found else None
+
 
 class _SyncState(_RecordState):
     __slots__ = ()
@@ -100,16 +115,15 @@ class _SyncState(_RecordState):
         if v is not _UNSET:
             return v  # type: ignore[no-any-return]
         try:
-            reads = self._reads
-            if reads is not None and reads.many and hasattr(self._backend, "get_many"):
-                if reads.values is None:
-                    try:
-                        reads.values = self._backend.get_many(self._session, self._partition, reads.keys)
-                    except NoGetMany:
-                        reads.many = False
-                if reads.values is not None and self._key in reads.values:
-                    value, found = reads.values[self._key]
-                    return value if found else None
+            reads = self._unread_batch()
+            if reads is not None:
+                try:
+                    reads.values = self._backend.get_many(self._session, self._partition, reads.keys)
+                except NoGetMany:
+                    reads.many = False
+            hit = self._batch_value()
+            if hit is not _UNSET:
+                return hit  # type: ignore[no-any-return]
             value, found = self._backend.get(self._session, self._partition, self._key)
         except Exception as err:  # noqa: BLE001 - any failure of the call fails the batch
             raise self._fail(err) from err
@@ -126,16 +140,15 @@ class _AsyncState(_RecordState):
         if v is not _UNSET:
             return v  # type: ignore[no-any-return]
         try:
-            reads = self._reads
-            if reads is not None and reads.many and hasattr(self._backend, "get_many"):
-                if reads.values is None:
-                    try:
-                        reads.values = await self._backend.get_many(self._session, self._partition, reads.keys)
-                    except NoGetMany:
-                        reads.many = False
-                if reads.values is not None and self._key in reads.values:
-                    value, found = reads.values[self._key]
-                    return value if found else None
+            reads = self._unread_batch()
+            if reads is not None:
+                try:
+                    reads.values = await self._backend.get_many(self._session, self._partition, reads.keys)
+                except NoGetMany:
+                    reads.many = False
+            hit = self._batch_value()
+            if hit is not _UNSET:
+                return hit  # type: ignore[no-any-return]
             value, found = await self._backend.get(self._session, self._partition, self._key)
         except Exception as err:  # noqa: BLE001
             raise self._fail(err) from err
