@@ -111,6 +111,10 @@ type session struct {
 	sendBatch functionv1.Batch
 	sendSlab  []functionv1.Record
 	sendPtrs  []*functionv1.Record
+	// protocol is the function protocol version of the session (packed.go); packedOuts is
+	// receive's scratch for the outputs of one record.
+	protocol   uint32
+	packedOuts []functionv1.PackedOutput
 }
 
 type sentBatch struct {
@@ -428,6 +432,7 @@ func (s *session) open(ctx context.Context) error {
 		return errors.New("function answered Open with something other than Opened")
 	}
 	sdkName := res.GetOpened().GetSdk()
+	s.protocol = negotiateProtocol(res.GetOpened())
 
 	opts, err := s.kafkaOptions(ctx)
 	if err != nil {
@@ -460,7 +465,7 @@ func (s *session) open(ctx context.Context) error {
 		}
 		s.stSess = res.GetSession()
 	}
-	s.log.Info("session open", "function_sdk", sdkName, "guarantee", s.cfg.Guarantee, "mode", s.cfg.Assignment.Mode)
+	s.log.Info("session open", "function_sdk", sdkName, "protocol_version", s.protocol, "guarantee", s.cfg.Guarantee, "mode", s.cfg.Assignment.Mode)
 	return nil
 }
 
@@ -671,6 +676,9 @@ func (s *session) dispatch(ctx context.Context, recs []*kgo.Record, polled time.
 // structs serve every batch and a batch costs no allocation per record
 // (keys and values are referenced, not copied).
 func (s *session) send(id uint64, chunk []*kgo.Record) error {
+	if s.protocol >= functionv1.ProtocolVersionPacked {
+		return s.sendPacked(id, chunk)
+	}
 	first := chunk[0]
 	if cap(s.sendSlab) < len(chunk) {
 		s.sendSlab = make([]functionv1.Record, len(chunk))
@@ -713,7 +721,8 @@ func (s *session) receive(ctx context.Context) {
 			return
 		}
 		r := res.GetResult()
-		if r == nil {
+		packed := res.GetPackedResult()
+		if r == nil && packed == nil {
 			if res.GetStopping() != nil {
 				if !isClosed(s.fnStopping) {
 					s.log.Info("the function is stopping; committing the interval and closing the session")
@@ -724,22 +733,31 @@ func (s *session) receive(ctx context.Context) {
 			s.setFail(errors.New("function sent something other than a BatchResult or Stopping"))
 			return
 		}
+		id := r.GetId()
+		if packed != nil {
+			id = packed.GetId()
+		}
 		s.bmu.Lock()
-		sb, ok := s.batches[r.GetId()]
-		delete(s.batches, r.GetId())
+		sb, ok := s.batches[id]
+		delete(s.batches, id)
 		s.bmu.Unlock()
 		if !ok {
-			s.setFail(fmt.Errorf("function answered unknown batch %d", r.GetId()))
+			s.setFail(fmt.Errorf("function answered unknown batch %d", id))
 			return
 		}
-		if len(r.GetRecords()) != len(sb.records) {
+		if packed != nil {
+			if err := s.handlePacked(ctx, sb, packed); err != nil {
+				s.setFail(err)
+				return
+			}
+		} else if len(r.GetRecords()) != len(sb.records) {
 			s.setFail(fmt.Errorf("function answered batch %d with %d results for %d records", r.GetId(), len(r.GetRecords()), len(sb.records)))
 			return
 		}
 		now := time.Now()
 		s.m.functionLat.Observe(now.Sub(sb.sent).Seconds())
 		s.m.batchLatency.Observe(now.Sub(sb.polled).Seconds())
-		for i, rr := range r.GetRecords() {
+		for i, rr := range r.GetRecords() { // none for a packed result
 			s.handleResult(ctx, sb.records[i], rr)
 		}
 		if s.onlyCount > 0 {

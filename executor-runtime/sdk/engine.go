@@ -73,6 +73,8 @@ type engine struct {
 	resPtrs []*functionv1.RecordResult
 	res     functionv1.BatchResult
 	run     batchRun
+	// protocol is the encoding of the batch being processed, for BatchInfo.
+	protocol uint32
 }
 
 func newEngine(h Handler, hooks Hooks, st stateBackend, session SessionInfo) *engine {
@@ -263,7 +265,7 @@ func (e *engine) process(ctx context.Context, b *functionv1.Batch) (*functionv1.
 	n := len(b.Records)
 	results, res, run := e.buffers(n)
 	res.Id = b.GetId()
-	info := BatchInfo{Records: n}
+	info := BatchInfo{Records: n, ProtocolVersion: max(1, e.protocol)}
 	emit := run.emit
 	st := &recordState{ctx: ctx, e: e, session: b.GetStateSession()}
 	r := Record{Stream: b.GetStream(), Topic: b.GetTopic(), Partition: b.GetPartition()}

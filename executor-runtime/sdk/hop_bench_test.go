@@ -2,11 +2,13 @@ package sdk_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -32,9 +34,15 @@ func cpuTime() time.Duration {
 // by a client (the I/O sidecar's side) over a Unix socket to the identity function served by the
 // SDK, and the results back, as fast as gRPC flow control lets the client send. Both ends run in this process, so
 // cpu-ns/record is the CPU of both sides of the hop per record.
+//
+// proto=1 sends Batch messages and reads BatchResults, as the sidecar does with a function that
+// speaks version 1 only; proto=2 the dense PackedBatch and PackedResult of version 2, encoded
+// and decoded as the sidecar does (sendPacked, handlePacked).
 func BenchmarkSocketHop(b *testing.B) {
 	for _, size := range []int{100, 500} {
-		b.Run(fmt.Sprintf("batch=%d", size), func(b *testing.B) { benchHop(b, size) })
+		for _, proto := range []uint32{1, 2} {
+			b.Run(fmt.Sprintf("batch=%d/proto=%d", size, proto), func(b *testing.B) { benchHop(b, size, proto) })
+		}
 	}
 }
 
@@ -45,13 +53,13 @@ func BenchmarkSocketHop(b *testing.B) {
 // process.
 func BenchmarkSocketHopSDKs(b *testing.B) {
 	for _, size := range []int{100, 500} {
-		b.Run(fmt.Sprintf("sdk=go/batch=%d", size), func(b *testing.B) { benchHop(b, size) })
+		b.Run(fmt.Sprintf("sdk=go/batch=%d", size), func(b *testing.B) { benchHop(b, size, 1) })
 		b.Run(fmt.Sprintf("sdk=external/batch=%d", size), func(b *testing.B) {
 			command := os.Getenv("MILLRACE_HOP_FUNCTION")
 			if command == "" {
 				b.Skip("MILLRACE_HOP_FUNCTION is not set")
 			}
-			benchHopWith(b, size, externalFunction(b, strings.Fields(command)))
+			benchHopWith(b, size, 1, externalFunction(b, strings.Fields(command)))
 		})
 	}
 }
@@ -89,8 +97,8 @@ func externalFunction(b *testing.B, argv []string) func(ctx context.Context, soc
 	}
 }
 
-func benchHop(b *testing.B, batchSize int) {
-	benchHopWith(b, batchSize, func(ctx context.Context, sock string) (func() time.Duration, chan error) {
+func benchHop(b *testing.B, batchSize int, proto uint32) {
+	benchHopWith(b, batchSize, proto, func(ctx context.Context, sock string) (func() time.Duration, chan error) {
 		served := make(chan error, 1)
 		go func() {
 			served <- sdk.Serve(ctx, identity.Handler(), sdk.WithSocket(sock), sdk.WithLogger(slog.New(slog.DiscardHandler)))
@@ -99,7 +107,7 @@ func benchHop(b *testing.B, batchSize int) {
 	})
 }
 
-func benchHopWith(b *testing.B, batchSize int, serve func(ctx context.Context, sock string) (func() time.Duration, chan error)) {
+func benchHopWith(b *testing.B, batchSize int, proto uint32, serve func(ctx context.Context, sock string) (func() time.Duration, chan error)) {
 	dir, err := os.MkdirTemp("", "hop-")
 	if err != nil {
 		b.Fatal(err)
@@ -121,8 +129,12 @@ func benchHopWith(b *testing.B, batchSize int, serve func(ctx context.Context, s
 	if err := stream.Send(&functionv1.ProcessRequest{Request: &functionv1.ProcessRequest_Open{Open: &functionv1.Open{ProtocolVersion: 1, OutputStreams: []string{"out"}}}}); err != nil {
 		b.Fatal(err)
 	}
-	if _, err := stream.Recv(); err != nil {
+	opened, err := stream.Recv()
+	if err != nil {
 		b.Fatal(err)
+	}
+	if proto > 1 && !slices.Contains(opened.GetOpened().GetProtocolVersions(), proto) {
+		b.Fatalf("the function does not speak protocol version %d: %v", proto, opened.GetOpened())
 	}
 	value := make([]byte, 100)
 	batch := &functionv1.Batch{Stream: "in", Topic: "in", Records: make([]*functionv1.Record, batchSize)}
@@ -134,14 +146,31 @@ func benchHopWith(b *testing.B, batchSize int, serve func(ctx context.Context, s
 	b.ResetTimer()
 	startCPU := cpuTime() + functionCPU()
 	go func() {
+		var res functionv1.ReusedResponse
+		var out functionv1.PackedOutput
 		for i := 0; i < batches; i++ {
-			res, err := stream.Recv()
-			if err != nil {
+			if err := stream.RecvMsg(&res); err != nil {
 				errc <- err
 				return
 			}
-			if len(res.GetResult().GetRecords()) != batchSize {
-				errc <- fmt.Errorf("result has %d records, want %d", len(res.GetResult().GetRecords()), batchSize)
+			n := len(res.GetResult().GetRecords())
+			if p := res.GetPackedResult(); p != nil {
+				// Decode every output, as the sidecar does.
+				rd := functionv1.NewPackedResultReader(p.GetRecords())
+				for range p.GetCount() {
+					_, outs, err := rd.Next()
+					for range outs {
+						err = errors.Join(err, rd.ReadOutput(&out))
+					}
+					if err != nil {
+						errc <- err
+						return
+					}
+					n++
+				}
+			}
+			if n != batchSize {
+				errc <- fmt.Errorf("result has %d records, want %d", n, batchSize)
 				return
 			}
 		}
@@ -149,7 +178,13 @@ func benchHopWith(b *testing.B, batchSize int, serve func(ctx context.Context, s
 	}()
 	for i := 0; i < batches; i++ {
 		batch.Id = uint64(i)
-		if err := stream.Send(&functionv1.ProcessRequest{Request: &functionv1.ProcessRequest_Batch{Batch: batch}}); err != nil {
+		var err error
+		if proto > 1 {
+			err = stream.SendMsg(packedRequest(batch))
+		} else {
+			err = stream.Send(&functionv1.ProcessRequest{Request: &functionv1.ProcessRequest_Batch{Batch: batch}})
+		}
+		if err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -164,4 +199,29 @@ func benchHopWith(b *testing.B, batchSize int, serve func(ctx context.Context, s
 	_ = stream.CloseSend()
 	cancel()
 	<-served
+}
+
+// packedRequest encodes b as the sidecar's sendPacked does: sized first, then written straight
+// into the buffer gRPC sends.
+func packedRequest(b *functionv1.Batch) *wirecodec.Raw {
+	first := b.Records[0]
+	hdr := functionv1.PackedBatch{Id: b.Id, Stream: b.Stream, Topic: b.Topic, Partition: b.Partition,
+		Count: uint32(len(b.Records)), BaseOffset: first.Offset, BaseTimestampMs: first.TimestampMs}
+	n := 0
+	offset, ts := hdr.BaseOffset, hdr.BaseTimestampMs
+	for _, r := range b.Records {
+		n += functionv1.PackedRecordSize(r.Offset-offset, r.TimestampMs-ts, r.Key, r.Value, 0)
+		offset, ts = r.Offset+1, r.TimestampMs
+	}
+	raw, buf := wirecodec.NewRaw(functionv1.PackedBatchRequestSize(&hdr, n))
+	buf = functionv1.AppendPackedBatchRequest(buf, &hdr, n)
+	offset, ts = hdr.BaseOffset, hdr.BaseTimestampMs
+	for _, r := range b.Records {
+		buf = functionv1.AppendPackedRecord(buf, r.Offset-offset, r.TimestampMs-ts, r.Key, r.Value, 0)
+		offset, ts = r.Offset+1, r.TimestampMs
+	}
+	if err := raw.Set(buf); err != nil {
+		panic(err)
+	}
+	return raw
 }

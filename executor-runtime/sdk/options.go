@@ -25,6 +25,8 @@ type options struct {
 	logger      *slog.Logger
 	hooks       Hooks
 	userConfig  map[string]string
+	// protocolVersions are the function protocol versions Serve announces in Opened.
+	protocolVersions []uint32
 	// shutdownTimeout bounds how long Serve waits, after its context ended, for the I/O sidecar
 	// to commit and close its session.
 	shutdownTimeout time.Duration
@@ -40,6 +42,8 @@ func newOptions(opts []Option) options {
 		stateSocket: os.Getenv(EnvStateSocket),
 		logger:      slog.Default(),
 
+		protocolVersions: []uint32{1, 2},
+
 		shutdownTimeout: DefaultShutdownTimeout,
 	}
 	if o.socket == "" {
@@ -49,6 +53,13 @@ func newOptions(opts []Option) options {
 		opt(&o)
 	}
 	return o
+}
+
+// WithProtocolVersions sets the function protocol versions Serve announces to the I/O sidecar
+// (default 1 and 2; the sidecar picks the highest it speaks too). WithProtocolVersions(1) makes
+// the function speak what SDKs before version 2 spoke, one Record message per record.
+func WithProtocolVersions(versions ...uint32) Option {
+	return func(o *options) { o.protocolVersions = versions }
 }
 
 // WithSocket sets the path of the Unix domain socket to serve on, overriding
@@ -93,8 +104,10 @@ type SessionInfo struct {
 
 // BatchInfo describes one processed batch.
 type BatchInfo struct {
-	Records  int
-	Errors   int
-	Outputs  int
-	Duration time.Duration
+	Records int
+	// ProtocolVersion is the encoding the batch came in: 1 (Batch) or 2 (PackedBatch).
+	ProtocolVersion uint32
+	Errors          int
+	Outputs         int
+	Duration        time.Duration
 }

@@ -26,7 +26,8 @@ import (
 	statev1 "github.com/millrace-dev/millrace/executor-runtime/proto/state/v1"
 )
 
-// ProtocolVersion is the function protocol version this SDK speaks.
+// ProtocolVersion is the function protocol version the I/O sidecar's Open carries; this SDK
+// also speaks version 2 (functionv1.ProtocolVersionPacked), which it announces in Opened.
 const ProtocolVersion = 1
 
 // MaxMessageBytes bounds one gRPC message on the function and state sockets.
@@ -171,7 +172,11 @@ func (s *functionServer) Process(stream functionv1.Function_ProcessServer) error
 		s.opts.hooks.OnSession(info)
 	}
 	s.opts.logger.Info("session opened", "entity", info.Entity, "outputs", info.OutputStreams)
-	if err := stream.Send(&functionv1.ProcessResponse{Response: &functionv1.ProcessResponse_Opened{Opened: &functionv1.Opened{ProtocolVersion: ProtocolVersion, Sdk: sdkName}}}); err != nil {
+	opened := &functionv1.Opened{ProtocolVersion: ProtocolVersion, Sdk: sdkName}
+	if len(s.opts.protocolVersions) > 1 || (len(s.opts.protocolVersions) == 1 && s.opts.protocolVersions[0] != ProtocolVersion) {
+		opened.ProtocolVersions = s.opts.protocolVersions
+	}
+	if err := stream.Send(&functionv1.ProcessResponse{Response: &functionv1.ProcessResponse_Opened{Opened: opened}}); err != nil {
 		return err
 	}
 	// Results and the stopping notice are sent from two goroutines; a gRPC stream allows one
@@ -198,6 +203,8 @@ func (s *functionServer) Process(stream functionv1.Function_ProcessServer) error
 	// Each batch is processed and answered before the next is received, so one message serves
 	// them all.
 	var req functionv1.ReusedRequest
+	var p packer
+	p.streams(info.OutputStreams)
 	for {
 		err := stream.RecvMsg(&req)
 		if errors.Is(err, io.EOF) {
@@ -210,11 +217,19 @@ func (s *functionServer) Process(stream functionv1.Function_ProcessServer) error
 		if b == nil {
 			return status.Error(codes.InvalidArgument, "expected a Batch after Open")
 		}
+		e.protocol = 1
+		if req.Packed() {
+			e.protocol = functionv1.ProtocolVersionPacked
+		}
 		res, err := e.process(ctx, b)
 		if err != nil {
 			return status.Error(codes.Aborted, err.Error())
 		}
-		if err := send(&functionv1.ProcessResponse{Response: &functionv1.ProcessResponse_Result{Result: res}}); err != nil {
+		msg := &functionv1.ProcessResponse{Response: &functionv1.ProcessResponse_Result{Result: res}}
+		if req.Packed() {
+			msg = p.pack(b, res)
+		}
+		if err := send(msg); err != nil {
 			return err
 		}
 	}
@@ -258,4 +273,38 @@ func (g *grpcState) Write(ctx context.Context, session string, muts []*statev1.M
 		return fmt.Errorf("write state: %w", err)
 	}
 	return nil
+}
+
+// packer answers a PackedBatch with a PackedResult (protocol version 2), reusing its messages
+// and its buffer for every batch: gRPC has marshalled a message when Send returns.
+type packer struct {
+	index map[string]int
+	buf   []byte
+	res   functionv1.PackedResult
+	wrap  functionv1.ProcessResponse_PackedResult
+	msg   functionv1.ProcessResponse
+}
+
+func (p *packer) streams(outputs []string) {
+	p.index = make(map[string]int, len(outputs))
+	for i, s := range outputs {
+		p.index[s] = i + 1
+	}
+}
+
+func (p *packer) streamIndex(s string) (int, bool) {
+	i, ok := p.index[s]
+	return i, ok
+}
+
+func (p *packer) pack(in *functionv1.Batch, res *functionv1.BatchResult) *functionv1.ProcessResponse {
+	b := p.buf[:0]
+	for i, rr := range res.Records {
+		b = functionv1.AppendPackedResult(b, in.Records[i], rr, p.streamIndex)
+	}
+	p.buf = b
+	p.res = functionv1.PackedResult{Id: res.Id, Count: uint32(len(res.Records)), Records: b}
+	p.wrap.PackedResult = &p.res
+	p.msg.Response = &p.wrap
+	return &p.msg
 }

@@ -6,6 +6,7 @@
 package wirecodec
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"unsafe"
@@ -48,7 +49,34 @@ func (codec) Name() string { return "proto" }
 
 func fallback() encoding.CodecV2 { return encoding.GetCodecV2("proto") }
 
+// Raw is a message its sender encoded itself, straight into a buffer of the codec's pool: Marshal
+// hands that buffer to gRPC as it is, without another copy. A Raw is sent once.
+type Raw struct{ buf *[]byte }
+
+// NewRaw returns a Raw of size bytes and its buffer, empty with room for size bytes, to append
+// the encoded message to (exactly size bytes).
+func NewRaw(size int) (*Raw, []byte) {
+	buf := pool.Get(size)
+	return &Raw{buf: buf}, (*buf)[:0]
+}
+
+// Set records the encoded message, b, which must be the buffer NewRaw returned, appended to.
+func (r *Raw) Set(b []byte) error {
+	if len(b) != len(*r.buf) || (len(b) > 0 && &b[0] != &(*r.buf)[0]) {
+		return fmt.Errorf("raw message: %d bytes encoded for %d", len(b), len(*r.buf))
+	}
+	return nil
+}
+
 func (codec) Marshal(v any) (mem.BufferSlice, error) {
+	if r, ok := v.(*Raw); ok {
+		if r.buf == nil {
+			return nil, errors.New("raw message sent twice")
+		}
+		buf := r.buf
+		r.buf = nil
+		return mem.BufferSlice{mem.NewBuffer(buf, pool)}, nil
+	}
 	m, ok := v.(vtMessage)
 	if !ok {
 		return fallback().Marshal(v)

@@ -35,6 +35,7 @@ type ProcessRequest struct {
 	//
 	//	*ProcessRequest_Open
 	//	*ProcessRequest_Batch
+	//	*ProcessRequest_PackedBatch
 	Request       isProcessRequest_Request `protobuf_oneof:"request"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -95,6 +96,15 @@ func (x *ProcessRequest) GetBatch() *Batch {
 	return nil
 }
 
+func (x *ProcessRequest) GetPackedBatch() *PackedBatch {
+	if x != nil {
+		if x, ok := x.Request.(*ProcessRequest_PackedBatch); ok {
+			return x.PackedBatch
+		}
+	}
+	return nil
+}
+
 type isProcessRequest_Request interface {
 	isProcessRequest_Request()
 }
@@ -108,9 +118,17 @@ type ProcessRequest_Batch struct {
 	Batch *Batch `protobuf:"bytes,2,opt,name=batch,proto3,oneof"`
 }
 
+type ProcessRequest_PackedBatch struct {
+	// packed_batch is a Batch in the dense encoding of protocol version 2, sent only to a
+	// function whose Opened.protocol_versions includes 2.
+	PackedBatch *PackedBatch `protobuf:"bytes,3,opt,name=packed_batch,json=packedBatch,proto3,oneof"`
+}
+
 func (*ProcessRequest_Open) isProcessRequest_Request() {}
 
 func (*ProcessRequest_Batch) isProcessRequest_Request() {}
+
+func (*ProcessRequest_PackedBatch) isProcessRequest_Request() {}
 
 type ProcessResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -119,6 +137,7 @@ type ProcessResponse struct {
 	//	*ProcessResponse_Opened
 	//	*ProcessResponse_Result
 	//	*ProcessResponse_Stopping
+	//	*ProcessResponse_PackedResult
 	Response      isProcessResponse_Response `protobuf_oneof:"response"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -188,6 +207,15 @@ func (x *ProcessResponse) GetStopping() *Stopping {
 	return nil
 }
 
+func (x *ProcessResponse) GetPackedResult() *PackedResult {
+	if x != nil {
+		if x, ok := x.Response.(*ProcessResponse_PackedResult); ok {
+			return x.PackedResult
+		}
+	}
+	return nil
+}
+
 type isProcessResponse_Response interface {
 	isProcessResponse_Response()
 }
@@ -211,11 +239,18 @@ type ProcessResponse_Stopping struct {
 	Stopping *Stopping `protobuf:"bytes,3,opt,name=stopping,proto3,oneof"`
 }
 
+type ProcessResponse_PackedResult struct {
+	// packed_result answers a packed_batch (protocol version 2), and only a packed_batch.
+	PackedResult *PackedResult `protobuf:"bytes,4,opt,name=packed_result,json=packedResult,proto3,oneof"`
+}
+
 func (*ProcessResponse_Opened) isProcessResponse_Response() {}
 
 func (*ProcessResponse_Result) isProcessResponse_Response() {}
 
 func (*ProcessResponse_Stopping) isProcessResponse_Response() {}
+
+func (*ProcessResponse_PackedResult) isProcessResponse_Response() {}
 
 // Stopping carries nothing: see ProcessResponse.stopping.
 type Stopping struct {
@@ -366,9 +401,14 @@ type Opened struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
 	ProtocolVersion uint32                 `protobuf:"varint,1,opt,name=protocol_version,json=protocolVersion,proto3" json:"protocol_version,omitempty"`
 	// sdk names the library that implements the function side, for logs ("millrace-go/1").
-	Sdk           string `protobuf:"bytes,2,opt,name=sdk,proto3" json:"sdk,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Sdk string `protobuf:"bytes,2,opt,name=sdk,proto3" json:"sdk,omitempty"`
+	// protocol_versions are all the protocol versions the function speaks (protocol_version among
+	// them). The sidecar picks the highest one it speaks too; empty means 1 only. Version 2 adds
+	// PackedBatch and PackedResult; a function that announces 2 must still answer a Batch with a
+	// BatchResult, and a PackedBatch with a PackedResult.
+	ProtocolVersions []uint32 `protobuf:"varint,3,rep,packed,name=protocol_versions,json=protocolVersions,proto3" json:"protocol_versions,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *Opened) Reset() {
@@ -413,6 +453,13 @@ func (x *Opened) GetSdk() string {
 		return x.Sdk
 	}
 	return ""
+}
+
+func (x *Opened) GetProtocolVersions() []uint32 {
+	if x != nil {
+		return x.ProtocolVersions
+	}
+	return nil
 }
 
 // Batch is a run of consecutive records of one input partition, in offset order.
@@ -819,19 +866,196 @@ func (x *OutputRecord) GetTimestampMs() int64 {
 	return 0
 }
 
+// PackedBatch is a Batch in the dense encoding of protocol version 2: the records are not
+// messages but one byte string, see docs/function-protocol.md ("Protocol version 2").
+type PackedBatch struct {
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	Id           uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	StateSession string                 `protobuf:"bytes,2,opt,name=state_session,json=stateSession,proto3" json:"state_session,omitempty"`
+	Stream       string                 `protobuf:"bytes,3,opt,name=stream,proto3" json:"stream,omitempty"`
+	Topic        string                 `protobuf:"bytes,4,opt,name=topic,proto3" json:"topic,omitempty"`
+	Partition    int32                  `protobuf:"varint,5,opt,name=partition,proto3" json:"partition,omitempty"`
+	// count is the number of records in records.
+	Count uint32 `protobuf:"varint,6,opt,name=count,proto3" json:"count,omitempty"`
+	// base_offset and base_timestamp_ms are the references of the first record's offset and
+	// timestamp deltas.
+	BaseOffset      int64  `protobuf:"varint,7,opt,name=base_offset,json=baseOffset,proto3" json:"base_offset,omitempty"`
+	BaseTimestampMs int64  `protobuf:"varint,8,opt,name=base_timestamp_ms,json=baseTimestampMs,proto3" json:"base_timestamp_ms,omitempty"`
+	Records         []byte `protobuf:"bytes,9,opt,name=records,proto3" json:"records,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *PackedBatch) Reset() {
+	*x = PackedBatch{}
+	mi := &file_executor_runtime_proto_function_v1_function_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PackedBatch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PackedBatch) ProtoMessage() {}
+
+func (x *PackedBatch) ProtoReflect() protoreflect.Message {
+	mi := &file_executor_runtime_proto_function_v1_function_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PackedBatch.ProtoReflect.Descriptor instead.
+func (*PackedBatch) Descriptor() ([]byte, []int) {
+	return file_executor_runtime_proto_function_v1_function_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *PackedBatch) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *PackedBatch) GetStateSession() string {
+	if x != nil {
+		return x.StateSession
+	}
+	return ""
+}
+
+func (x *PackedBatch) GetStream() string {
+	if x != nil {
+		return x.Stream
+	}
+	return ""
+}
+
+func (x *PackedBatch) GetTopic() string {
+	if x != nil {
+		return x.Topic
+	}
+	return ""
+}
+
+func (x *PackedBatch) GetPartition() int32 {
+	if x != nil {
+		return x.Partition
+	}
+	return 0
+}
+
+func (x *PackedBatch) GetCount() uint32 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+func (x *PackedBatch) GetBaseOffset() int64 {
+	if x != nil {
+		return x.BaseOffset
+	}
+	return 0
+}
+
+func (x *PackedBatch) GetBaseTimestampMs() int64 {
+	if x != nil {
+		return x.BaseTimestampMs
+	}
+	return 0
+}
+
+func (x *PackedBatch) GetRecords() []byte {
+	if x != nil {
+		return x.Records
+	}
+	return nil
+}
+
+// PackedResult is a BatchResult in the dense encoding of protocol version 2.
+type PackedResult struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	// count is the number of record results in records: the batch's count.
+	Count         uint32 `protobuf:"varint,2,opt,name=count,proto3" json:"count,omitempty"`
+	Records       []byte `protobuf:"bytes,3,opt,name=records,proto3" json:"records,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PackedResult) Reset() {
+	*x = PackedResult{}
+	mi := &file_executor_runtime_proto_function_v1_function_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PackedResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PackedResult) ProtoMessage() {}
+
+func (x *PackedResult) ProtoReflect() protoreflect.Message {
+	mi := &file_executor_runtime_proto_function_v1_function_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PackedResult.ProtoReflect.Descriptor instead.
+func (*PackedResult) Descriptor() ([]byte, []int) {
+	return file_executor_runtime_proto_function_v1_function_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *PackedResult) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *PackedResult) GetCount() uint32 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+func (x *PackedResult) GetRecords() []byte {
+	if x != nil {
+		return x.Records
+	}
+	return nil
+}
+
 var File_executor_runtime_proto_function_v1_function_proto protoreflect.FileDescriptor
 
 const file_executor_runtime_proto_function_v1_function_proto_rawDesc = "" +
 	"\n" +
-	"1executor-runtime/proto/function/v1/function.proto\x12\x14millrace.function.v1\"\x82\x01\n" +
+	"1executor-runtime/proto/function/v1/function.proto\x12\x14millrace.function.v1\"\xca\x01\n" +
 	"\x0eProcessRequest\x120\n" +
 	"\x04open\x18\x01 \x01(\v2\x1a.millrace.function.v1.OpenH\x00R\x04open\x123\n" +
-	"\x05batch\x18\x02 \x01(\v2\x1b.millrace.function.v1.BatchH\x00R\x05batchB\t\n" +
-	"\arequest\"\xd0\x01\n" +
+	"\x05batch\x18\x02 \x01(\v2\x1b.millrace.function.v1.BatchH\x00R\x05batch\x12F\n" +
+	"\fpacked_batch\x18\x03 \x01(\v2!.millrace.function.v1.PackedBatchH\x00R\vpackedBatchB\t\n" +
+	"\arequest\"\x9b\x02\n" +
 	"\x0fProcessResponse\x126\n" +
 	"\x06opened\x18\x01 \x01(\v2\x1c.millrace.function.v1.OpenedH\x00R\x06opened\x12;\n" +
 	"\x06result\x18\x02 \x01(\v2!.millrace.function.v1.BatchResultH\x00R\x06result\x12<\n" +
-	"\bstopping\x18\x03 \x01(\v2\x1e.millrace.function.v1.StoppingH\x00R\bstoppingB\n" +
+	"\bstopping\x18\x03 \x01(\v2\x1e.millrace.function.v1.StoppingH\x00R\bstopping\x12I\n" +
+	"\rpacked_result\x18\x04 \x01(\v2\".millrace.function.v1.PackedResultH\x00R\fpackedResultB\n" +
 	"\n" +
 	"\bresponse\"\n" +
 	"\n" +
@@ -848,10 +1072,11 @@ const file_executor_runtime_proto_function_v1_function_proto_rawDesc = "" +
 	"\fstate_socket\x18\b \x01(\tR\vstateSocket\x1a=\n" +
 	"\x0fUserConfigEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"E\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"r\n" +
 	"\x06Opened\x12)\n" +
 	"\x10protocol_version\x18\x01 \x01(\rR\x0fprotocolVersion\x12\x10\n" +
-	"\x03sdk\x18\x02 \x01(\tR\x03sdk\"\xc0\x01\n" +
+	"\x03sdk\x18\x02 \x01(\tR\x03sdk\x12+\n" +
+	"\x11protocol_versions\x18\x03 \x03(\rR\x10protocolVersions\"\xc0\x01\n" +
 	"\x05Batch\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12#\n" +
 	"\rstate_session\x18\x02 \x01(\tR\fstateSession\x12\x16\n" +
@@ -879,7 +1104,22 @@ const file_executor_runtime_proto_function_v1_function_proto_rawDesc = "" +
 	"\x03key\x18\x02 \x01(\fR\x03key\x12\x14\n" +
 	"\x05value\x18\x03 \x01(\fR\x05value\x126\n" +
 	"\aheaders\x18\x04 \x03(\v2\x1c.millrace.function.v1.HeaderR\aheaders\x12!\n" +
-	"\ftimestamp_ms\x18\x05 \x01(\x03R\vtimestampMs2f\n" +
+	"\ftimestamp_ms\x18\x05 \x01(\x03R\vtimestampMs\"\x8b\x02\n" +
+	"\vPackedBatch\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x12#\n" +
+	"\rstate_session\x18\x02 \x01(\tR\fstateSession\x12\x16\n" +
+	"\x06stream\x18\x03 \x01(\tR\x06stream\x12\x14\n" +
+	"\x05topic\x18\x04 \x01(\tR\x05topic\x12\x1c\n" +
+	"\tpartition\x18\x05 \x01(\x05R\tpartition\x12\x14\n" +
+	"\x05count\x18\x06 \x01(\rR\x05count\x12\x1f\n" +
+	"\vbase_offset\x18\a \x01(\x03R\n" +
+	"baseOffset\x12*\n" +
+	"\x11base_timestamp_ms\x18\b \x01(\x03R\x0fbaseTimestampMs\x12\x18\n" +
+	"\arecords\x18\t \x01(\fR\arecords\"N\n" +
+	"\fPackedResult\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x14\n" +
+	"\x05count\x18\x02 \x01(\rR\x05count\x12\x18\n" +
+	"\arecords\x18\x03 \x01(\fR\arecords2f\n" +
 	"\bFunction\x12Z\n" +
 	"\aProcess\x12$.millrace.function.v1.ProcessRequest\x1a%.millrace.function.v1.ProcessResponse(\x010\x01BPZNgithub.com/millrace-dev/millrace/executor-runtime/proto/function/v1;functionv1b\x06proto3"
 
@@ -895,7 +1135,7 @@ func file_executor_runtime_proto_function_v1_function_proto_rawDescGZIP() []byte
 	return file_executor_runtime_proto_function_v1_function_proto_rawDescData
 }
 
-var file_executor_runtime_proto_function_v1_function_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_executor_runtime_proto_function_v1_function_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_executor_runtime_proto_function_v1_function_proto_goTypes = []any{
 	(*ProcessRequest)(nil),  // 0: millrace.function.v1.ProcessRequest
 	(*ProcessResponse)(nil), // 1: millrace.function.v1.ProcessResponse
@@ -908,27 +1148,31 @@ var file_executor_runtime_proto_function_v1_function_proto_goTypes = []any{
 	(*BatchResult)(nil),     // 8: millrace.function.v1.BatchResult
 	(*RecordResult)(nil),    // 9: millrace.function.v1.RecordResult
 	(*OutputRecord)(nil),    // 10: millrace.function.v1.OutputRecord
-	nil,                     // 11: millrace.function.v1.Open.UserConfigEntry
+	(*PackedBatch)(nil),     // 11: millrace.function.v1.PackedBatch
+	(*PackedResult)(nil),    // 12: millrace.function.v1.PackedResult
+	nil,                     // 13: millrace.function.v1.Open.UserConfigEntry
 }
 var file_executor_runtime_proto_function_v1_function_proto_depIdxs = []int32{
 	3,  // 0: millrace.function.v1.ProcessRequest.open:type_name -> millrace.function.v1.Open
 	5,  // 1: millrace.function.v1.ProcessRequest.batch:type_name -> millrace.function.v1.Batch
-	4,  // 2: millrace.function.v1.ProcessResponse.opened:type_name -> millrace.function.v1.Opened
-	8,  // 3: millrace.function.v1.ProcessResponse.result:type_name -> millrace.function.v1.BatchResult
-	2,  // 4: millrace.function.v1.ProcessResponse.stopping:type_name -> millrace.function.v1.Stopping
-	11, // 5: millrace.function.v1.Open.user_config:type_name -> millrace.function.v1.Open.UserConfigEntry
-	7,  // 6: millrace.function.v1.Batch.records:type_name -> millrace.function.v1.Record
-	6,  // 7: millrace.function.v1.Record.headers:type_name -> millrace.function.v1.Header
-	9,  // 8: millrace.function.v1.BatchResult.records:type_name -> millrace.function.v1.RecordResult
-	10, // 9: millrace.function.v1.RecordResult.outputs:type_name -> millrace.function.v1.OutputRecord
-	6,  // 10: millrace.function.v1.OutputRecord.headers:type_name -> millrace.function.v1.Header
-	0,  // 11: millrace.function.v1.Function.Process:input_type -> millrace.function.v1.ProcessRequest
-	1,  // 12: millrace.function.v1.Function.Process:output_type -> millrace.function.v1.ProcessResponse
-	12, // [12:13] is the sub-list for method output_type
-	11, // [11:12] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	11, // 2: millrace.function.v1.ProcessRequest.packed_batch:type_name -> millrace.function.v1.PackedBatch
+	4,  // 3: millrace.function.v1.ProcessResponse.opened:type_name -> millrace.function.v1.Opened
+	8,  // 4: millrace.function.v1.ProcessResponse.result:type_name -> millrace.function.v1.BatchResult
+	2,  // 5: millrace.function.v1.ProcessResponse.stopping:type_name -> millrace.function.v1.Stopping
+	12, // 6: millrace.function.v1.ProcessResponse.packed_result:type_name -> millrace.function.v1.PackedResult
+	13, // 7: millrace.function.v1.Open.user_config:type_name -> millrace.function.v1.Open.UserConfigEntry
+	7,  // 8: millrace.function.v1.Batch.records:type_name -> millrace.function.v1.Record
+	6,  // 9: millrace.function.v1.Record.headers:type_name -> millrace.function.v1.Header
+	9,  // 10: millrace.function.v1.BatchResult.records:type_name -> millrace.function.v1.RecordResult
+	10, // 11: millrace.function.v1.RecordResult.outputs:type_name -> millrace.function.v1.OutputRecord
+	6,  // 12: millrace.function.v1.OutputRecord.headers:type_name -> millrace.function.v1.Header
+	0,  // 13: millrace.function.v1.Function.Process:input_type -> millrace.function.v1.ProcessRequest
+	1,  // 14: millrace.function.v1.Function.Process:output_type -> millrace.function.v1.ProcessResponse
+	14, // [14:15] is the sub-list for method output_type
+	13, // [13:14] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_executor_runtime_proto_function_v1_function_proto_init() }
@@ -939,11 +1183,13 @@ func file_executor_runtime_proto_function_v1_function_proto_init() {
 	file_executor_runtime_proto_function_v1_function_proto_msgTypes[0].OneofWrappers = []any{
 		(*ProcessRequest_Open)(nil),
 		(*ProcessRequest_Batch)(nil),
+		(*ProcessRequest_PackedBatch)(nil),
 	}
 	file_executor_runtime_proto_function_v1_function_proto_msgTypes[1].OneofWrappers = []any{
 		(*ProcessResponse_Opened)(nil),
 		(*ProcessResponse_Result)(nil),
 		(*ProcessResponse_Stopping)(nil),
+		(*ProcessResponse_PackedResult)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -951,7 +1197,7 @@ func file_executor_runtime_proto_function_v1_function_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_executor_runtime_proto_function_v1_function_proto_rawDesc), len(file_executor_runtime_proto_function_v1_function_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   12,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -325,27 +325,47 @@ func (m *BatchResult) unmarshalSlab(data []byte, sl *resultSlabs) error {
 // the one before, so that a steady stream of batches allocates no record messages at all. A
 // batch it holds is valid until the next decode; the keys and values alias the decoded bytes as
 // with UnmarshalSlab, and stay valid.
+//
+// A PackedBatch (protocol version 2) is decoded into the same Batch of Records, so a receiver
+// handles both encodings alike; Packed says which one the batch came in, for the answer.
 type ReusedRequest struct {
 	ProcessRequest
-	batch Batch
-	wrap  ProcessRequest_Batch
-	slabs batchSlabs
+	batch  Batch
+	wrap   ProcessRequest_Batch
+	slabs  batchSlabs
+	packed PackedBatch
+	isPack bool
 }
+
+// Packed reports whether the batch m holds came as a PackedBatch, to be answered with a
+// PackedResult.
+func (m *ReusedRequest) Packed() bool { return m.isPack }
 
 // UnmarshalSlab decodes a ProcessRequest into m, reusing m's record messages.
 func (m *ReusedRequest) UnmarshalSlab(data []byte) error {
-	m.Request = nil
+	m.Request, m.isPack = nil, false
 	return eachField(data, func(num protowire.Number, typ protowire.Type, v []byte) (bool, error) {
-		if num == 2 && typ == protowire.BytesType {
+		switch {
+		case num == 2 && typ == protowire.BytesType:
 			m.batch = Batch{}
 			if err := m.batch.unmarshalSlab(v, &m.slabs); err != nil {
 				return false, err
 			}
-			m.wrap.Batch = &m.batch
-			m.Request = &m.wrap
-			return true, nil
+		case num == 3 && typ == protowire.BytesType:
+			m.packed.Reset()
+			if err := m.packed.UnmarshalVTUnsafe(v); err != nil {
+				return false, err
+			}
+			if err := m.batch.unpack(&m.packed, &m.slabs); err != nil {
+				return false, err
+			}
+			m.isPack = true
+		default:
+			return false, nil
 		}
-		return false, nil
+		m.wrap.Batch = &m.batch
+		m.Request = &m.wrap
+		return true, nil
 	}, func() error { m.ProcessRequest.Reset(); return m.ProcessRequest.UnmarshalVTUnsafe(data) })
 }
 

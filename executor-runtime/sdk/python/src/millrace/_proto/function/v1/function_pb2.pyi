@@ -7,22 +7,26 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class ProcessRequest(_message.Message):
-    __slots__ = ("open", "batch")
+    __slots__ = ("open", "batch", "packed_batch")
     OPEN_FIELD_NUMBER: _ClassVar[int]
     BATCH_FIELD_NUMBER: _ClassVar[int]
+    PACKED_BATCH_FIELD_NUMBER: _ClassVar[int]
     open: Open
     batch: Batch
-    def __init__(self, open: _Optional[_Union[Open, _Mapping]] = ..., batch: _Optional[_Union[Batch, _Mapping]] = ...) -> None: ...
+    packed_batch: PackedBatch
+    def __init__(self, open: _Optional[_Union[Open, _Mapping]] = ..., batch: _Optional[_Union[Batch, _Mapping]] = ..., packed_batch: _Optional[_Union[PackedBatch, _Mapping]] = ...) -> None: ...
 
 class ProcessResponse(_message.Message):
-    __slots__ = ("opened", "result", "stopping")
+    __slots__ = ("opened", "result", "stopping", "packed_result")
     OPENED_FIELD_NUMBER: _ClassVar[int]
     RESULT_FIELD_NUMBER: _ClassVar[int]
     STOPPING_FIELD_NUMBER: _ClassVar[int]
+    PACKED_RESULT_FIELD_NUMBER: _ClassVar[int]
     opened: Opened
     result: BatchResult
     stopping: Stopping
-    def __init__(self, opened: _Optional[_Union[Opened, _Mapping]] = ..., result: _Optional[_Union[BatchResult, _Mapping]] = ..., stopping: _Optional[_Union[Stopping, _Mapping]] = ...) -> None: ...
+    packed_result: PackedResult
+    def __init__(self, opened: _Optional[_Union[Opened, _Mapping]] = ..., result: _Optional[_Union[BatchResult, _Mapping]] = ..., stopping: _Optional[_Union[Stopping, _Mapping]] = ..., packed_result: _Optional[_Union[PackedResult, _Mapping]] = ...) -> None: ...
 
 class Stopping(_message.Message):
     __slots__ = ()
@@ -56,12 +60,14 @@ class Open(_message.Message):
     def __init__(self, protocol_version: _Optional[int] = ..., namespace: _Optional[str] = ..., pipeline: _Optional[str] = ..., entity: _Optional[str] = ..., user_config: _Optional[_Mapping[str, str]] = ..., input_streams: _Optional[_Iterable[str]] = ..., output_streams: _Optional[_Iterable[str]] = ..., state_socket: _Optional[str] = ...) -> None: ...
 
 class Opened(_message.Message):
-    __slots__ = ("protocol_version", "sdk")
+    __slots__ = ("protocol_version", "sdk", "protocol_versions")
     PROTOCOL_VERSION_FIELD_NUMBER: _ClassVar[int]
     SDK_FIELD_NUMBER: _ClassVar[int]
+    PROTOCOL_VERSIONS_FIELD_NUMBER: _ClassVar[int]
     protocol_version: int
     sdk: str
-    def __init__(self, protocol_version: _Optional[int] = ..., sdk: _Optional[str] = ...) -> None: ...
+    protocol_versions: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, protocol_version: _Optional[int] = ..., sdk: _Optional[str] = ..., protocol_versions: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class Batch(_message.Message):
     __slots__ = ("id", "state_session", "stream", "topic", "partition", "records")
@@ -130,3 +136,35 @@ class OutputRecord(_message.Message):
     headers: _containers.RepeatedCompositeFieldContainer[Header]
     timestamp_ms: int
     def __init__(self, stream: _Optional[str] = ..., key: _Optional[bytes] = ..., value: _Optional[bytes] = ..., headers: _Optional[_Iterable[_Union[Header, _Mapping]]] = ..., timestamp_ms: _Optional[int] = ...) -> None: ...
+
+class PackedBatch(_message.Message):
+    __slots__ = ("id", "state_session", "stream", "topic", "partition", "count", "base_offset", "base_timestamp_ms", "records")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    STATE_SESSION_FIELD_NUMBER: _ClassVar[int]
+    STREAM_FIELD_NUMBER: _ClassVar[int]
+    TOPIC_FIELD_NUMBER: _ClassVar[int]
+    PARTITION_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    BASE_OFFSET_FIELD_NUMBER: _ClassVar[int]
+    BASE_TIMESTAMP_MS_FIELD_NUMBER: _ClassVar[int]
+    RECORDS_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    state_session: str
+    stream: str
+    topic: str
+    partition: int
+    count: int
+    base_offset: int
+    base_timestamp_ms: int
+    records: bytes
+    def __init__(self, id: _Optional[int] = ..., state_session: _Optional[str] = ..., stream: _Optional[str] = ..., topic: _Optional[str] = ..., partition: _Optional[int] = ..., count: _Optional[int] = ..., base_offset: _Optional[int] = ..., base_timestamp_ms: _Optional[int] = ..., records: _Optional[bytes] = ...) -> None: ...
+
+class PackedResult(_message.Message):
+    __slots__ = ("id", "count", "records")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    RECORDS_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    count: int
+    records: bytes
+    def __init__(self, id: _Optional[int] = ..., count: _Optional[int] = ..., records: _Optional[bytes] = ...) -> None: ...
