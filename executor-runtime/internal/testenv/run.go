@@ -80,6 +80,12 @@ func (p *Pod) Stop(tb testing.TB) {
 // StartPod runs an entity pod with ordinal and handler h in process.
 func StartPod(tb testing.TB, e *Entity, ordinal int, h sdk.Handler, ioOpts ...iosidecar.Option) *Pod {
 	tb.Helper()
+	return StartPodWith(tb, e, ordinal, h, nil, ioOpts...)
+}
+
+// StartPodWith is StartPod with options for the function's sdk.Serve too.
+func StartPodWith(tb testing.TB, e *Entity, ordinal int, h sdk.Handler, fnOpts []sdk.Option, ioOpts ...iosidecar.Option) *Pod {
+	tb.Helper()
 	// Each pod of an entity has its own socket directory; the config file is shared.
 	dir := filepath.Join(e.Dir, "pod"+strconv.Itoa(ordinal))
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -90,7 +96,7 @@ func StartPod(tb testing.TB, e *Entity, ordinal int, h sdk.Handler, ioOpts ...io
 	log := Logger().With("pod", ordinal)
 	p := &Pod{}
 	p.Function = start(tb, func(ctx context.Context) error {
-		return sdk.Serve(ctx, h, sdk.WithSocket(fnSock), sdk.WithStateSocket(stSock), sdk.WithLogger(log))
+		return sdk.Serve(ctx, h, append([]sdk.Option{sdk.WithSocket(fnSock), sdk.WithStateSocket(stSock), sdk.WithLogger(log)}, fnOpts...)...)
 	})
 	if e.Config.State != nil {
 		p.State = start(tb, func(ctx context.Context) error {
