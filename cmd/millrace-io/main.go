@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/millrace-dev/millrace/executor-runtime/config"
+	"github.com/millrace-dev/millrace/executor-runtime/profile"
 	"github.com/millrace-dev/millrace/executor-runtime/iosidecar"
 )
 
@@ -42,6 +43,7 @@ func main() {
 			if functionSocket != "" {
 				opts = append(opts, iosidecar.WithFunctionSocket(functionSocket))
 			}
+			defer profile.Start("millrace-io")()
 			return iosidecar.Run(ctx, cfgPath, opts...)
 		},
 	}

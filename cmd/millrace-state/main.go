@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/millrace-dev/millrace/executor-runtime/config"
+	"github.com/millrace-dev/millrace/executor-runtime/profile"
 	"github.com/millrace-dev/millrace/executor-runtime/state"
 )
 
@@ -33,6 +34,7 @@ func main() {
 			if metricsAddr != "" {
 				opts = append(opts, state.WithMetricsAddr(metricsAddr, nil))
 			}
+			defer profile.Start("millrace-state")()
 			return state.Run(ctx, cfgPath, opts...)
 		},
 	}

@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/millrace-dev/millrace/executor-runtime/profile"
 	"github.com/millrace-dev/millrace/executor-runtime/internal/wirecodec"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -43,9 +44,12 @@ func Main(h Handler, opts ...Option) {
 	if *socket != "" {
 		opts = append(opts, WithSocket(*socket))
 	}
+	stopProfile := profile.Start(filepath.Base(os.Args[0]))
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	if err := Serve(ctx, h, opts...); err != nil {
+	err := Serve(ctx, h, opts...)
+	stopProfile()
+	if err != nil {
 		slog.Error("function failed", "err", err)
 		os.Exit(1)
 	}
