@@ -16,8 +16,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/millrace-dev/millrace/executor-runtime/config"
-	"github.com/millrace-dev/millrace/executor-runtime/profile"
 	"github.com/millrace-dev/millrace/executor-runtime/iosidecar"
+	"github.com/millrace-dev/millrace/executor-runtime/profile"
 )
 
 func main() {

@@ -16,8 +16,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/millrace-dev/millrace/executor-runtime/profile"
 	"github.com/millrace-dev/millrace/executor-runtime/internal/wirecodec"
+	"github.com/millrace-dev/millrace/executor-runtime/profile"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
