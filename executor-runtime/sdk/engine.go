@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"runtime/debug"
 	"time"
+	"unsafe"
 
 	functionv1 "github.com/millrace-dev/millrace/executor-runtime/proto/function/v1"
 	statev1 "github.com/millrace-dev/millrace/executor-runtime/proto/state/v1"
@@ -64,6 +65,14 @@ type engine struct {
 	cur        *functionv1.Batch
 	curIndex   int
 	keysBuf    [][]byte
+	// readKeys are the map keys of the keys in keysBuf; recKeys[i] is the map key of record i of
+	// the batch once the prefetch built it (zero before), so that a record's key is converted
+	// to a string once per batch, not once per use.
+	readKeys []stateKey
+	recKeys  []stateKey
+	// muts and mutSlab hold a batch's state writes: Write marshals them before it returns.
+	muts    []*statev1.Mutation
+	mutSlab []statev1.Mutation
 
 	// reuse is set when the caller is done with a result before it asks for the next one (Serve
 	// marshals it in Send): the result messages are then kept and reused for every batch, which
@@ -92,6 +101,7 @@ type recordState struct {
 	written   bool
 	pending   pendingWrite
 	keyBytes  []byte
+	index     int // of the record in the batch
 	// backendErr is a failure of the state store itself, which fails the batch rather than
 	// dead-lettering the record: the record is not at fault.
 	backendErr error
@@ -100,7 +110,12 @@ type recordState struct {
 // key builds the map key only for functions that use state.
 func (s *recordState) key() stateKey {
 	if !s.kset {
-		s.k, s.kset = stateKey{s.partition, string(s.keyBytes)}, true
+		if rk := s.e.recKeys; s.index < len(rk) && rk[s.index].key != "" {
+			s.k = rk[s.index]
+		} else {
+			s.k = stateKey{s.partition, string(s.keyBytes)}
+		}
+		s.kset = true
 	}
 	return s.k
 }
@@ -160,30 +175,41 @@ func (e *engine) prefetch(ctx context.Context, session string, k stateKey) (stat
 	if !e.prefetched && e.cur != nil {
 		e.prefetched = true
 		p := e.cur.GetPartition()
-		keys := e.keysBuf[:0]
-		seen := make(map[string]struct{}, len(e.cur.Records)-e.curIndex)
-		for _, r := range e.cur.Records[e.curIndex:] {
-			key := r.GetKey()
-			if _, dup := seen[string(key)]; dup {
-				continue
-			}
-			seen[string(key)] = struct{}{}
-			if _, w := e.batchWrites[stateKey{p, string(key)}]; w {
-				continue
-			}
-			keys = append(keys, key)
+		keys, readKeys := e.keysBuf[:0], e.readKeys[:0]
+		if cap(e.recKeys) < len(e.cur.Records) {
+			e.recKeys = make([]stateKey, len(e.cur.Records))
 		}
-		e.keysBuf = keys[:0]
+		e.recKeys = e.recKeys[:len(e.cur.Records)]
+		clear(e.recKeys)
+		// A key repeated in the batch is read once: batchReads holds a placeholder from its
+		// first record on, filled once GetMany answered.
+		for i, r := range e.cur.Records[e.curIndex:] {
+			key := r.GetKey()
+			sk := stateKey{p, string(key)}
+			e.recKeys[e.curIndex+i] = sk
+			if _, dup := e.batchReads[sk]; dup {
+				continue
+			}
+			if _, w := e.batchWrites[sk]; w {
+				continue
+			}
+			e.batchReads[sk] = stateRead{}
+			keys, readKeys = append(keys, key), append(readKeys, sk)
+		}
+		e.keysBuf, e.readKeys = keys[:0], readKeys[:0]
 		vals, err := e.state.GetMany(ctx, session, p, keys)
 		switch {
 		case errors.Is(err, errNoGetMany):
+			clear(e.batchReads)
 		case err != nil:
+			clear(e.batchReads)
 			return stateRead{}, false, err
 		default:
-			for i, key := range keys {
-				e.batchReads[stateKey{p, string(key)}] = stateRead{value: vals[i].GetValue(), found: vals[i].GetFound()}
+			for i, sk := range readKeys {
+				e.batchReads[sk] = stateRead{value: vals[i].GetValue(), found: vals[i].GetFound()}
 			}
 		}
+		clear(readKeys)
 	}
 	r, ok := e.batchReads[k]
 	return r, ok, nil
@@ -261,6 +287,7 @@ func (e *engine) process(ctx context.Context, b *functionv1.Batch) (*functionv1.
 	e.order = e.order[:0]
 	clear(e.batchReads)
 	e.prefetched, e.cur = false, b
+	e.recKeys = e.recKeys[:0]
 	defer func() { e.cur = nil }()
 	n := len(b.Records)
 	results, res, run := e.buffers(n)
@@ -281,7 +308,7 @@ func (e *engine) process(ctx context.Context, b *functionv1.Batch) (*functionv1.
 			}
 		}
 		rr := &results[i]
-		*st = recordState{ctx: ctx, e: e, session: st.session, partition: r.Partition, keyBytes: r.Key}
+		*st = recordState{ctx: ctx, e: e, session: st.session, partition: r.Partition, keyBytes: r.Key, index: i}
 		first := len(run.outs)
 		err := e.processOne(ctx, r, st, emit)
 		if st.backendErr != nil {
@@ -312,12 +339,23 @@ func (e *engine) process(ctx context.Context, b *functionv1.Batch) (*functionv1.
 		res.Records[i] = rr
 	}
 	if len(e.order) > 0 {
-		muts := make([]*statev1.Mutation, len(e.order))
+		// The mutations are reused batch after batch: Write has marshalled them (or, in Local,
+		// copied what it keeps) when it returns.
+		if cap(e.mutSlab) < len(e.order) {
+			e.mutSlab = make([]statev1.Mutation, len(e.order))
+			e.muts = make([]*statev1.Mutation, len(e.order))
+		}
+		muts := e.muts[:len(e.order)]
 		for i, k := range e.order {
 			w := e.batchWrites[k]
-			muts[i] = &statev1.Mutation{Partition: k.partition, Key: []byte(k.key), Value: w.value, Delete: w.deleted}
+			m := &e.mutSlab[i]
+			// Key aliases the map key's string (read only: it is marshalled, never written).
+			*m = statev1.Mutation{Partition: k.partition, Key: unsafe.Slice(unsafe.StringData(k.key), len(k.key)), Value: w.value, Delete: w.deleted}
+			muts[i] = m
 		}
-		if err := e.state.Write(ctx, b.GetStateSession(), muts); err != nil {
+		err := e.state.Write(ctx, b.GetStateSession(), muts)
+		clear(e.mutSlab[:len(e.order)])
+		if err != nil {
 			return nil, fmt.Errorf("write state of batch %d: %w", b.GetId(), err)
 		}
 	}

@@ -2,11 +2,13 @@ package sdk
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -31,6 +33,8 @@ type countingState struct {
 	*state.Server
 	withoutGetMany bool
 	gets, getManys atomic.Int64
+	mu             sync.Mutex
+	keysRead       [][]string // the keys of each GetMany
 }
 
 func (c *countingState) Get(ctx context.Context, req *statev1.GetRequest) (*statev1.GetResponse, error) {
@@ -40,6 +44,13 @@ func (c *countingState) Get(ctx context.Context, req *statev1.GetRequest) (*stat
 
 func (c *countingState) GetMany(ctx context.Context, req *statev1.GetManyRequest) (*statev1.GetManyResponse, error) {
 	c.getManys.Add(1)
+	c.mu.Lock()
+	var keys []string
+	for _, k := range req.GetKeys() {
+		keys = append(keys, string(k))
+	}
+	c.keysRead = append(c.keysRead, keys)
+	c.mu.Unlock()
 	if c.withoutGetMany {
 		return nil, status.Error(codes.Unimplemented, "method GetMany not implemented")
 	}
@@ -153,5 +164,51 @@ func TestStateReadsOfABatchAreOneCall(t *testing.T) {
 				t.Errorf("GetMany calls = %d, want %d", got, tc.wantGetManys)
 			}
 		})
+	}
+}
+
+// A batch reads each of its keys once, however often they repeat; a record that fails drops its
+// write, so the next record of the key sees the value before it; and an engine that reuses its
+// buffers (as Serve's does) keeps batches of different sizes apart.
+func TestStateReadsOfRepeatedKeysAndFailedRecords(t *testing.T) {
+	svc := &countingState{Server: state.NewServer(state.NewMemoryStore(), noRestore{}, slog.New(slog.DiscardHandler))}
+	st, session := startState(t, svc)
+	h := Stateful(func(ctx context.Context, r Record, st State, emit func(Output)) error {
+		if err := counter().Process(ctx, r, st, emit); err != nil {
+			return err
+		}
+		if string(r.Value) == "poison" {
+			return errors.New("poison")
+		}
+		return nil
+	})
+	e := newEngine(h, Hooks{}, st, SessionInfo{})
+	e.reuse = true
+	batch := func(id uint64, recs ...[2]string) *functionv1.Batch {
+		b := &functionv1.Batch{Id: id, StateSession: session, Topic: "words"}
+		for i, kv := range recs {
+			b.Records = append(b.Records, &functionv1.Record{Offset: int64(i), Key: []byte(kv[0]), Value: []byte(kv[1])})
+		}
+		return b
+	}
+	for i, tc := range []struct {
+		batch *functionv1.Batch
+		want  []string
+	}{
+		{batch(0, [2]string{"a", "1"}, [2]string{"a", "poison"}, [2]string{"a", "1"}, [2]string{"b", "1"}, [2]string{"c", "poison"}, [2]string{"a", "1"}),
+			[]string{"a=1", "a=2", "b=1", "a=3"}},
+		{batch(1, [2]string{"c", "1"}, [2]string{"a", "1"}), []string{"c=1", "a=4"}},
+		{batch(2, [2]string{"b", "1"}, [2]string{"b", "1"}, [2]string{"c", "1"}), []string{"b=2", "b=3", "c=2"}},
+	} {
+		res, err := e.process(context.Background(), tc.batch)
+		if err != nil {
+			t.Fatalf("batch %d: %v", i, err)
+		}
+		if diff := cmp.Diff(tc.want, outputsOf(res)); diff != "" {
+			t.Errorf("batch %d outputs (-want +got):\n%s", i, diff)
+		}
+	}
+	if diff := cmp.Diff([][]string{{"a", "b", "c"}, {"c", "a"}, {"b", "c"}}, svc.keysRead); diff != "" {
+		t.Errorf("keys read by GetMany (-want +got):\n%s", diff)
 	}
 }

@@ -40,10 +40,12 @@ func Sum() sdk.Handler {
 			}
 		}
 		total += n
-		if err := st.Put([]byte(strconv.FormatInt(total, 10))); err != nil {
+		// Put keeps its own copy, so the output can share the formatted count.
+		count := strconv.AppendInt(nil, total, 10)
+		if err := st.Put(count); err != nil {
 			return err
 		}
-		emit(sdk.Output{Key: r.Key, Value: []byte(strconv.FormatInt(total, 10))})
+		emit(sdk.Output{Key: r.Key, Value: count})
 		return nil
 	})
 }
