@@ -72,7 +72,14 @@ type result struct {
 	// cpuPerRecord is this process's CPU time per record while draining the backlog: the
 	// processor plus the output-reading client (the same in every scenario).
 	cpuPerRecord time.Duration
+	// interval is the mean time from one commit to the next while draining: the commit
+	// interval's polling plus what draining and committing add (the executor's OnCommit hook,
+	// the bare loop's own commits).
+	interval time.Duration
 }
+
+// commits counts the processor's commits (intervals that committed input offsets).
+var commits atomic.Int64
 
 // processCPU is the CPU time of this process and of the function process of scenario (p) while
 // it runs, so that (p)'s CPU per record counts its function as (b)'s counts the in-process one.
@@ -181,10 +188,10 @@ func main() {
 				fail(err)
 			}
 			all[s] = append(all[s], r)
-			fmt.Fprintf(os.Stderr, "round %d %s: %.0f records/s, p50 %v, p99 %v\n", round+1, r.name, r.perSecond, r.p50, r.p99)
+			fmt.Fprintf(os.Stderr, "round %d %s: %.0f records/s, p50 %v, p99 %v, interval %v\n", round+1, r.name, r.perSecond, r.p50, r.p99, r.interval)
 		}
 	}
-	fmt.Printf("| scenario | records/s (median of %d) | range | p50 latency | p99 latency | client CPU/record |\n|---|---:|---:|---:|---:|---:|\n", *rounds)
+	fmt.Printf("| scenario | records/s (median of %d) | range | p50 latency | p99 latency | client CPU/record | commit to commit while draining |\n|---|---:|---:|---:|---:|---:|---:|\n", *rounds)
 	med := map[string]result{}
 	for _, s := range scenarios {
 		rs := all[s]
@@ -197,8 +204,10 @@ func main() {
 		m.p99 = lat[len(lat)/2].p99
 		slices.SortFunc(lat, func(x, y result) int { return cmp.Compare(x.cpuPerRecord, y.cpuPerRecord) })
 		m.cpuPerRecord = lat[len(lat)/2].cpuPerRecord
+		slices.SortFunc(lat, func(x, y result) int { return cmp.Compare(x.interval, y.interval) })
+		m.interval = lat[len(lat)/2].interval
 		med[s] = m
-		fmt.Printf("| %s | %.0f | %.0f–%.0f | %v | %v | %v |\n", m.name, m.perSecond, rs[0].perSecond, rs[len(rs)-1].perSecond, m.p50.Round(10*time.Microsecond), m.p99.Round(10*time.Microsecond), m.cpuPerRecord)
+		fmt.Printf("| %s | %.0f | %.0f–%.0f | %v | %v | %v | %v |\n", m.name, m.perSecond, rs[0].perSecond, rs[len(rs)-1].perSecond, m.p50.Round(10*time.Microsecond), m.p99.Round(10*time.Microsecond), m.cpuPerRecord, m.interval.Round(100*time.Microsecond))
 	}
 	if a, b, c := med["a"], med["b"], med["c"]; a.perSecond > 0 && b.perSecond > 0 && c.perSecond > 0 {
 		fmt.Printf("\n(b)/(a) = %.0f%%, (c)/(b) = %.0f%%\n", 100*b.perSecond/a.perSecond, 100*c.perSecond/b.perSecond)
@@ -267,12 +276,16 @@ func run(p params, name, id string, proc processor) (result, error) {
 	if err := counter.waitFor(ctx, 1, procErr); err != nil {
 		return result{}, err
 	}
-	start, startN, startCPU := time.Now(), counter.n.Load(), processCPU()
+	start, startN, startCPU, startCommits := time.Now(), counter.n.Load(), processCPU(), commits.Load()
 	if err := counter.waitFor(ctx, p.records, procErr); err != nil {
 		return result{}, err
 	}
 	elapsed := time.Since(start)
 	cpu := processCPU() - startCPU
+	var interval time.Duration
+	if n := commits.Load() - startCommits; n > 0 {
+		interval = elapsed / time.Duration(n)
+	}
 	measured := p.records - int(startN)
 
 	// Latency: a steady input rate; every output's latency is its consume time minus the
@@ -297,7 +310,7 @@ func run(p params, name, id string, proc processor) (result, error) {
 	lat := counter.latencies()
 	cancel()
 	<-procErr
-	return result{name: name, perSecond: float64(measured) / elapsed.Seconds(), p50: quantile(lat, 0.5), p99: quantile(lat, 0.99), cpuPerRecord: cpu / time.Duration(measured)}, nil
+	return result{name: name, perSecond: float64(measured) / elapsed.Seconds(), p50: quantile(lat, 0.5), p99: quantile(lat, 0.99), cpuPerRecord: cpu / time.Duration(measured), interval: interval}, nil
 }
 
 func quantile(d []time.Duration, q float64) time.Duration {
@@ -399,6 +412,7 @@ func bareLoop(ctx context.Context, p params, in, out, group string) error {
 			if err := cl.CommitUncommittedOffsets(ctx); err != nil && ctx.Err() == nil {
 				return err
 			}
+			commits.Add(1)
 			last = time.Now()
 		}
 	}
@@ -467,7 +481,8 @@ func sidecar(g config.Guarantee, externalFunction bool) processor {
 				fnErr <- sdk.Serve(ctx, identity.Handler(), sdk.WithSocket(sock), sdk.WithLogger(slog.Default()))
 			}()
 		}
-		err = iosidecar.Run(ctx, path, iosidecar.WithOrdinal(0), iosidecar.WithMetricsAddr("-", nil))
+		err = iosidecar.Run(ctx, path, iosidecar.WithOrdinal(0), iosidecar.WithMetricsAddr("-", nil),
+			iosidecar.WithHooks(iosidecar.Hooks{OnCommit: func() { commits.Add(1) }}))
 		<-fnErr
 		return err
 	}
