@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -97,12 +98,31 @@ func (c *child) supervise(t *testing.T) {
 	}()
 }
 
-func (c *child) kill() {
+func (c *child) kill() { c.signal(syscall.SIGKILL) }
+
+func (c *child) signal(sig os.Signal) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.cmd != nil && c.cmd.Process != nil {
-		_ = c.cmd.Process.Signal(syscall.SIGKILL)
+		_ = c.cmd.Process.Signal(sig)
 	}
+}
+
+// keptLogDir returns a directory for the children's logs that outlives a failed test, so that
+// the whole history of every process can be read afterwards (the test's log holds only tails).
+func keptLogDir(t *testing.T) string {
+	dir, err := os.MkdirTemp("", "millrace-"+strings.ReplaceAll(t.Name(), "/", "_")+"-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("the full logs of the processes are in %s", dir)
+			return
+		}
+		_ = os.RemoveAll(dir)
+	})
+	return dir
 }
 
 // stop sends SIGTERM and waits, as a pod deletion does.
@@ -124,7 +144,7 @@ func (c *child) stop() {
 // startPodProcesses runs one pod of an entity (function, I/O sidecar, state sidecar) as child
 // processes with their own socket directory, as the containers of a pod.
 func startPodProcesses(t *testing.T, bin string, e *testenv.Entity, function string, ordinal int) []*child {
-	logs := t.TempDir()
+	logs := keptLogDir(t)
 	name := fmt.Sprintf("%s-%d", e.Config.Entity, ordinal)
 	dir := filepath.Join(e.Config.Runtime.SocketDir, "pod"+strconv.Itoa(ordinal))
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -160,6 +180,7 @@ func testFaults(t *testing.T, k *testenv.Kafka, g config.Guarantee, sumPods int,
 	for ord := range sumPods {
 		children = append(children, startPodProcesses(t, bin, wc.sum, "wordcount-sum", ord)...)
 	}
+	var truth map[string]int
 	stopped := false
 	stopAll := func() {
 		if stopped {
@@ -176,6 +197,18 @@ func testFaults(t *testing.T, k *testenv.Kafka, g config.Guarantee, sumPods int,
 		t.Logf("children stopped in %v", time.Since(begin).Round(time.Millisecond))
 	}
 	defer func() {
+		if t.Failed() && !stopped {
+			// While the processes still run: what the broker holds, then a goroutine dump of every
+			// I/O sidecar (SIGQUIT; the supervisor restarts it).
+			t.Logf("broker state:\n%s", brokerDiagnostics(t, k, wc.split, wc.sum))
+			t.Logf("data:\n%s", dataDiagnostics(t, wc, truth))
+			for _, c := range children {
+				if strings.HasSuffix(c.name, "-io") {
+					c.signal(syscall.SIGQUIT)
+				}
+			}
+			time.Sleep(time.Second)
+		}
 		stopAll()
 		if t.Failed() {
 			for _, c := range children {
@@ -193,7 +226,8 @@ func testFaults(t *testing.T, k *testenv.Kafka, g config.Guarantee, sumPods int,
 		flow = 8 * time.Second
 	}
 	const chunk, pace = 20, 100 * time.Millisecond
-	lines, truth := corpus(7, chunk*int(flow/pace))
+	var lines []string
+	lines, truth = corpus(7, chunk*int(flow/pace))
 	r := rand.New(rand.NewPCG(11, 11))
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

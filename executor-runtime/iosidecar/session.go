@@ -84,6 +84,9 @@ type session struct {
 	assigned map[string][]int32
 	changed  bool
 	synced   map[int32]bool
+	// lost are the partitions revoked or lost since the last syncAssignment: one that is
+	// assigned again by then may have been processed by another pod in between.
+	lost map[int32]bool
 
 	// in-flight batches.
 	sem     chan struct{}
@@ -142,7 +145,7 @@ func newSession(cfg *config.Executor, ordinal int, identity string, o *options, 
 		cfg: cfg, ordinal: ordinal, identity: identity, o: o, m: m, ready: ready,
 		log:      o.log.With("entity", cfg.Entity, "ordinal", ordinal),
 		streamOf: map[string]string{}, dlqOf: map[string]string{}, topicOf: map[string]string{},
-		assigned: map[string][]int32{}, synced: map[int32]bool{},
+		assigned: map[string][]int32{}, synced: map[int32]bool{}, lost: map[int32]bool{},
 		sem:        make(chan struct{}, cfg.Runtime.MaxInFlightBatches),
 		batches:    map[uint64]*sentBatch{},
 		notify:     make(chan struct{}, 1),
@@ -342,6 +345,7 @@ func (s *session) onRevoked(_ context.Context, _ *kgo.Client, lost map[string][]
 		s.assigned[t] = slices.DeleteFunc(s.assigned[t], func(p int32) bool { return slices.Contains(ps, p) })
 		for _, p := range ps {
 			s.m.lag.DeleteLabelValues(t, strconv.Itoa(int(p)))
+			s.lost[p] = true
 		}
 	}
 	s.changed = true
@@ -365,11 +369,27 @@ func (s *session) syncAssignment(ctx context.Context) error {
 			parts[p] = true
 		}
 	}
+	// A partition lost and assigned again since the last sync may have been owned, processed
+	// and committed by another pod in between: the state sidecar drops it first, so that the
+	// assignment below restores it from the changelog instead of keeping a stale store.
+	var regained []int32
+	for p := range s.lost {
+		if parts[p] {
+			regained = append(regained, p)
+		}
+	}
+	clear(s.lost)
 	s.amu.Unlock()
 	if s.st != nil {
 		list := slices.Sorted(maps.Keys(parts))
 		s.live.waiting.Add(1)
 		defer s.live.waiting.Add(-1)
+		if len(regained) > 0 {
+			kept := slices.DeleteFunc(slices.Clone(list), func(p int32) bool { return slices.Contains(regained, p) })
+			if _, err := s.st.Assign(ctx, &statev1.AssignRequest{Session: s.stSess, Partitions: kept}, grpc.WaitForReady(true)); err != nil {
+				return fmt.Errorf("drop regained partitions %v in the state sidecar: %w", regained, err)
+			}
+		}
 		if _, err := s.st.Assign(ctx, &statev1.AssignRequest{Session: s.stSess, Partitions: list}, grpc.WaitForReady(true)); err != nil {
 			return fmt.Errorf("assign partitions %v to the state sidecar: %w", list, err)
 		}

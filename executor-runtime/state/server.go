@@ -155,7 +155,12 @@ func (s *Server) clearPending() {
 	s.order = s.order[:0]
 }
 
-// Begin starts a session.
+// Begin starts a session. A session owns no partitions until its first Assign, which restores
+// every partition it lists from the changelog: the state of the previous session is dropped,
+// however that session ended. Between two sessions the I/O sidecar's Kafka client has left the
+// group, so another pod may have owned the partitions meanwhile and committed changes to them;
+// a store kept from before would miss those and the next writes would lose them (issue 10:
+// counts of a word fell back by the records another pod had counted in between).
 func (s *Server) Begin(context.Context, *statev1.BeginRequest) (*statev1.BeginResponse, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -164,17 +169,17 @@ func (s *Server) Begin(context.Context, *statev1.BeginRequest) (*statev1.BeginRe
 	s.session = hex.EncodeToString(b[:])
 	s.clearPending()
 	if s.inDoubt {
-		// The last flush was never completed: its writes may or may not be in the changelog,
-		// so the owned partitions are rebuilt from it when next assigned.
-		for p := range s.owned {
-			if err := s.store.DropPartition(p); err != nil {
-				return nil, status.Errorf(codes.Internal, "drop partition %d: %v", p, err)
-			}
-		}
-		clear(s.owned)
+		// The last flush was never completed: its writes may or may not be in the changelog.
+		s.log.Info("previous flush was not completed; its partitions are restored from the changelog")
 		s.inDoubt = false
-		s.log.Info("previous flush was not completed; partitions will be restored again")
 	}
+	for p := range s.owned {
+		if err := s.store.DropPartition(p); err != nil {
+			return nil, status.Errorf(codes.Internal, "drop partition %d: %v", p, err)
+		}
+	}
+	clear(s.owned)
+	s.metrics.partitions.Set(0)
 	return &statev1.BeginResponse{Session: s.session}, nil
 }
 

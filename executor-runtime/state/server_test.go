@@ -194,3 +194,34 @@ func TestGetManyReadsLikeGet(t *testing.T) {
 		t.Error("GetMany of a partition not assigned succeeded")
 	}
 }
+
+// Between two sessions of the I/O sidecar its Kafka client has left the group, and another pod
+// may have owned a partition and committed changes to it. A new session that is assigned the
+// partition again must restore it from the changelog, not keep the store of the session before
+// (issue 10: word counts fell back by what the other pod had counted in between).
+func TestANewSessionRestoresItsPartitionsEvenAfterACleanEnd(t *testing.T) {
+	ctx := context.Background()
+	r := &fakeRestorer{changelog: map[int32][]Mutation{0: {{Partition: 0, Key: []byte("a"), Value: []byte("1")}}}}
+	s := newTestServer(t, r)
+	sess := begin(t, s, 0)
+	if err := write(t, s, sess, 0, "a", "2"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Flush(ctx, &statev1.FlushRequest{Session: sess}); err != nil {
+		t.Fatal(err)
+	}
+	r.changelog[0] = append(r.changelog[0], Mutation{Partition: 0, Key: []byte("a"), Value: []byte("2")})
+	if _, err := s.Complete(ctx, &statev1.CompleteRequest{Session: sess, Commit: true}); err != nil {
+		t.Fatal(err)
+	}
+	// The session ends cleanly; another pod owns partition 0 and commits a=7.
+	r.changelog[0] = append(r.changelog[0], Mutation{Partition: 0, Key: []byte("a"), Value: []byte("7")})
+	restoresBefore := r.restores
+	next := begin(t, s, 0)
+	if r.restores != restoresBefore+1 {
+		t.Errorf("the new session's partition was not restored (%d restores, want %d)", r.restores, restoresBefore+1)
+	}
+	if v, ok := get(t, s, next, 0, "a"); !ok || v != "7" {
+		t.Fatalf("a = %q %v in the new session, want 7 (the other pod's committed value)", v, ok)
+	}
+}

@@ -77,6 +77,19 @@ func (p *Pod) Stop(tb testing.TB) {
 	}
 }
 
+// StartFunction runs the function container of pod ordinal alone with handler h, as the kubelet
+// restarts it next to running sidecars (StartPod starts one with the sidecars).
+func StartFunction(tb testing.TB, e *Entity, ordinal int, h sdk.Handler, fnOpts ...sdk.Option) *Process {
+	tb.Helper()
+	dir := filepath.Join(e.Dir, "pod"+strconv.Itoa(ordinal))
+	fnSock := filepath.Join(dir, e.Config.Runtime.FunctionSocket)
+	stSock := filepath.Join(dir, e.Config.Runtime.StateSocket)
+	log := Logger().With("pod", ordinal)
+	return start(tb, func(ctx context.Context) error {
+		return sdk.Serve(ctx, h, append([]sdk.Option{sdk.WithSocket(fnSock), sdk.WithStateSocket(stSock), sdk.WithLogger(log)}, fnOpts...)...)
+	})
+}
+
 // StartPod runs an entity pod with ordinal and handler h in process.
 func StartPod(tb testing.TB, e *Entity, ordinal int, h sdk.Handler, ioOpts ...iosidecar.Option) *Pod {
 	tb.Helper()
@@ -95,9 +108,7 @@ func StartPodWith(tb testing.TB, e *Entity, ordinal int, h sdk.Handler, fnOpts [
 	stSock := filepath.Join(dir, e.Config.Runtime.StateSocket)
 	log := Logger().With("pod", ordinal)
 	p := &Pod{}
-	p.Function = start(tb, func(ctx context.Context) error {
-		return sdk.Serve(ctx, h, append([]sdk.Option{sdk.WithSocket(fnSock), sdk.WithStateSocket(stSock), sdk.WithLogger(log)}, fnOpts...)...)
-	})
+	p.Function = StartFunction(tb, e, ordinal, h, fnOpts...)
 	if e.Config.State != nil {
 		p.State = start(tb, func(ctx context.Context) error {
 			return state.Run(ctx, e.Path, state.WithSocket(stSock), state.WithMetricsAddr("-", nil), state.WithLogger(log))
