@@ -243,7 +243,7 @@ var mutations = map[string]mutation{
 	}, mutate: func(p *v1alpha1.Pipeline) {
 		entity(p, "sum").Start[0].Timestamp = &metav1.Time{Time: time.Date(2026, 12, 1, 11, 0, 0, 0, time.UTC)}
 	}},
-	"spec.entities[].config":        {mutate: func(p *v1alpha1.Pipeline) { entity(p, "sum").Config["window"] = "5m" }},
+	"spec.entities[].config": {mutate: func(p *v1alpha1.Pipeline) { entity(p, "sum").Config["window"] = "5m" }},
 	"spec.entities[].resources": {mutate: func(p *v1alpha1.Pipeline) {
 		entity(p, "sum").Resources.Limits = corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("2")}
 	}},

@@ -437,8 +437,8 @@ func ValidPipelines() map[string]*v1alpha1.Pipeline {
 		"runtime timeouts":                         Pipeline(Entity("sum", Runtime("45s", "5m"))),
 		"start positions": Pipeline(Entity("split", Start("lines", v1alpha1.StartLatest, "")),
 			Entity("sum", Start("words", v1alpha1.StartTimestamp, "2026-12-01T10:00:00Z"))),
-		"runtime timeouts at their bounds":         Pipeline(Entity("sum", Runtime("6s", "30s")), Entity("split", Runtime("30m", "1h"))),
-		"fractional runtime timeouts":              Pipeline(Entity("sum", Runtime("7.5s", "1m30s"))),
+		"runtime timeouts at their bounds": Pipeline(Entity("sum", Runtime("6s", "30s")), Entity("split", Runtime("30m", "1h"))),
+		"fractional runtime timeouts":      Pipeline(Entity("sum", Runtime("7.5s", "1m30s"))),
 		"direct topics with an admin Secret": Pipeline(Kafka(func(k *v1alpha1.KafkaSpec) {
 			k.StrimziCluster, k.BootstrapServers, k.Topics = "", "kafka-0:9094", v1alpha1.TopicsDirect
 			k.Authentication = &v1alpha1.KafkaAuthentication{Type: v1alpha1.AuthScramSha512, SecretName: "app", AdminSecretName: "ops"}
