@@ -83,7 +83,7 @@ var Rules = []Rule{
 		Effect:  "Immutable once set: create a new stream to read another topic.",
 		Refused: "spec.streams[].topicName is immutable: create a new stream to read another topic"},
 	{Path: "spec.streams[].partitions", Class: Structural,
-		Effect:  "The topic (and its dead-letter topic, and the changelog of stateful readers) gets more partitions; the entities reading it restart to cover them, and Static maps are recomputed.",
+		Effect:  "The topic (and its dead-letter topic) gets more partitions; the entities reading it restart to cover them, and Static maps are recomputed. Refused for a stream a stateful entity reads (its state cannot follow its keys to the new partitions yet).",
 		Refused: "spec.streams[].partitions cannot decrease"},
 	{Path: "spec.streams[].replicas", Class: Hot,
 		Effect: "The KafkaTopic's replicas change (Strimzi changes a replication factor only with Cruise Control); no pod restarts."},
@@ -93,7 +93,7 @@ var Rules = []Rule{
 		Effect: "The KafkaTopic gains or loses the owner reference that deletes it with the Pipeline; no pod restarts."},
 
 	{Path: "spec.entities", Class: Structural,
-		Effect: "An added entity gets its ConfigMap, Service, StatefulSet and consumer group (which starts at the offset reset policy, earliest); a removed entity's children are deleted and its group's offsets stay in Kafka."},
+		Effect: "An added entity gets its ConfigMap, Service, StatefulSet and consumer group (which starts each input at its spec.entities[].start position, earliest by default); a removed entity's children are deleted and its group's offsets stay in Kafka."},
 	{Path: "spec.entities[].name", Class: Structural,
 		Effect: "A renamed entity is another entity: new StatefulSet and consumer group (starting at earliest), the old ones go."},
 	{Path: "spec.entities[].image", Class: Rolling,
@@ -101,7 +101,17 @@ var Rules = []Rule{
 	{Path: "spec.entities[].command", Class: Rolling,
 		Effect: "The function container's command: the entity's pods restart."},
 	{Path: "spec.entities[].inputs", Class: Structural,
-		Effect: "The entity's consumer group subscribes to other topics (a new input is read from the group's committed offsets, else from earliest; a dropped input's committed offsets stay); dead-letter topics appear for newly read streams; the entity restarts."},
+		Effect: "The entity's consumer group subscribes to other topics (a new input is read from the group's committed offsets, else from its spec.entities[].start position, earliest by default; a dropped input's committed offsets stay); dead-letter topics appear for newly read streams; the entity restarts."},
+	{Path: "spec.entities[].start", Class: Hot,
+		Effect: "Where the entity's consumer group begins an input it has never committed offsets for (an added entity or input): Earliest, Latest or Timestamp. Running pods reload executor.json; inputs the group has committed offsets for continue from them."},
+	{Path: "spec.entities[].start[].stream", Class: Hot,
+		Effect: "Which input the start position is for (one of the entity's inputs)."},
+	{Path: "spec.entities[].start[].position", Class: Hot,
+		Effect: "Earliest (the default), Latest (the input's end when the group first reads it, committed at once for every partition), Timestamp or Entity (where another entity's group stopped); only for partitions the group has no committed offset for."},
+	{Path: "spec.entities[].start[].timestamp", Class: Hot,
+		Effect: "With Timestamp: the input is read from each partition's first record at or after it."},
+	{Path: "spec.entities[].start[].entity", Class: Hot,
+		Effect: "With Entity: the input is taken over from that entity's consumer group; the pods wait until no member of that group reads it, then start at its final committed offsets (inserting a stage: nothing lost, nothing duplicated under ExactlyOnce)."},
 	{Path: "spec.entities[].outputs", Class: Structural,
 		Effect: "The entity writes other topics; the KafkaUser's ACLs follow; the entity restarts."},
 	{Path: "spec.entities[].replicas", Class: Scale,
@@ -149,6 +159,10 @@ var Rules = []Rule{
 	{Path: "spec.suspend", Class: Scale,
 		Effect: "Every entity scales to zero (true) or back (false); topics, offsets and state stay."},
 }
+
+// RefusedStatefulPartitions is the API server's message when the partitions of a stream that a
+// stateful entity reads are raised.
+const RefusedStatefulPartitions = "spec.streams[].partitions: a stream read by an entity with state.enabled cannot get more partitions: its keys would move to other partitions and the entity's state, kept per input partition, cannot follow them yet (create a new stream with more partitions and a new entity instead)"
 
 // Lookup returns the rule of a field path (spec.entities[].image), and whether there is one.
 func Lookup(path string) (Rule, bool) {

@@ -6,6 +6,84 @@ import (
 	"strings"
 )
 
+// topologyChanges explains, after the table, how the topology changes are applied.
+const topologyChanges = `
+## Where a new input starts
+
+An entity's consumer group reads each input from its committed offsets. Where it has none (an
+added entity, an input added to a running entity), it starts where ` + "`spec.entities[].start`" + `
+says, else at the input's earliest record:
+
+` + "```yaml" + `
+entities:
+  - name: audit
+    inputs: [counts, alerts]
+    start:
+      - stream: counts          # one of the entity's inputs
+        position: Latest        # Earliest (the default), Latest or Timestamp
+      - stream: alerts
+        position: Timestamp
+        timestamp: "2026-12-01T10:00:00Z"   # required with Timestamp, and only then
+` + "```" + `
+
+The I/O sidecar applies it, in both topic modes and both assignment modes, when a pod is given a
+partition the group has no committed offset for:
+
+- **Timestamp** reads each partition from its first record whose timestamp is at or after the
+  given time (its end if it has none). That is a property of the data, so every pod, restart and
+  rebalance agrees, and a partition added to the topic later is read whole (its records are newer).
+- **Latest** skips what the input holds when the group first reads it: the first pod given a
+  partition of the topic (the group has no commit on any of its partitions) resolves the last
+  stable offset of every partition and commits them all before it processes a record, so that the
+  pods that take the other partitions later (a rolling update, Static ordinals joining one by one, a
+  restart) continue from the same offsets and nothing written after the change is skipped. A
+  partition without a commit of a topic the group reads already is a new partition (raised
+  partitions) and is read from its earliest record, never skipped.
+- **Earliest** is the group's offset reset policy, as before; an explicit Earliest changes nothing.
+
+A start position never moves a group that has committed offsets: changing it for an input the group
+reads already only reloads the running pods (Hot). Under ExactlyOnce the start offsets are committed
+outside the transactions (no output depends on them) and each transaction that follows commits past
+them, so a record after the start is processed once and one before it never.
+
+## Inserting a stage
+
+` + "`A -> s1 -> B`" + ` becomes ` + "`A -> s1 -> X -> s2 -> B`" + ` in one change: X reads s1 and writes s2, B reads s2
+instead of s1, and X takes s1 over from B:
+
+` + "```yaml" + `
+  - name: x
+    inputs: [s1]
+    outputs: [s2]
+    start:
+      - stream: s1
+        position: Entity
+        entity: b               # the entity (of this Pipeline, or removed in this change) that read s1
+  - name: b
+    inputs: [s2]                # was [s1]
+` + "```" + `
+
+X's pods, before they join their group, wait until no member of B's consumer group is subscribed
+to s1 any more (B's pods roll out with their new inputs; the old ones commit their last interval
+and leave). From then on B's committed offsets on s1 are final; X reads them stable (no
+transactional commit pending) and starts each partition there (at its earliest record where B
+never committed one), and the first of X's pods commits them for every partition before it
+processes a record. Every record of s1 is processed either by B before the change or by X after it,
+never both: under ExactlyOnce each reaches B's output exactly once (the e2e test
+` + "`TestRealBrokerInsertStageHandsTheInputOver`" + ` checks it with records flowing). X's pods are not ready
+while they wait. Once X's group has committed offsets on s1, the start no longer matters. When B
+is removed in the change, the KafkaUser grants Describe (only) on B's group so that X can see its
+members and offsets. B's committed offsets on s1 stay in B's group (the operator deletes no
+offsets or groups yet).
+
+Limits: if the pod that resolved Latest loses its partitions before its first commit (the commit
+follows the first poll, within one commit interval), the next owner resolves Latest again, later.
+Two pods that resolve Latest in the same group generation both commit the starts of the
+partitions that still have no commit; only a commit by the other pod in the moment between that
+check and the commit could be moved back to the start (and processed again after a rebalance). KEDA's lag of a Latest input counts from the
+earliest record until the first commit.
+`
+
 // Markdown is docs/reconfiguration.md, generated from Rules by hack/reconfigdocs (`make api-docs`).
 func Markdown() []byte {
 	var b bytes.Buffer
@@ -44,5 +122,6 @@ Structural changes topics, groups or workloads; Refused is rejected by the API s
 		}
 		fmt.Fprintf(&b, "| `%s` | %s | %s |\n", r.Path, r.Class, strings.ReplaceAll(effect, "|", `\|`))
 	}
+	b.WriteString(topologyChanges)
 	return b.Bytes()
 }

@@ -68,6 +68,57 @@ const (
 	StatePebble StateBackend = "Pebble"
 )
 
+// StartPosition is where an entity begins to read an input its consumer group has never
+// committed offsets for.
+// +kubebuilder:validation:Enum=Earliest;Latest;Timestamp;Entity
+type StartPosition string
+
+const (
+	// StartEarliest reads the input from its first retained record (the default).
+	StartEarliest StartPosition = "Earliest"
+	// StartLatest skips the records the input holds when the entity first reads it.
+	StartLatest StartPosition = "Latest"
+	// StartTimestamp reads the input from its first record at or after a timestamp.
+	StartTimestamp StartPosition = "Timestamp"
+	// StartEntity takes the input over from another entity: it is read from where that
+	// entity's consumer group stopped reading it (inserting a stage in front of an entity).
+	StartEntity StartPosition = "Entity"
+)
+
+// InputStart is the start position of one input of an entity.
+// +kubebuilder:validation:XValidation:rule="(self.position == 'Timestamp') == has(self.timestamp)",message="spec.entities[].start[].timestamp is required when position is Timestamp, and only then"
+// +kubebuilder:validation:XValidation:rule="(self.position == 'Entity') == has(self.entity)",message="spec.entities[].start[].entity is required when position is Entity, and only then"
+type InputStart struct {
+	// Stream is one of the entity's inputs.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	Stream string `json:"stream"`
+
+	// Position is Earliest, Latest or Timestamp. It applies only to a topic on which the
+	// entity's consumer group has no committed offset at all (an added entity, an input added
+	// to a running entity); once the group has committed offsets for the topic, they win, and a
+	// partition added to the topic later is read from its earliest record so that nothing
+	// written to it is skipped.
+	Position StartPosition `json:"position"`
+
+	// Timestamp, with position Timestamp: the input is read from the first record of each
+	// partition whose timestamp is at or after it (the end of a partition that has none).
+	// +optional
+	Timestamp *metav1.Time `json:"timestamp,omitempty"`
+
+	// Entity, with position Entity, names the entity (of this Pipeline, present or removed in
+	// the same change) that read the stream until now: this entity's pods wait until no pod of
+	// that entity's consumer group reads the stream any more, then start each partition at
+	// that group's final committed offset (its earliest record where that group committed
+	// none). Inserting a stage X between A -> s1 -> B is one change: X reads s1 with start
+	// {stream: s1, position: Entity, entity: B} and writes s2, and B reads s2 instead of s1.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	// +optional
+	Entity string `json:"entity,omitempty"`
+}
+
 // PipelineSpec is the topology of a Pipeline: its streams, the entities between them, and how they
 // reach Kafka.
 // +kubebuilder:validation:XValidation:rule="self.entities.all(e, e.inputs.all(s, self.streams.exists(t, t.name == s)))",message="spec.entities[].inputs must name streams declared in spec.streams"
@@ -75,6 +126,7 @@ const (
 // +kubebuilder:validation:XValidation:rule="self.entities.all(e, !has(e.autoscaling) || !has(e.autoscaling.maxReplicas) || e.autoscaling.maxReplicas <= self.streams.filter(t, t.name in e.inputs).map(t, t.partitions).sum())",message="spec.entities[].autoscaling.maxReplicas must not exceed the total partitions of the entity's input streams (extra consumers would idle)"
 // +kubebuilder:validation:XValidation:rule="self.entities.all(e, !has(e.assignment) || e.assignment.mode != 'Static' || self.streams.filter(t, t.name in e.inputs).all(a, self.streams.filter(t, t.name in e.inputs).all(b, a.partitions == b.partitions)))",message="spec.entities[].assignment: Static assignment requires co-partitioned inputs (equal partitions on every input stream)"
 // +kubebuilder:validation:XValidation:rule="self.entities.all(e, !has(e.assignment) || !has(e.assignment.partitions) || self.streams.all(t, !(t.name in e.inputs) || e.assignment.partitions.map(l, size(l)).sum() == t.partitions))",message="spec.entities[].assignment.partitions must cover each input partition exactly once"
+// +kubebuilder:validation:XValidation:rule="self.streams.all(s, !oldSelf.streams.exists(o, o.name == s.name && o.partitions < s.partitions) || !self.entities.exists(e, s.name in e.inputs && has(e.state) && e.state.enabled))",message="spec.streams[].partitions: a stream read by an entity with state.enabled cannot get more partitions: its keys would move to other partitions and the entity's state, kept per input partition, cannot follow them yet (create a new stream with more partitions and a new entity instead)"
 type PipelineSpec struct {
 	// Kafka says how to reach Kafka and who manages topics.
 	Kafka KafkaSpec `json:"kafka"`
@@ -213,6 +265,8 @@ type Stream struct {
 
 // Entity is a stage: the user's function reading some streams and writing others.
 // +kubebuilder:validation:XValidation:rule="!has(self.outputs) || self.outputs.all(o, !(o in self.inputs))",message="spec.entities[].outputs: an entity must not write a stream it reads"
+// +kubebuilder:validation:XValidation:rule="!has(self.start) || self.start.all(s, s.stream in self.inputs)",message="spec.entities[].start[].stream must be one of the entity's inputs"
+// +kubebuilder:validation:XValidation:rule="!has(self.start) || self.start.all(s, !has(s.entity) || s.entity != self.name)",message="spec.entities[].start[].entity must name another entity"
 // +kubebuilder:validation:XValidation:rule="!(has(self.replicas) && has(self.autoscaling))",message="spec.entities[]: replicas and autoscaling are mutually exclusive"
 // +kubebuilder:validation:XValidation:rule="!has(self.guarantee) || self.guarantee != 'ExactlyOnce' || (has(self.outputs) && size(self.outputs) > 0) || (has(self.state) && self.state.enabled)",message="spec.entities[].guarantee: ExactlyOnce requires outputs or state"
 // +kubebuilder:validation:XValidation:rule="!has(self.assignment) || !has(self.assignment.partitions) || !has(self.autoscaling)",message="spec.entities[].assignment.partitions: explicit partition lists fix the parallelism and cannot be combined with autoscaling"
@@ -240,6 +294,14 @@ type Entity struct {
 	// +kubebuilder:validation:MinItems=1
 	// +kubebuilder:validation:MaxItems=16
 	Inputs []string `json:"inputs"`
+
+	// Start says where the entity begins to read inputs its consumer group has no committed
+	// offsets for; inputs not listed start at their earliest record.
+	// +listType=map
+	// +listMapKey=stream
+	// +kubebuilder:validation:MaxItems=16
+	// +optional
+	Start []InputStart `json:"start,omitempty"`
 
 	// Outputs are the streams the entity writes.
 	// +listType=set

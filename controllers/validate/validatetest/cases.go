@@ -79,6 +79,21 @@ func Runtime(session, liveness string) func(*v1alpha1.Entity) {
 	}
 }
 
+// Start sets where an entity begins to read stream: position, and a timestamp when ts is not "".
+func Start(stream string, position v1alpha1.StartPosition, ts string) func(*v1alpha1.Entity) {
+	return func(e *v1alpha1.Entity) {
+		st := v1alpha1.InputStart{Stream: stream, Position: position}
+		if ts != "" {
+			t, err := time.Parse(time.RFC3339, ts)
+			if err != nil {
+				panic(err)
+			}
+			st.Timestamp = &metav1.Time{Time: t}
+		}
+		e.Start = append(e.Start, st)
+	}
+}
+
 func Autoscaling(minR, maxR int32) func(*v1alpha1.Entity) {
 	return func(e *v1alpha1.Entity) {
 		e.Replicas = nil
@@ -98,6 +113,45 @@ type InvalidCase struct {
 // reject every Pipeline with the same message.
 func InvalidCases() []InvalidCase {
 	return []InvalidCase{
+		{
+			Reason:   "a start position for a stream the entity does not read",
+			Pipeline: Pipeline(Entity("sum", Start("lines", v1alpha1.StartLatest, ""))),
+			Want:     `spec.entities[1]: Invalid value: spec.entities[].start[].stream must be one of the entity's inputs`,
+		},
+		{
+			Reason:   "a Timestamp start without a timestamp",
+			Pipeline: Pipeline(Entity("sum", Start("words", v1alpha1.StartTimestamp, ""))),
+			Want:     `spec.entities[1].start[0]: Invalid value: spec.entities[].start[].timestamp is required when position is Timestamp, and only then`,
+		},
+		{
+			Reason:   "a Latest start with a timestamp",
+			Pipeline: Pipeline(Entity("sum", Start("words", v1alpha1.StartLatest, "2026-12-01T10:00:00Z"))),
+			Want:     `spec.entities[].start[].timestamp is required when position is Timestamp, and only then`,
+		},
+		{
+			Reason:   "an Entity start without the entity",
+			Pipeline: Pipeline(Entity("sum", Start("words", v1alpha1.StartEntity, ""))),
+			Want:     `spec.entities[1].start[0]: Invalid value: spec.entities[].start[].entity is required when position is Entity, and only then`,
+		},
+		{
+			Reason: "an Entity start from the entity itself",
+			Pipeline: Pipeline(Entity("sum", func(e *v1alpha1.Entity) {
+				e.Start = []v1alpha1.InputStart{{Stream: "words", Position: v1alpha1.StartEntity, Entity: "sum"}}
+			})),
+			Want: `spec.entities[].start[].entity must name another entity`,
+		},
+		{
+			Reason: "a Latest start naming an entity",
+			Pipeline: Pipeline(Entity("sum", func(e *v1alpha1.Entity) {
+				e.Start = []v1alpha1.InputStart{{Stream: "words", Position: v1alpha1.StartLatest, Entity: "split"}}
+			})),
+			Want: `spec.entities[].start[].entity is required when position is Entity, and only then`,
+		},
+		{
+			Reason:   "an unknown start position",
+			Pipeline: Pipeline(Entity("sum", Start("words", "Newest", ""))),
+			Want:     `spec.entities[1].start[0].position: Unsupported value: "Newest"`,
+		},
 		{
 			Reason:   "a session timeout below what the broker accepts by default",
 			Pipeline: Pipeline(Entity("sum", Runtime("5s", ""))),
@@ -366,6 +420,12 @@ func InvalidUpdates() []InvalidUpdate {
 			Want:   `spec.streams[2].partitions: Invalid value: 2: spec.streams[].partitions cannot decrease`,
 		},
 		{
+			Reason: "a stateful entity's input keeps its partitions",
+			Old:    Pipeline(),
+			New:    Pipeline(Stream("words", func(s *v1alpha1.Stream) { s.Partitions = 12 })),
+			Want:   `spec: Invalid value: spec.streams[].partitions: a stream read by an entity with state.enabled cannot get more partitions: its keys would move to other partitions and the entity's state, kept per input partition, cannot follow them yet (create a new stream with more partitions and a new entity instead)`,
+		},
+		{
 			Reason: "topicName never changes",
 			Old:    Pipeline(),
 			New:    Pipeline(Stream("lines", func(s *v1alpha1.Stream) { s.TopicName = "other" })),
@@ -400,8 +460,17 @@ func ValidPipelines() map[string]*v1alpha1.Pipeline {
 		"a stream named dlq":                       Pipeline(RenameStream("counts", "dlq")),
 		"a dotted name with a changelog topicName": Pipeline(Named("wordcount.sum"), RenameStream("counts", "changelog"), Stream("changelog", func(s *v1alpha1.Stream) { s.TopicName = "wordcount-sum-changelog" })),
 		"runtime timeouts":                         Pipeline(Entity("sum", Runtime("45s", "5m"))),
-		"runtime timeouts at their bounds":         Pipeline(Entity("sum", Runtime("6s", "30s")), Entity("split", Runtime("30m", "1h"))),
-		"fractional runtime timeouts":              Pipeline(Entity("sum", Runtime("7.5s", "1m30s"))),
+		"a stage inserted before sum": Pipeline(func(p *v1alpha1.Pipeline) {
+			p.Spec.Streams = append(p.Spec.Streams, v1alpha1.Stream{Name: "checked", Partitions: 6})
+			p.Spec.Entities[1].Inputs = []string{"checked"}
+			p.Spec.Entities = append(p.Spec.Entities, v1alpha1.Entity{Name: "check", Image: "example.com/check:v1",
+				Inputs: []string{"words"}, Outputs: []string{"checked"},
+				Start: []v1alpha1.InputStart{{Stream: "words", Position: v1alpha1.StartEntity, Entity: "sum"}}})
+		}),
+		"start positions": Pipeline(Entity("split", Start("lines", v1alpha1.StartLatest, "")),
+			Entity("sum", Start("words", v1alpha1.StartTimestamp, "2026-12-01T10:00:00Z"))),
+		"runtime timeouts at their bounds": Pipeline(Entity("sum", Runtime("6s", "30s")), Entity("split", Runtime("30m", "1h"))),
+		"fractional runtime timeouts":      Pipeline(Entity("sum", Runtime("7.5s", "1m30s"))),
 		"direct topics with an admin Secret": Pipeline(Kafka(func(k *v1alpha1.KafkaSpec) {
 			k.StrimziCluster, k.BootstrapServers, k.Topics = "", "kafka-0:9094", v1alpha1.TopicsDirect
 			k.Authentication = &v1alpha1.KafkaAuthentication{Type: v1alpha1.AuthScramSha512, SecretName: "app", AdminSecretName: "ops"}
