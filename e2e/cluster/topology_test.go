@@ -200,6 +200,7 @@ func TestLiveRewire(t *testing.T) {
 	pa := startProducer(t, topicOf(t, p, "in"), "a", liveRate)
 	pb := startProducer(t, topicOf(t, p, "in2"), "b", liveRate/2)
 	outs := startVerifier(t, topicOf(t, p, "out"), topicOf(t, p, "out2"))
+	out2 := startVerifier(t, topicOf(t, p, "out2"))
 	time.Sleep(liveSteady)
 
 	c1 := applyLive(t, ns, p.Name, "output out -> out2", func(p *v1alpha1.Pipeline) {
@@ -221,17 +222,29 @@ func TestLiveRewire(t *testing.T) {
 	p = getPipeline(t, ns, p.Name)
 	ids := drain(t, p, map[string][]string{"id": {"in", "in2"}}, pa, pb)
 	v := outs.verify(t, append(ids[pa], ids[pb]...), v1alpha1.ExactlyOnce, 3*time.Minute, pa, pb)
+	// The rewiring took effect: what the entity read after its output moved is in out2, and
+	// what it read of in2 as well (in2 from its earliest record: the group had no offsets there).
+	for _, want := range [][]string{pa.ids(c1.what+": done", ""), ids[pb]} {
+		if n, not := out2.seen(want); n != len(want) {
+			t.Errorf("out2 holds %d of the %d inputs it should; not %v", n, len(want), not)
+		}
+	}
 	recordVerdict(t, "rewire output then input", started, v, r1+"; "+c2.check(t, ns, p))
 }
 
 // TestLiveInsertStage inserts a stage into a running ExactlyOnce Pipeline: a -> s1 -> b becomes
 // a -> s1 -> x -> s2 -> b. a keeps running; x starts on s1 and b moves to s2. Downstream of b
 // every input must appear exactly once: nothing lost at the switch, nothing read twice.
-func TestLiveInsertStage(t *testing.T) {
+func TestLiveInsertStage(t *testing.T) { insertStage(t, v1alpha1.ExactlyOnce) }
+
+// TestLiveInsertStageAtLeastOnce is the same change under AtLeastOnce: nothing may be lost.
+func TestLiveInsertStageAtLeastOnce(t *testing.T) { insertStage(t, v1alpha1.AtLeastOnce) }
+
+func insertStage(t *testing.T, g v1alpha1.Guarantee) {
 	ns := namespace(t, nil)
 	p := create(t, ns, topologyPipeline("insert", 2, []string{"in", "s1", "s2", "out"},
-		identityEntity("a", v1alpha1.ExactlyOnce, []string{"in"}, []string{"s1"}),
-		identityEntity("b", v1alpha1.ExactlyOnce, []string{"s1"}, []string{"out"})))
+		identityEntity("a", g, []string{"in"}, []string{"s1"}),
+		identityEntity("b", g, []string{"s1"}, []string{"out"})))
 	p = waitReady(t, ns, p.Name, 3*time.Minute)
 	started := time.Now()
 	prod := startProducer(t, topicOf(t, p, "in"), "r", liveRate)
@@ -239,7 +252,7 @@ func TestLiveInsertStage(t *testing.T) {
 	time.Sleep(liveSteady)
 
 	c := applyLive(t, ns, p.Name, "insert x between s1 and b", func(p *v1alpha1.Pipeline) {
-		p.Spec.Entities = append(p.Spec.Entities, identityEntity("x", v1alpha1.ExactlyOnce, []string{"s1"}, []string{"s2"}))
+		p.Spec.Entities = append(p.Spec.Entities, identityEntity("x", g, []string{"s1"}, []string{"s2"}))
 		p.Spec.Entities[entityIndex(p, "b")].Inputs = []string{"s2"}
 	}, prod)
 	if a, x, b := prediction(c.plan, "a"), prediction(c.plan, "x"), prediction(c.plan, "b"); a != "keep" || x != "create" || b != "restart 1" {
@@ -248,8 +261,8 @@ func TestLiveInsertStage(t *testing.T) {
 	time.Sleep(liveSteady)
 	p = getPipeline(t, ns, p.Name)
 	ids := drain(t, p, map[string][]string{"a": {"in"}, "x": {"s1"}, "b": {"s2"}}, prod)[prod]
-	v := out.verify(t, ids, v1alpha1.ExactlyOnce, 3*time.Minute, prod)
-	recordVerdict(t, "insert a stage", started, v, c.check(t, ns, p))
+	v := out.verify(t, ids, g, 3*time.Minute, prod)
+	recordVerdict(t, "insert a stage ("+string(g)+")", started, v, c.check(t, ns, p))
 }
 
 // TestLiveRaisePartitionsStatic raises the partitions of the input of a running ExactlyOnce

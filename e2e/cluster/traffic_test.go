@@ -135,6 +135,29 @@ func (p *producer) finish(t *testing.T) []string {
 	return slices.Clone(p.acked)
 }
 
+// ids are the acknowledged ids produced from the mark named from ("" the start) to the mark
+// named to ("" the end).
+func (p *producer) ids(from, to string) []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	lo, hi := 0, p.next
+	for _, m := range p.marks {
+		if from != "" && m.what == from {
+			lo = m.seq
+		}
+		if to != "" && m.what == to {
+			hi = m.seq
+		}
+	}
+	var out []string
+	for _, id := range p.acked {
+		if _, n := splitID(id); n >= lo && n < hi {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
 // phaseOf names the phase an id of this producer was produced in.
 func (p *producer) phaseOf(id string) (string, bool) {
 	rest, ok := strings.CutPrefix(id, p.prefix+"-")
@@ -309,6 +332,23 @@ func (v *verifier) verify(t *testing.T, want []string, g v1alpha1.Guarantee, tim
 	return out
 }
 
+// seen counts how many of ids the verifier has read at least once so far, and returns the first
+// few it has not.
+func (v *verifier) seen(ids []string) (int, []string) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	n := 0
+	var not []string
+	for _, id := range ids {
+		if v.count[id] > 0 {
+			n++
+		} else if len(not) < 8 {
+			not = append(not, id)
+		}
+	}
+	return n, not
+}
+
 // atMostOnce checks that nothing in the topics was read twice and that everything read was
 // produced (an output whose writer was removed: what it wrote stays, whole transactions only).
 func (v *verifier) atMostOnce(t *testing.T, want []string, ps ...*producer) verdict {
@@ -410,14 +450,13 @@ func snapshotPods(t *testing.T, ns string, p *v1alpha1.Pipeline, entities ...str
 		out[e] = map[string]podState{}
 		for i := range list.Items {
 			pod := &list.Items[i]
-			if pod.DeletionTimestamp != nil {
-				continue
-			}
 			var n int32
 			for _, s := range append(slices.Clone(pod.Status.InitContainerStatuses), pod.Status.ContainerStatuses...) {
 				n += s.RestartCount
 			}
-			out[e][pod.Name] = podState{UID: pod.UID, Restarts: n, Ready: podReady(pod)}
+			// A terminating pod counts (not Ready): a deleted entity is gone, and a pod replaced,
+			// only once their pods are.
+			out[e][pod.Name] = podState{UID: pod.UID, Restarts: n, Ready: podReady(pod) && pod.DeletionTimestamp == nil}
 		}
 	}
 	return out
