@@ -189,8 +189,9 @@ func TestLiveRemoveEntity(t *testing.T) {
 }
 
 // TestLiveRewire rewires a running ExactlyOnce entity: first its output moves to another
-// stream, then it reads a second input (which had been written to from the start). Every input
-// of both producers is in the outputs (old and new together) exactly once.
+// stream, then it reads a second input (which had been written to from the start), then it
+// stops reading the first (once that input's producer stopped and the entity read it to the end).
+// Every input of both producers is in the outputs (old and new together) exactly once.
 func TestLiveRewire(t *testing.T) {
 	ns := namespace(t, nil)
 	p := create(t, ns, topologyPipeline("rewire", 2, []string{"in", "in2", "out", "out2"},
@@ -219,9 +220,34 @@ func TestLiveRewire(t *testing.T) {
 		t.Errorf("plan of the input change: id %s, want restart 1", got)
 	}
 	time.Sleep(liveSteady)
+	r2 := c2.check(t, ns, p)
+
+	// Dropping an input: its producer stops and the entity reads it to the end first, so that
+	// nothing of it is left behind; in2 keeps flowing through the change.
+	idsA := pa.finish(t)
+	waitLagZero(t, render.GroupID(p, "id"), topicOf(t, p, "in"), 4*time.Minute)
+	c3 := applyLive(t, ns, p.Name, "inputs in, in2 -> in2", func(p *v1alpha1.Pipeline) {
+		p.Spec.Entities[0].Inputs = []string{"in2"}
+	}, pb)
+	if got := prediction(c3.plan, "id"); got != "restart 1" {
+		t.Errorf("plan of dropping an input: id %s, want restart 1", got)
+	}
+	time.Sleep(liveSteady)
 	p = getPipeline(t, ns, p.Name)
-	ids := drain(t, p, map[string][]string{"id": {"in", "in2"}}, pa, pb)
+	ids := drain(t, p, map[string][]string{"id": {"in2"}}, pb)
+	ids[pa] = idsA
 	v := outs.verify(t, append(ids[pa], ids[pb]...), v1alpha1.ExactlyOnce, 3*time.Minute, pa, pb)
+	offs, err := kadm.NewClient(kafkaClient(t)).FetchOffsets(context.Background(), render.GroupID(p, "id"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dropped := 0
+	offs.Each(func(o kadm.OffsetResponse) {
+		if o.Topic == topicOf(t, p, "in") {
+			dropped++
+		}
+	})
+	t.Logf("the group of id after in was dropped: %d committed partitions of in", dropped)
 	// The rewiring took effect: what the entity read after its output moved is in out2, and
 	// what it read of in2 as well (in2 from its earliest record: the group had no offsets there).
 	for _, want := range [][]string{pa.ids(c1.what+": done", ""), ids[pb]} {
@@ -229,7 +255,7 @@ func TestLiveRewire(t *testing.T) {
 			t.Errorf("out2 holds %d of the %d inputs it should; not %v", n, len(want), not)
 		}
 	}
-	recordVerdict(t, "rewire output then input", started, v, r1+"; "+c2.check(t, ns, p))
+	recordVerdict(t, "rewire output, add an input, drop an input", started, v, r1+"; "+r2+"; "+c3.check(t, ns, p))
 }
 
 // TestLiveInsertStage inserts a stage into a running ExactlyOnce Pipeline: a -> s1 -> b becomes
