@@ -5,12 +5,14 @@ package cluster
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
 	"k8s.io/utils/ptr"
 
 	v1alpha1 "github.com/millrace-dev/millrace/apis/streaming/v1alpha1"
@@ -149,8 +151,8 @@ func TestLiveAddEntity(t *testing.T) {
 	time.Sleep(liveSteady)
 	p = getPipeline(t, ns, p.Name)
 	ids := drain(t, p, map[string][]string{"id": {"in"}, "tap": {"in"}}, prod)[prod]
-	v := out.verify(t, ids, v1alpha1.ExactlyOnce, 3*time.Minute, prod)
-	out2.verify(t, ids, v1alpha1.ExactlyOnce, 3*time.Minute, prod)
+	v := out.verify(t, ids, v1alpha1.ExactlyOnce, time.Minute, prod)
+	out2.verify(t, ids, v1alpha1.ExactlyOnce, time.Minute, prod)
 	recordVerdict(t, "add an entity", started, v, c.check(t, ns, p))
 }
 
@@ -177,7 +179,7 @@ func TestLiveRemoveEntity(t *testing.T) {
 	time.Sleep(liveSteady)
 	p = getPipeline(t, ns, p.Name)
 	ids := drain(t, p, map[string][]string{"id": {"in"}}, prod)[prod]
-	v := out.verify(t, ids, v1alpha1.ExactlyOnce, 3*time.Minute, prod)
+	v := out.verify(t, ids, v1alpha1.ExactlyOnce, time.Minute, prod)
 	tapped := out2.atMostOnce(t, ids, prod)
 	if tapped.Seen == 0 {
 		t.Errorf("the removed entity wrote nothing before it went")
@@ -236,7 +238,7 @@ func TestLiveRewire(t *testing.T) {
 	p = getPipeline(t, ns, p.Name)
 	ids := drain(t, p, map[string][]string{"id": {"in2"}}, pb)
 	ids[pa] = idsA
-	v := outs.verify(t, append(ids[pa], ids[pb]...), v1alpha1.ExactlyOnce, 3*time.Minute, pa, pb)
+	v := outs.verify(t, append(ids[pa], ids[pb]...), v1alpha1.ExactlyOnce, time.Minute, pa, pb)
 	offs, err := kadm.NewClient(kafkaClient(t)).FetchOffsets(context.Background(), render.GroupID(p, "id"))
 	if err != nil {
 		t.Fatal(err)
@@ -287,7 +289,7 @@ func insertStage(t *testing.T, g v1alpha1.Guarantee) {
 	time.Sleep(liveSteady)
 	p = getPipeline(t, ns, p.Name)
 	ids := drain(t, p, map[string][]string{"a": {"in"}, "x": {"s1"}, "b": {"s2"}}, prod)[prod]
-	v := out.verify(t, ids, g, 3*time.Minute, prod)
+	v := out.verify(t, ids, g, time.Minute, prod)
 	recordVerdict(t, "insert a stage ("+string(g)+")", started, v, c.check(t, ns, p))
 }
 
@@ -341,6 +343,69 @@ func TestLiveRaisePartitionsStatic(t *testing.T) {
 			t.Errorf("partition %d of %s got no record: %+v", part, in, o)
 		}
 	}
-	v := out.verify(t, ids, v1alpha1.ExactlyOnce, 3*time.Minute, prod)
+	v := out.verify(t, ids, v1alpha1.ExactlyOnce, time.Minute, prod)
 	recordVerdict(t, "raise partitions (Static, 2 pods)", started, v, c.check(t, ns, p))
+}
+
+const wordCountSumImage = "ghcr.io/millrace-dev/millrace-example-wordcount-sum:v0.1.0"
+
+// TestLiveRaisePartitionsStateful raises the partitions of the input of a stateful entity (the
+// word count's sum: a running count per word, its state per input partition in a changelog) with
+// Static assignment and two pods, under ExactlyOnce, while words keep coming. Kafka's default
+// partitioner sends a word to partition hash(word) mod partitions, so a raise moves words to
+// partitions whose state has never seen them. Either the change is refused, or the counts must
+// stay right: for a word produced n times, counts holds word=1 .. word=n, each exactly once.
+func TestLiveRaisePartitionsStateful(t *testing.T) {
+	ns := namespace(t, nil)
+	sum := v1alpha1.Entity{Name: "sum", Image: wordCountSumImage, Command: []string{"wordcount-sum"},
+		Inputs: []string{"words"}, Outputs: []string{"counts"}, Replicas: ptr.To[int32](2),
+		Assignment: &v1alpha1.AssignmentSpec{Mode: v1alpha1.AssignmentStatic},
+		State:      &v1alpha1.StateSpec{Enabled: true, Backend: v1alpha1.StateMemory}, Guarantee: v1alpha1.ExactlyOnce}
+	p := create(t, ns, topologyPipeline("stateful", 4, []string{"words", "counts"}, sum))
+	p = waitReady(t, ns, p.Name, 3*time.Minute)
+	const words = 16
+	wordOf := func(n int) string { return fmt.Sprintf("w%02d", n%words) }
+	started := time.Now()
+	prod := startProducerOf(t, topicOf(t, p, "words"), "r", liveRate, func(_ string, n int) *kgo.Record {
+		return &kgo.Record{Key: []byte(wordOf(n)), Value: []byte("1")}
+	})
+	counts := startVerifierOf(t, keyEqualsValue, topicOf(t, p, "counts"))
+	time.Sleep(liveSteady)
+
+	c := applyLive(t, ns, p.Name, "partitions of words 4 -> 6", func(p *v1alpha1.Pipeline) {
+		p.Spec.Streams[0].Partitions = 6
+	}, prod)
+	if got := prediction(c.plan, "sum"); got != "restart 2" {
+		t.Errorf("plan: sum %s, want restart 2", got)
+	}
+	time.Sleep(liveSteady)
+	p = getPipeline(t, ns, p.Name)
+	ids := drain(t, p, map[string][]string{"sum": {"words"}}, prod)[prod]
+	n := map[string]int{}
+	for _, id := range ids {
+		_, seq := splitID(id)
+		n[wordOf(seq)]++
+	}
+	var want []string
+	for w, k := range n {
+		for i := 1; i <= k; i++ {
+			want = append(want, fmt.Sprintf("%s=%d", w, i))
+		}
+	}
+	v := counts.verify(t, want, v1alpha1.ExactlyOnce, time.Minute, prod)
+	if t.Failed() {
+		// Per word: how often it was produced, its last count, and whether its count started over.
+		var per []string
+		counts.mu.Lock()
+		for _, w := range slices.Sorted(maps.Keys(n)) {
+			last := 0
+			for i := 1; counts.count[fmt.Sprintf("%s=%d", w, i)] > 0; i++ {
+				last = i
+			}
+			per = append(per, fmt.Sprintf("%s produced %d, counted to %d, count 1 seen %d times", w, n[w], last, counts.count[w+"=1"]))
+		}
+		counts.mu.Unlock()
+		t.Logf("counts per word:\n  %s", strings.Join(per, "\n  "))
+	}
+	recordVerdict(t, "raise partitions of a stateful entity (Static, 2 pods)", started, v, c.check(t, ns, p))
 }

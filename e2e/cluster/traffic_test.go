@@ -58,6 +58,16 @@ type mark struct {
 // metadata every 2 s, so that it writes to partitions added while it runs.
 func startProducer(t *testing.T, topic, prefix string, perSecond int) *producer {
 	t.Helper()
+	return startProducerOf(t, topic, prefix, perSecond, func(id string, _ int) *kgo.Record {
+		return &kgo.Record{Key: []byte(id), Value: []byte(id)}
+	})
+}
+
+// startProducerOf is startProducer with records of another shape: record n (id prefix-n) is
+// shape(id, n). The producer still tracks ids: they are the records' values unless shape keeps
+// the id in a header (idHeader).
+func startProducerOf(t *testing.T, topic, prefix string, perSecond int, shape func(id string, n int) *kgo.Record) *producer {
+	t.Helper()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(strings.Split(env.kafka, ",")...), kgo.DefaultProduceTopic(topic),
 		kgo.ProducerLinger(5*time.Millisecond), kgo.MetadataMaxAge(2*time.Second), kgo.MetadataMinAge(500*time.Millisecond))
 	if err != nil {
@@ -82,26 +92,43 @@ func startProducer(t *testing.T, topic, prefix string, perSecond int) *producer 
 			from := p.next
 			p.next += batch
 			p.mu.Unlock()
-			rs := numbered(prefix, from, batch)
+			rs := make([]*kgo.Record, batch)
+			for i := range rs {
+				id := fmt.Sprintf("%s-%d", prefix, from+i)
+				rs[i] = shape(id, from+i)
+				rs[i].Headers = append(rs[i].Headers, kgo.RecordHeader{Key: idHeader, Value: []byte(id)})
+			}
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			res := cl.ProduceSync(ctx, rs...)
 			cancel()
 			p.mu.Lock()
 			for _, r := range res {
 				if r.Err != nil {
-					p.failed = append(p.failed, string(r.Record.Value))
+					p.failed = append(p.failed, recordID(r.Record))
 					if len(p.errs) < 5 {
 						p.errs = append(p.errs, r.Err)
 					}
 					continue
 				}
-				p.acked = append(p.acked, string(r.Record.Value))
+				p.acked = append(p.acked, recordID(r.Record))
 			}
 			p.mu.Unlock()
 		}
 	}()
 	t.Cleanup(func() { p.halt() })
 	return p
+}
+
+// idHeader carries a produced record's id, whatever its value.
+const idHeader = "e2e-id"
+
+func recordID(r *kgo.Record) string {
+	for _, h := range r.Headers {
+		if h.Key == idHeader {
+			return string(h.Value)
+		}
+	}
+	return string(r.Value)
 }
 
 func (p *producer) halt() {
@@ -204,6 +231,15 @@ type verifier struct {
 
 func startVerifier(t *testing.T, topics ...string) *verifier {
 	t.Helper()
+	return startVerifierOf(t, func(r *kgo.Record) string { return string(r.Value) }, topics...)
+}
+
+// keyEqualsValue is what a verifier of a stateful function's outputs counts: "key=value".
+func keyEqualsValue(r *kgo.Record) string { return string(r.Key) + "=" + string(r.Value) }
+
+// startVerifierOf is startVerifier counting valueOf(record) instead of the records' values.
+func startVerifierOf(t *testing.T, valueOf func(*kgo.Record) string, topics ...string) *verifier {
+	t.Helper()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(strings.Split(env.kafka, ",")...), kgo.ConsumeTopics(topics...),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.FetchMaxWait(500*time.Millisecond), kgo.MetadataMaxAge(2*time.Second), kgo.MetadataMinAge(500*time.Millisecond))
@@ -222,7 +258,7 @@ func startVerifier(t *testing.T, topics ...string) *verifier {
 			}
 			n := 0
 			v.mu.Lock()
-			fs.EachRecord(func(r *kgo.Record) { v.count[string(r.Value)]++; n++ })
+			fs.EachRecord(func(r *kgo.Record) { v.count[valueOf(r)]++; n++ })
 			v.records += n
 			if n > 0 {
 				v.last = time.Now()
