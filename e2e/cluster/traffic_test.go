@@ -223,8 +223,9 @@ type verifier struct {
 	started time.Time
 
 	mu      sync.Mutex
-	topics  []string
-	count   map[string]int
+	topics   []string
+	count    map[string]int
+	optional map[string]bool // ids that may be seen (at most once) without being required
 	records int
 	last    time.Time // when the last record arrived
 }
@@ -274,6 +275,20 @@ func (v *verifier) close() {
 	v.cancel()
 	<-v.done
 	v.cl.Close()
+}
+
+// mayHold names ids the outputs may hold but need not (they were produced while a change
+// decided whether they are read): verify counts them neither missing nor unknown, but under
+// ExactlyOnce not twice.
+func (v *verifier) mayHold(ids []string) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.optional == nil {
+		v.optional = map[string]bool{}
+	}
+	for _, id := range ids {
+		v.optional[id] = true
+	}
 }
 
 // verdict is what a verifier found for a set of inputs.
@@ -342,7 +357,13 @@ func (v *verifier) verify(t *testing.T, want []string, g v1alpha1.Guarantee, tim
 		}
 	}
 	for _, val := range slices.Sorted(maps.Keys(v.count)) {
-		if !wanted[val] {
+		switch {
+		case wanted[val]:
+		case v.optional[val]:
+			if v.count[val] > 1 {
+				out.Duplicated = append(out.Duplicated, val)
+			}
+		default:
 			out.Unknown = append(out.Unknown, val)
 		}
 	}
