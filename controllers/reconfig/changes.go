@@ -101,9 +101,14 @@ func compare(out *[]Change, path, field, entity, stream string, a, b reflect.Val
 	}
 }
 
-// compareList matches items by name (the lists' map key).
+// compareList matches items by their list map key: name, or stream (spec.entities[].start).
 func compareList(out *[]Change, path, field, entity, stream string, a, b reflect.Value) {
-	name := func(v reflect.Value) string { return v.FieldByName("Name").String() }
+	name := func(v reflect.Value) string {
+		if n := v.FieldByName("Name"); n.IsValid() {
+			return n.String()
+		}
+		return v.FieldByName("Stream").String()
+	}
 	index := func(l reflect.Value) map[string]reflect.Value {
 		m := map[string]reflect.Value{}
 		for i := range l.Len() {

@@ -211,7 +211,39 @@ var mutations = map[string]mutation{
 		entity(p, "sum").Guarantee = v1alpha1.ExactlyOnce
 	}},
 	"spec.entities[].state.backend": {mutate: func(p *v1alpha1.Pipeline) { entity(p, "sum").State.Backend = v1alpha1.StatePebble }},
-	"spec.entities[].config":        {mutate: func(p *v1alpha1.Pipeline) { entity(p, "sum").Config["window"] = "5m" }},
+	"spec.entities[].start": {mutate: func(p *v1alpha1.Pipeline) {
+		entity(p, "sum").Start = []v1alpha1.InputStart{{Stream: "words", Position: v1alpha1.StartLatest}}
+	}},
+	"spec.entities[].start[].stream": {from: func() *v1alpha1.Pipeline {
+		p := base()
+		e := entity(p, "split")
+		p.Spec.Streams = append(p.Spec.Streams, v1alpha1.Stream{Name: "more", Partitions: 6})
+		e.Inputs = append(e.Inputs, "more")
+		e.Start = []v1alpha1.InputStart{{Stream: "lines", Position: v1alpha1.StartLatest}}
+		d, err := validate.Default(p)
+		if err != nil {
+			panic(err)
+		}
+		return d
+	}, mutate: func(p *v1alpha1.Pipeline) { entity(p, "split").Start[0].Stream = "more" },
+		// Items are matched by stream: another stream is an item removed and one added.
+		reported: []string{"spec.entities[].start", "spec.entities[].start"}},
+	"spec.entities[].start[].position": {from: func() *v1alpha1.Pipeline {
+		p := base()
+		entity(p, "sum").Start = []v1alpha1.InputStart{{Stream: "words", Position: v1alpha1.StartLatest}}
+		return p
+	}, mutate: func(p *v1alpha1.Pipeline) {
+		entity(p, "sum").Start[0].Position = v1alpha1.StartTimestamp
+		entity(p, "sum").Start[0].Timestamp = &metav1.Time{Time: time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)}
+	}, reported: []string{"spec.entities[].start[].position", "spec.entities[].start[].timestamp"}},
+	"spec.entities[].start[].timestamp": {from: func() *v1alpha1.Pipeline {
+		p := base()
+		entity(p, "sum").Start = []v1alpha1.InputStart{{Stream: "words", Position: v1alpha1.StartTimestamp, Timestamp: &metav1.Time{Time: time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)}}}
+		return p
+	}, mutate: func(p *v1alpha1.Pipeline) {
+		entity(p, "sum").Start[0].Timestamp = &metav1.Time{Time: time.Date(2026, 12, 1, 11, 0, 0, 0, time.UTC)}
+	}},
+	"spec.entities[].config": {mutate: func(p *v1alpha1.Pipeline) { entity(p, "sum").Config["window"] = "5m" }},
 	"spec.entities[].resources": {mutate: func(p *v1alpha1.Pipeline) {
 		entity(p, "sum").Resources.Limits = corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("2")}
 	}},

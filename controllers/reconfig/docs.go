@@ -6,6 +6,54 @@ import (
 	"strings"
 )
 
+// topologyChanges explains, after the table, how the topology changes are applied.
+const topologyChanges = `
+## Where a new input starts
+
+An entity's consumer group reads each input from its committed offsets. Where it has none (an
+added entity, an input added to a running entity), it starts where ` + "`spec.entities[].start`" + `
+says, else at the input's earliest record:
+
+` + "```yaml" + `
+entities:
+  - name: audit
+    inputs: [counts, alerts]
+    start:
+      - stream: counts          # one of the entity's inputs
+        position: Latest        # Earliest (the default), Latest or Timestamp
+      - stream: alerts
+        position: Timestamp
+        timestamp: "2026-12-01T10:00:00Z"   # required with Timestamp, and only then
+` + "```" + `
+
+The I/O sidecar applies it, in both topic modes and both assignment modes, when a pod is given a
+partition the group has no committed offset for:
+
+- **Timestamp** reads each partition from its first record whose timestamp is at or after the
+  given time (its end if it has none). That is a property of the data, so every pod, restart and
+  rebalance agrees, and a partition added to the topic later is read whole (its records are newer).
+- **Latest** skips what the input holds when the group first reads it: the first pod given a
+  partition of the topic (the group has no commit on any of its partitions) resolves the last
+  stable offset of every partition and commits them all before it processes a record, so that the
+  pods that take the other partitions later (a rolling update, Static ordinals joining one by one, a
+  restart) continue from the same offsets and nothing written after the change is skipped. A
+  partition without a commit of a topic the group reads already is a new partition (raised
+  partitions) and is read from its earliest record, never skipped.
+- **Earliest** is the group's offset reset policy, as before; an explicit Earliest changes nothing.
+
+A start position never moves a group that has committed offsets: changing it for an input the group
+reads already only reloads the running pods (Hot). Under ExactlyOnce the start offsets are committed
+outside the transactions (no output depends on them) and each transaction that follows commits past
+them, so a record after the start is processed once and one before it never.
+
+Limits: if the pod that resolved Latest loses its partitions before its first commit (the commit
+follows the first poll, within one commit interval), the next owner resolves Latest again, later.
+Two pods that resolve Latest in the same group generation both commit the starts of the
+partitions that still have no commit; only a commit by the other pod in the moment between that
+check and the commit could be moved back to the start (and processed again after a rebalance). KEDA's lag of a Latest input counts from the
+earliest record until the first commit.
+`
+
 // Markdown is docs/reconfiguration.md, generated from Rules by hack/reconfigdocs (`make api-docs`).
 func Markdown() []byte {
 	var b bytes.Buffer
@@ -44,5 +92,6 @@ Structural changes topics, groups or workloads; Refused is rejected by the API s
 		}
 		fmt.Fprintf(&b, "| `%s` | %s | %s |\n", r.Path, r.Class, strings.ReplaceAll(effect, "|", `\|`))
 	}
+	b.WriteString(topologyChanges)
 	return b.Bytes()
 }

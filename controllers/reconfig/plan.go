@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -310,6 +311,7 @@ func (plan *Plan) topics(new *v1alpha1.Pipeline, before, after []render.Topic) {
 
 // groups compares the consumer groups and what they read, from the executor.json of each entity.
 func (plan *Plan) groups(old, new *v1alpha1.Pipeline, oldObjs, newObjs map[string]client.Object) {
+	starts := map[string]string{} // group/topic -> where the new group or input starts
 	reads := func(objs map[string]client.Object, p *v1alpha1.Pipeline) map[string][]string {
 		m := map[string][]string{}
 		for _, e := range p.Spec.Entities {
@@ -324,23 +326,30 @@ func (plan *Plan) groups(old, new *v1alpha1.Pipeline, oldObjs, newObjs map[strin
 			var topics []string
 			for _, in := range cfg.Inputs {
 				topics = append(topics, in.Topic)
+				starts[cfg.GroupID+"/"+in.Topic] = startOf(in.Start)
 			}
 			m[cfg.GroupID] = topics
 		}
 		return m
 	}
-	olds, news := reads(oldObjs, old), reads(newObjs, new)
+	olds := reads(oldObjs, old)
+	clear(starts) // the new Pipeline's start positions
+	news := reads(newObjs, new)
 	for _, g := range slices.Sorted(maps.Keys(news)) {
 		o, ok := olds[g]
 		if !ok {
+			var from []string
+			for _, t := range news[g] {
+				from = append(from, t+" from "+starts[g+"/"+t])
+			}
 			plan.Groups = append(plan.Groups, GroupChange{Name: g, Action: Create,
-				Detail: fmt.Sprintf("reads %s from the earliest offset (no committed offsets yet)", strings.Join(news[g], ", "))})
+				Detail: fmt.Sprintf("reads %s (no committed offsets yet)", strings.Join(from, ", "))})
 			continue
 		}
 		var details []string
 		for _, t := range news[g] {
 			if !slices.Contains(o, t) {
-				details = append(details, "starts reading "+t+" from its committed offsets, else the earliest")
+				details = append(details, "starts reading "+t+" from its committed offsets, else "+starts[g+"/"+t])
 			}
 		}
 		for _, t := range o {
@@ -358,6 +367,19 @@ func (plan *Plan) groups(old, new *v1alpha1.Pipeline, oldObjs, newObjs map[strin
 				Detail: "its pods stop; the group and its committed offsets stay in Kafka (the operator never deletes groups)"})
 		}
 	}
+}
+
+// startOf says where a group without committed offsets starts an input.
+func startOf(st *config.Start) string {
+	switch {
+	case st == nil:
+		return "the earliest offset"
+	case st.Position == config.StartLatest:
+		return "the latest offset (committed for every partition when the group first reads it)"
+	case st.Position == config.StartTimestamp:
+		return "the first record at or after " + time.UnixMilli(st.TimestampMillis).UTC().Format(time.RFC3339)
+	}
+	return st.Position
 }
 
 // steps are the operator's steps, in its order: topics first (an input must exist before its

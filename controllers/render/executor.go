@@ -50,6 +50,7 @@ func executorConfig(p *v1alpha1.Pipeline, e *v1alpha1.Entity, f Facts) (*config.
 			Topic:           topic,
 			Partitions:      s.Partitions,
 			DeadLetterTopic: DeadLetterTopicName(topic),
+			Start:           inputStart(e, s.Name),
 		})
 	}
 	for _, name := range e.Outputs {
@@ -86,6 +87,26 @@ func executorConfig(p *v1alpha1.Pipeline, e *v1alpha1.Entity, f Facts) (*config.
 		return nil, err
 	}
 	return cfg, nil
+}
+
+// inputStart is the executor's start position of input stream of e: nil for Earliest, which is
+// the group's offset reset policy already (so an explicit Earliest changes nothing in
+// executor.json and reloads no pod).
+func inputStart(e *v1alpha1.Entity, stream string) *config.Start {
+	for _, st := range e.Start {
+		if st.Stream != stream {
+			continue
+		}
+		switch st.Position {
+		case v1alpha1.StartLatest:
+			return &config.Start{Position: config.StartLatest}
+		case v1alpha1.StartTimestamp:
+			if st.Timestamp != nil {
+				return &config.Start{Position: config.StartTimestamp, TimestampMillis: st.Timestamp.UnixMilli()}
+			}
+		}
+	}
+	return nil
 }
 
 // kafkaClient is the security part of the Kafka client configuration. Secrets never enter the

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"path"
+	"slices"
 	"strconv"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -122,12 +123,17 @@ func statefulSet(p *v1alpha1.Pipeline, e *v1alpha1.Entity, cfg *config.Executor,
 
 // podTemplateHash hashes everything whose change requires new pods: the pod template and the
 // executor configuration, except the parts the executor hot-reloads from the mounted ConfigMap
-// (the user config and the Static map with its generation). Putting it on the pod template turns
+// (the user config, the Static map with its generation, and the inputs' start positions, which
+// apply only when the group first reads an input). Putting it on the pod template turns
 // such a change into a rollout; leaving the hot-reloaded parts out keeps them from causing one.
 func podTemplateHash(tmpl corev1.PodTemplateSpec, cfg *config.Executor) (string, error) {
 	restart := *cfg
 	restart.UserConfig = nil
 	restart.Assignment = config.Assignment{Mode: cfg.Assignment.Mode}
+	restart.Inputs = slices.Clone(cfg.Inputs)
+	for i := range restart.Inputs {
+		restart.Inputs[i].Start = nil
+	}
 	b, err := json.Marshal(struct {
 		Template corev1.PodTemplateSpec `json:"template"`
 		Executor config.Executor        `json:"executor"`

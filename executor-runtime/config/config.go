@@ -132,6 +132,30 @@ type Input struct {
 	Partitions int32  `json:"partitions"`
 	// DeadLetterTopic receives records of this input that cannot be processed.
 	DeadLetterTopic string `json:"deadLetterTopic"`
+	// Start, when set, is where the entity's group begins to read the topic when it has no
+	// committed offset on any of its partitions; absent, such a group starts at OffsetReset.
+	Start *Start `json:"start,omitempty"`
+}
+
+// Start positions of Start.Position.
+const (
+	StartLatest    = "latest"
+	StartTimestamp = "timestamp"
+)
+
+// Start is the start position of an input the entity's group has never committed offsets for.
+// The I/O sidecar resolves it to an offset per partition when a member is first given the
+// partition, and commits that offset at once, so that every other member (a restart, a
+// rebalance, another replica) continues from the same place. A partition of a topic on which the
+// group has committed offsets elsewhere (a partition added to the topic) starts at OffsetReset
+// instead: Latest must never skip records written to a new partition.
+type Start struct {
+	// Position is "latest" (the topic's last stable offset when the partition is first
+	// assigned) or "timestamp".
+	Position string `json:"position"`
+	// TimestampMillis, for "timestamp", is the Unix time in milliseconds: each partition is read
+	// from its first record at or after it (its end when it has none).
+	TimestampMillis int64 `json:"timestampMillis,omitempty"`
 }
 
 // Output is one stream an entity writes.
@@ -303,6 +327,16 @@ func (e *Executor) Validate() error {
 		}
 		if in.DeadLetterTopic == "" {
 			errs = append(errs, fmt.Errorf("inputs[%d].deadLetterTopic is empty", i))
+		}
+		if st := in.Start; st != nil {
+			switch {
+			case st.Position == StartLatest && st.TimestampMillis != 0:
+				errs = append(errs, fmt.Errorf("inputs[%d].start.timestampMillis is set with position %q", i, st.Position))
+			case st.Position == StartTimestamp && st.TimestampMillis < 0:
+				errs = append(errs, fmt.Errorf("inputs[%d].start.timestampMillis %d is negative", i, st.TimestampMillis))
+			case st.Position != StartLatest && st.Position != StartTimestamp:
+				errs = append(errs, fmt.Errorf("inputs[%d].start.position %q is not %s or %s", i, st.Position, StartLatest, StartTimestamp))
+			}
 		}
 	}
 	for i, out := range e.Outputs {

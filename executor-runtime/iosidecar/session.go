@@ -67,6 +67,11 @@ type session struct {
 	instanceID string
 	// kafkaBase are the connection options, for the short-lived admin client of close.
 	kafkaBase []kgo.Opt
+	// starts places inputs with a start position; nil when no input has one.
+	starts *starts
+	// lister lists offsets and committed offsets for starts; created on first use.
+	listerMu sync.Mutex
+	lister   *kgo.Client
 
 	fnConn *grpc.ClientConn
 	fn     functionv1.Function_ProcessClient
@@ -211,6 +216,9 @@ func (s *session) kafkaOptions(ctx context.Context) ([]kgo.Opt, error) {
 		kgo.OnPartitionsRevoked(s.onRevoked),
 		kgo.OnPartitionsLost(s.onRevoked),
 	)
+	if s.starts = newStarts(s.cfg, s.listAdmin, s.log); s.starts != nil {
+		opts = append(opts, kgo.AdjustFetchOffsetsFn(s.starts.adjust))
+	}
 	// Static membership (KIP-345) in the classic protocol of Group mode: a restarted pod rejoins
 	// under its StatefulSet identity and takes its partitions back at once, instead of waiting
 	// out the session timeout of its dead predecessor. Such a member does not leave the group
@@ -329,6 +337,21 @@ func (s *session) onAssigned(_ context.Context, _ *kgo.Client, added map[string]
 	}
 	s.changed = true
 	s.m.rebalances.Inc()
+}
+
+// listAdmin is the admin client that resolves start positions. It is not the session's client:
+// franz-go may call the start adjustment before the session has its client in hand.
+func (s *session) listAdmin() (*kadm.Client, error) {
+	s.listerMu.Lock()
+	defer s.listerMu.Unlock()
+	if s.lister == nil {
+		cl, err := kgo.NewClient(s.kafkaBase...)
+		if err != nil {
+			return nil, fmt.Errorf("kafka client for start positions: %w", err)
+		}
+		s.lister = cl
+	}
+	return kadm.NewClient(s.lister), nil
 }
 
 func (s *session) onRevoked(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
@@ -476,6 +499,12 @@ func (s *session) close(leave bool) {
 			s.leaveStatic()
 		}
 	}
+	s.listerMu.Lock()
+	if s.lister != nil {
+		s.lister.Close()
+		s.lister = nil
+	}
+	s.listerMu.Unlock()
 	if s.fn != nil {
 		_ = s.fn.CloseSend()
 	}
@@ -609,6 +638,11 @@ func (s *session) interval(ctx, stopping context.Context) error {
 		}
 		if err := s.syncAssignment(stopping); err != nil {
 			return s.abort(ctx, err)
+		}
+		if s.starts != nil {
+			if err := s.starts.commit(ctx, s.cl); err != nil {
+				s.log.Warn("start positions not committed; a partition that changes hands before its first commit resolves its start again", "err", err)
+			}
 		}
 		now := time.Now()
 		var derr error

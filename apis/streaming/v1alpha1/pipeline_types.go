@@ -68,6 +68,41 @@ const (
 	StatePebble StateBackend = "Pebble"
 )
 
+// StartPosition is where an entity begins to read an input its consumer group has never
+// committed offsets for.
+// +kubebuilder:validation:Enum=Earliest;Latest;Timestamp
+type StartPosition string
+
+const (
+	// StartEarliest reads the input from its first retained record (the default).
+	StartEarliest StartPosition = "Earliest"
+	// StartLatest skips the records the input holds when the entity first reads it.
+	StartLatest StartPosition = "Latest"
+	// StartTimestamp reads the input from its first record at or after a timestamp.
+	StartTimestamp StartPosition = "Timestamp"
+)
+
+// InputStart is the start position of one input of an entity.
+// +kubebuilder:validation:XValidation:rule="(self.position == 'Timestamp') == has(self.timestamp)",message="spec.entities[].start[].timestamp is required when position is Timestamp, and only then"
+type InputStart struct {
+	// Stream is one of the entity's inputs.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	Stream string `json:"stream"`
+
+	// Position is Earliest, Latest or Timestamp. It applies only to a topic on which the
+	// entity's consumer group has no committed offset at all (an added entity, an input added
+	// to a running entity); once the group has committed offsets for the topic, they win, and a
+	// partition added to the topic later is read from its earliest record so that nothing
+	// written to it is skipped.
+	Position StartPosition `json:"position"`
+
+	// Timestamp, with position Timestamp: the input is read from the first record of each
+	// partition whose timestamp is at or after it (the end of a partition that has none).
+	// +optional
+	Timestamp *metav1.Time `json:"timestamp,omitempty"`
+}
+
 // PipelineSpec is the topology of a Pipeline: its streams, the entities between them, and how they
 // reach Kafka.
 // +kubebuilder:validation:XValidation:rule="self.entities.all(e, e.inputs.all(s, self.streams.exists(t, t.name == s)))",message="spec.entities[].inputs must name streams declared in spec.streams"
@@ -213,6 +248,7 @@ type Stream struct {
 
 // Entity is a stage: the user's function reading some streams and writing others.
 // +kubebuilder:validation:XValidation:rule="!has(self.outputs) || self.outputs.all(o, !(o in self.inputs))",message="spec.entities[].outputs: an entity must not write a stream it reads"
+// +kubebuilder:validation:XValidation:rule="!has(self.start) || self.start.all(s, s.stream in self.inputs)",message="spec.entities[].start[].stream must be one of the entity's inputs"
 // +kubebuilder:validation:XValidation:rule="!(has(self.replicas) && has(self.autoscaling))",message="spec.entities[]: replicas and autoscaling are mutually exclusive"
 // +kubebuilder:validation:XValidation:rule="!has(self.guarantee) || self.guarantee != 'ExactlyOnce' || (has(self.outputs) && size(self.outputs) > 0) || (has(self.state) && self.state.enabled)",message="spec.entities[].guarantee: ExactlyOnce requires outputs or state"
 // +kubebuilder:validation:XValidation:rule="!has(self.assignment) || !has(self.assignment.partitions) || !has(self.autoscaling)",message="spec.entities[].assignment.partitions: explicit partition lists fix the parallelism and cannot be combined with autoscaling"
@@ -240,6 +276,14 @@ type Entity struct {
 	// +kubebuilder:validation:MinItems=1
 	// +kubebuilder:validation:MaxItems=16
 	Inputs []string `json:"inputs"`
+
+	// Start says where the entity begins to read inputs its consumer group has no committed
+	// offsets for; inputs not listed start at their earliest record.
+	// +listType=map
+	// +listMapKey=stream
+	// +kubebuilder:validation:MaxItems=16
+	// +optional
+	Start []InputStart `json:"start,omitempty"`
 
 	// Outputs are the streams the entity writes.
 	// +listType=set

@@ -79,6 +79,21 @@ func Runtime(session, liveness string) func(*v1alpha1.Entity) {
 	}
 }
 
+// Start sets where an entity begins to read stream: position, and a timestamp when ts is not "".
+func Start(stream string, position v1alpha1.StartPosition, ts string) func(*v1alpha1.Entity) {
+	return func(e *v1alpha1.Entity) {
+		st := v1alpha1.InputStart{Stream: stream, Position: position}
+		if ts != "" {
+			t, err := time.Parse(time.RFC3339, ts)
+			if err != nil {
+				panic(err)
+			}
+			st.Timestamp = &metav1.Time{Time: t}
+		}
+		e.Start = append(e.Start, st)
+	}
+}
+
 func Autoscaling(minR, maxR int32) func(*v1alpha1.Entity) {
 	return func(e *v1alpha1.Entity) {
 		e.Replicas = nil
@@ -98,6 +113,26 @@ type InvalidCase struct {
 // reject every Pipeline with the same message.
 func InvalidCases() []InvalidCase {
 	return []InvalidCase{
+		{
+			Reason:   "a start position for a stream the entity does not read",
+			Pipeline: Pipeline(Entity("sum", Start("lines", v1alpha1.StartLatest, ""))),
+			Want:     `spec.entities[1]: Invalid value: spec.entities[].start[].stream must be one of the entity's inputs`,
+		},
+		{
+			Reason:   "a Timestamp start without a timestamp",
+			Pipeline: Pipeline(Entity("sum", Start("words", v1alpha1.StartTimestamp, ""))),
+			Want:     `spec.entities[1].start[0]: Invalid value: spec.entities[].start[].timestamp is required when position is Timestamp, and only then`,
+		},
+		{
+			Reason:   "a Latest start with a timestamp",
+			Pipeline: Pipeline(Entity("sum", Start("words", v1alpha1.StartLatest, "2026-12-01T10:00:00Z"))),
+			Want:     `spec.entities[].start[].timestamp is required when position is Timestamp, and only then`,
+		},
+		{
+			Reason:   "an unknown start position",
+			Pipeline: Pipeline(Entity("sum", Start("words", "Newest", ""))),
+			Want:     `spec.entities[1].start[0].position: Unsupported value: "Newest"`,
+		},
 		{
 			Reason:   "a session timeout below what the broker accepts by default",
 			Pipeline: Pipeline(Entity("sum", Runtime("5s", ""))),
@@ -400,8 +435,10 @@ func ValidPipelines() map[string]*v1alpha1.Pipeline {
 		"a stream named dlq":                       Pipeline(RenameStream("counts", "dlq")),
 		"a dotted name with a changelog topicName": Pipeline(Named("wordcount.sum"), RenameStream("counts", "changelog"), Stream("changelog", func(s *v1alpha1.Stream) { s.TopicName = "wordcount-sum-changelog" })),
 		"runtime timeouts":                         Pipeline(Entity("sum", Runtime("45s", "5m"))),
-		"runtime timeouts at their bounds":         Pipeline(Entity("sum", Runtime("6s", "30s")), Entity("split", Runtime("30m", "1h"))),
-		"fractional runtime timeouts":              Pipeline(Entity("sum", Runtime("7.5s", "1m30s"))),
+		"start positions": Pipeline(Entity("split", Start("lines", v1alpha1.StartLatest, "")),
+			Entity("sum", Start("words", v1alpha1.StartTimestamp, "2026-12-01T10:00:00Z"))),
+		"runtime timeouts at their bounds": Pipeline(Entity("sum", Runtime("6s", "30s")), Entity("split", Runtime("30m", "1h"))),
+		"fractional runtime timeouts":      Pipeline(Entity("sum", Runtime("7.5s", "1m30s"))),
 		"direct topics with an admin Secret": Pipeline(Kafka(func(k *v1alpha1.KafkaSpec) {
 			k.StrimziCluster, k.BootstrapServers, k.Topics = "", "kafka-0:9094", v1alpha1.TopicsDirect
 			k.Authentication = &v1alpha1.KafkaAuthentication{Type: v1alpha1.AuthScramSha512, SecretName: "app", AdminSecretName: "ops"}

@@ -1,0 +1,223 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/millrace-dev/millrace/executor-runtime/config"
+	"github.com/millrace-dev/millrace/executor-runtime/internal/testenv"
+	"github.com/millrace-dev/millrace/executor-runtime/sdk"
+)
+
+// copyValues writes every record's value to the only output, unchanged.
+var copyValues = sdk.Map(func(_ context.Context, r sdk.Record) (sdk.Output, error) {
+	return sdk.Output{Key: r.Key, Value: r.Value}, nil
+})
+
+func valueRecords(topic string, prefix string, n int, ts time.Time) []*kgo.Record {
+	recs := make([]*kgo.Record, n)
+	for i := range recs {
+		recs[i] = &kgo.Record{Topic: topic, Key: fmt.Appendf(nil, "k%d", i), Value: fmt.Appendf(nil, "%s-%d", prefix, i), Timestamp: ts}
+	}
+	return recs
+}
+
+// startCase is one start position of an input added to a running entity: the records written to
+// the new input before the change (before), which the position skips, and those it must read
+// (from), written before the change too.
+type startCase struct {
+	name  string
+	start func(now time.Time) *config.Start
+	// skipped and read are written to the new input before it is added.
+	skipped, read func(topic string, now time.Time) []*kgo.Record
+}
+
+var startCases = []startCase{
+	{
+		name:    "Latest",
+		start:   func(time.Time) *config.Start { return &config.Start{Position: config.StartLatest} },
+		skipped: func(topic string, now time.Time) []*kgo.Record { return valueRecords(topic, "backlog", 40, now) },
+		read:    func(string, time.Time) []*kgo.Record { return nil },
+	},
+	{
+		name: "Timestamp",
+		start: func(now time.Time) *config.Start {
+			return &config.Start{Position: config.StartTimestamp, TimestampMillis: now.Add(-30 * time.Minute).UnixMilli()}
+		},
+		skipped: func(topic string, now time.Time) []*kgo.Record {
+			return valueRecords(topic, "before", 40, now.Add(-time.Hour))
+		},
+		read: func(topic string, now time.Time) []*kgo.Record {
+			return valueRecords(topic, "after", 40, now.Add(-10*time.Minute))
+		},
+	},
+}
+
+// testStartOfAddedInput adds an input with a start position to a running two-pod entity (both
+// pods reload and join at once), writes records while one pod restarts, and requires the output
+// to hold exactly the records at or after the start, each once (ExactlyOnce) or at least once.
+func testStartOfAddedInput(t *testing.T, k *testenv.Kafka, c startCase, g config.Guarantee, mode config.AssignmentMode) {
+	old, added, out := k.Prefix+"old", k.Prefix+"added", k.Prefix+"out"
+	e := k.NewEntity(t, "copy", []string{old}, []string{out}, 4, false, g)
+	if mode == config.StaticAssignment {
+		e.Update(t, func(c *config.Executor) {
+			c.Assignment = config.Assignment{Mode: config.StaticAssignment, Static: [][]int32{{0, 1}, {2, 3}}, Generation: 1}
+		})
+	}
+	k.CreateTopics(t, 4, e.Topics()...)
+	k.CreateTopics(t, 4, added, added+".dlq")
+	now := time.Now()
+	// The records the added input holds before the entity reads it.
+	k.Produce(t, g == config.ExactlyOnce, c.skipped(added, now)...)
+	if rs := c.read(added, now); len(rs) > 0 {
+		k.Produce(t, g == config.ExactlyOnce, rs...)
+	}
+	pods := []*testenv.Pod{testenv.StartPod(t, e, 0, copyValues), testenv.StartPod(t, e, 1, copyValues)}
+	defer func() {
+		for _, p := range pods {
+			p.Stop(t)
+		}
+	}()
+	k.Produce(t, g == config.ExactlyOnce, valueRecords(old, "old", 20, now)...)
+	waitRecords(t, k, out, 20)
+
+	// The change: both running pods reload with the added input and join the group at once.
+	e.Update(t, func(cfg *config.Executor) {
+		cfg.Inputs = append(cfg.Inputs, config.Input{Stream: added, Topic: added, Partitions: 4, DeadLetterTopic: added + ".dlq", Start: c.start(now)})
+	})
+	// The start is committed for every partition as soon as the partition is assigned, before
+	// any record of it is processed.
+	ends := listEnds(t, k.Admin, added)
+	waitCommitted(t, k.Admin, e.Config.GroupID, added, 4)
+	want := map[string]int{}
+	for _, r := range c.read(added, now) {
+		want[string(r.Value)]++
+	}
+	for _, r := range valueRecords(old, "old", 20, now) {
+		want[string(r.Value)]++
+	}
+	if c.name == "Latest" {
+		committed := fetchCommitted(t, k.Admin, e.Config.GroupID, added)
+		for p, end := range ends {
+			if committed[p] != end {
+				t.Errorf("partition %d of the added input: start committed at %d, want its end %d", p, committed[p], end)
+			}
+		}
+	}
+
+	// Records written after the change, while pod 1 restarts: each must come out.
+	live := valueRecords(added, "live", 40, time.Now())
+	k.Produce(t, g == config.ExactlyOnce, live[:20]...)
+	pods[1].Stop(t)
+	k.Produce(t, g == config.ExactlyOnce, live[20:30]...)
+	pods[1] = testenv.StartPod(t, e, 1, copyValues)
+	k.Produce(t, g == config.ExactlyOnce, live[30:]...)
+	for _, r := range live {
+		want[string(r.Value)]++
+	}
+	total := 0
+	for _, n := range want {
+		total += n
+	}
+	waitRecords(t, k, out, total)
+	// Let anything extra (a duplicate, a skipped record read after all) arrive before judging.
+	time.Sleep(2 * time.Second)
+	recs := k.ReadAll(t, out, true)
+	got := map[string]int{}
+	for _, r := range recs {
+		got[string(r.Value)]++
+	}
+	for v := range want {
+		switch {
+		case got[v] == 0:
+			t.Errorf("record %q was lost", v)
+		case got[v] > 1 && g == config.ExactlyOnce:
+			t.Errorf("record %q came out %d times under ExactlyOnce", v, got[v])
+		}
+	}
+	if t.Failed() {
+		t.Logf("group offsets on the added input %v, its end %v", fetchCommitted(t, k.Admin, e.Config.GroupID, added), listEnds(t, k.Admin, added))
+		for _, r := range k.ReadAll(t, added, true) {
+			t.Logf("added input record %d/%d %s came out %d times", r.Partition, r.Offset, r.Value, got[string(r.Value)])
+		}
+	}
+	for v := range got {
+		if want[v] == 0 {
+			t.Errorf("record %q is before the start position %s but came out", v, c.name)
+		}
+	}
+}
+
+func listEnds(t *testing.T, adm *kadm.Client, topic string) map[int32]int64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	l, err := adm.ListCommittedOffsets(ctx, topic)
+	if err == nil {
+		err = l.Error()
+	}
+	if err != nil {
+		t.Fatalf("list the end of %s: %v", topic, err)
+	}
+	out := map[int32]int64{}
+	l.Each(func(o kadm.ListedOffset) { out[o.Partition] = o.Offset })
+	return out
+}
+
+func fetchCommitted(t *testing.T, adm *kadm.Client, group, topic string) map[int32]int64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	res, err := adm.FetchOffsets(ctx, group)
+	if err != nil {
+		t.Fatalf("fetch the offsets of %s: %v", group, err)
+	}
+	out := map[int32]int64{}
+	res.Each(func(o kadm.OffsetResponse) {
+		if o.Topic == topic && o.Err == nil && o.At >= 0 {
+			out[o.Partition] = o.At
+		}
+	})
+	return out
+}
+
+// waitCommitted waits until group has a committed offset on each of topic's partitions.
+func waitCommitted(t *testing.T, adm *kadm.Client, group, topic string, partitions int) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		c := fetchCommitted(t, adm, group, topic)
+		if len(c) == partitions {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("group %s committed %v on %s, want all %d partitions", group, c, topic, partitions)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func testStartPositions(t *testing.T, kafka func(testing.TB) *testenv.Kafka) {
+	for _, c := range startCases {
+		for _, g := range []config.Guarantee{config.AtLeastOnce, config.ExactlyOnce} {
+			for _, mode := range []config.AssignmentMode{config.GroupAssignment, config.StaticAssignment} {
+				t.Run(fmt.Sprintf("%s/%s/%s", c.name, g, mode), func(t *testing.T) {
+					testStartOfAddedInput(t, kafka(t), c, g, mode)
+				})
+			}
+		}
+	}
+}
+
+func TestStartPositionOfAddedInput(t *testing.T) {
+	testStartPositions(t, func(tb testing.TB) *testenv.Kafka { return testenv.Fake(tb) })
+}
+
+func TestRealBrokerStartPositionOfAddedInput(t *testing.T) {
+	testStartPositions(t, func(tb testing.TB) *testenv.Kafka { return testenv.Real(tb) })
+}
