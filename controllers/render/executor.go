@@ -50,7 +50,7 @@ func executorConfig(p *v1alpha1.Pipeline, e *v1alpha1.Entity, f Facts) (*config.
 			Topic:           topic,
 			Partitions:      s.Partitions,
 			DeadLetterTopic: DeadLetterTopicName(topic),
-			Start:           inputStart(e, s.Name),
+			Start:           inputStart(p, e, s.Name),
 		})
 	}
 	for _, name := range e.Outputs {
@@ -92,7 +92,7 @@ func executorConfig(p *v1alpha1.Pipeline, e *v1alpha1.Entity, f Facts) (*config.
 // inputStart is the executor's start position of input stream of e: nil for Earliest, which is
 // the group's offset reset policy already (so an explicit Earliest changes nothing in
 // executor.json and reloads no pod).
-func inputStart(e *v1alpha1.Entity, stream string) *config.Start {
+func inputStart(p *v1alpha1.Pipeline, e *v1alpha1.Entity, stream string) *config.Start {
 	for _, st := range e.Start {
 		if st.Stream != stream {
 			continue
@@ -104,6 +104,8 @@ func inputStart(e *v1alpha1.Entity, stream string) *config.Start {
 			if st.Timestamp != nil {
 				return &config.Start{Position: config.StartTimestamp, TimestampMillis: st.Timestamp.UnixMilli()}
 			}
+		case v1alpha1.StartEntity:
+			return &config.Start{Position: config.StartGroup, Group: GroupID(p, st.Entity)}
 		}
 	}
 	return nil

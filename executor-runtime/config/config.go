@@ -141,6 +141,10 @@ type Input struct {
 const (
 	StartLatest    = "latest"
 	StartTimestamp = "timestamp"
+	// StartGroup takes the input over from another consumer group (Start.Group): the I/O
+	// sidecar waits until no member of that group is subscribed to the topic, then starts at
+	// that group's committed offsets.
+	StartGroup = "group"
 )
 
 // Start is the start position of an input the entity's group has never committed offsets for.
@@ -151,8 +155,11 @@ const (
 // instead: Latest must never skip records written to a new partition.
 type Start struct {
 	// Position is "latest" (the topic's last stable offset when the partition is first
-	// assigned) or "timestamp".
+	// assigned), "timestamp" or "group".
 	Position string `json:"position"`
+	// Group, for "group", is the consumer group whose final committed offsets on the topic are
+	// the start.
+	Group string `json:"group,omitempty"`
 	// TimestampMillis, for "timestamp", is the Unix time in milliseconds: each partition is read
 	// from its first record at or after it (its end when it has none).
 	TimestampMillis int64 `json:"timestampMillis,omitempty"`
@@ -330,12 +337,16 @@ func (e *Executor) Validate() error {
 		}
 		if st := in.Start; st != nil {
 			switch {
-			case st.Position == StartLatest && st.TimestampMillis != 0:
+			case (st.Position == StartGroup) != (st.Group != ""):
+				errs = append(errs, fmt.Errorf("inputs[%d].start.group is required with position %q, and only then", i, StartGroup))
+			case st.Position == StartGroup && st.Group == e.GroupID:
+				errs = append(errs, fmt.Errorf("inputs[%d].start.group is the entity's own group", i))
+			case st.Position != StartTimestamp && st.TimestampMillis != 0:
 				errs = append(errs, fmt.Errorf("inputs[%d].start.timestampMillis is set with position %q", i, st.Position))
 			case st.Position == StartTimestamp && st.TimestampMillis < 0:
 				errs = append(errs, fmt.Errorf("inputs[%d].start.timestampMillis %d is negative", i, st.TimestampMillis))
-			case st.Position != StartLatest && st.Position != StartTimestamp:
-				errs = append(errs, fmt.Errorf("inputs[%d].start.position %q is not %s or %s", i, st.Position, StartLatest, StartTimestamp))
+			case st.Position != StartLatest && st.Position != StartTimestamp && st.Position != StartGroup:
+				errs = append(errs, fmt.Errorf("inputs[%d].start.position %q is not %s, %s or %s", i, st.Position, StartLatest, StartTimestamp, StartGroup))
 			}
 		}
 	}

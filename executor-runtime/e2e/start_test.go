@@ -2,11 +2,14 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/millrace-dev/millrace/executor-runtime/config"
@@ -174,6 +177,9 @@ func fetchCommitted(t *testing.T, adm *kadm.Client, group, topic string) map[int
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	res, err := adm.FetchOffsets(ctx, group)
+	if errors.Is(err, kerr.GroupIDNotFound) {
+		return nil
+	}
 	if err != nil {
 		t.Fatalf("fetch the offsets of %s: %v", group, err)
 	}
@@ -220,4 +226,129 @@ func TestStartPositionOfAddedInput(t *testing.T) {
 
 func TestRealBrokerStartPositionOfAddedInput(t *testing.T) {
 	testStartPositions(t, func(tb testing.TB) *testenv.Kafka { return testenv.Real(tb) })
+}
+
+// testInsertStage turns A -> s1 -> B into A -> s1 -> X -> s2 -> B on running pods while records
+// flow into s1: X takes s1 over from B's group (start position "group") and B reads s2 instead.
+// Every record written to s1 must reach B's output exactly once (ExactlyOnce) or at least once.
+func testInsertStage(t *testing.T, k *testenv.Kafka, g config.Guarantee, mode config.AssignmentMode) {
+	s1, s2, out := k.Prefix+"s1", k.Prefix+"s2", k.Prefix+"out"
+	b := k.NewEntity(t, "b", []string{s1}, []string{out}, 4, false, g)
+	x := k.NewEntity(t, "x", []string{s1}, []string{s2}, 4, false, g)
+	static := func(c *config.Executor) {
+		if mode == config.StaticAssignment {
+			c.Assignment = config.Assignment{Mode: config.StaticAssignment, Static: [][]int32{{0, 1}, {2, 3}}, Generation: 1}
+		}
+	}
+	b.Update(t, static)
+	x.Update(t, func(c *config.Executor) {
+		static(c)
+		c.Inputs[0].Start = &config.Start{Position: config.StartGroup, Group: b.Config.GroupID}
+	})
+	k.CreateTopics(t, 4, s1, s1+".dlq", s2, s2+".dlq", out)
+
+	// The producer writes s1 from before B starts until after the change.
+	stop := make(chan struct{})
+	var once sync.Once
+	stopProducer := func() { once.Do(func() { close(stop) }) }
+	defer stopProducer()
+	produced := make(chan int, 1)
+	go func() {
+		n := 0
+		defer func() { produced <- n }()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			recs := valueRecords(s1, fmt.Sprintf("r%d", n), 10, time.Now())
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			err := k.Client.ProduceSync(ctx, recs...).FirstErr()
+			cancel()
+			if err != nil {
+				t.Errorf("produce: %v", err)
+				return
+			}
+			n++
+			time.Sleep(20 * time.Millisecond)
+		}
+	}()
+	bPods := []*testenv.Pod{testenv.StartPod(t, b, 0, copyValues), testenv.StartPod(t, b, 1, copyValues)}
+	defer func() {
+		for _, p := range bPods {
+			p.Stop(t)
+		}
+	}()
+	waitRecords(t, k, out, 200)
+
+	// The change, in the operator's order: X's pods start (they wait while B's group reads s1),
+	// and B's pods reload to read s2 instead of s1.
+	xPods := []*testenv.Pod{testenv.StartPod(t, x, 0, copyValues), testenv.StartPod(t, x, 1, copyValues)}
+	defer func() {
+		for _, p := range xPods {
+			p.Stop(t)
+		}
+	}()
+	b.Update(t, func(c *config.Executor) {
+		c.Inputs = []config.Input{{Stream: s2, Topic: s2, Partitions: 4, DeadLetterTopic: s2 + ".dlq"}}
+	})
+	// Records keep flowing through the new stage for a while, then the producer stops.
+	deadline := time.Now().Add(60 * time.Second)
+	for len(fetchCommitted(t, k.Admin, x.Config.GroupID, s1)) == 0 || len(k.ReadAll(t, s2, true)) < 200 {
+		if time.Now().After(deadline) {
+			t.Fatalf("X did not take s1 over: committed %v", fetchCommitted(t, k.Admin, x.Config.GroupID, s1))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	stopProducer()
+	batches := <-produced
+	want := batches * 10
+	// Wait until every record came out (or the bound passes), then a little for duplicates.
+	got := map[string]int{}
+	for deadline := time.Now().Add(60 * time.Second); len(got) < want && time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		clear(got)
+		for _, r := range k.ReadAll(t, out, true) {
+			got[string(r.Value)]++
+		}
+	}
+	time.Sleep(2 * time.Second)
+	clear(got)
+	for _, r := range k.ReadAll(t, out, true) {
+		got[string(r.Value)]++
+	}
+	lost, dup := 0, 0
+	for i := range batches {
+		for _, r := range valueRecords(s1, fmt.Sprintf("r%d", i), 10, time.Time{}) {
+			switch n := got[string(r.Value)]; {
+			case n == 0:
+				lost++
+			case n > 1:
+				dup++
+			}
+		}
+	}
+	t.Logf("%d records written to s1 across the change; %d lost, %d duplicated in B's output", want, lost, dup)
+	if lost > 0 {
+		t.Errorf("%d of %d records were lost", lost, want)
+	}
+	if dup > 0 && g == config.ExactlyOnce {
+		t.Errorf("%d of %d records came out more than once under ExactlyOnce", dup, want)
+	}
+}
+
+func testInsertStages(t *testing.T, kafka func(testing.TB) *testenv.Kafka) {
+	for _, g := range []config.Guarantee{config.AtLeastOnce, config.ExactlyOnce} {
+		for _, mode := range []config.AssignmentMode{config.GroupAssignment, config.StaticAssignment} {
+			t.Run(fmt.Sprintf("%s/%s", g, mode), func(t *testing.T) { testInsertStage(t, kafka(t), g, mode) })
+		}
+	}
+}
+
+func TestInsertStageHandsTheInputOver(t *testing.T) {
+	testInsertStages(t, func(tb testing.TB) *testenv.Kafka { return testenv.Fake(tb) })
+}
+
+func TestRealBrokerInsertStageHandsTheInputOver(t *testing.T) {
+	testInsertStages(t, func(tb testing.TB) *testenv.Kafka { return testenv.Real(tb) })
 }

@@ -456,6 +456,11 @@ func (s *session) open(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if s.starts != nil {
+		if err := s.starts.waitHandovers(ctx); err != nil {
+			return fmt.Errorf("take inputs over: %w", err)
+		}
+	}
 	if s.cfg.Guarantee == config.ExactlyOnce {
 		s.txn, err = kgo.NewGroupTransactSession(opts...)
 		if err != nil {

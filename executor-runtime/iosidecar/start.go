@@ -8,6 +8,7 @@ import (
 	"maps"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -81,7 +82,9 @@ func (st *starts) adjust(ctx context.Context, offsets map[string]map[int32]kgo.O
 	for _, topic := range slices.Sorted(maps.Keys(uncommitted)) {
 		mine := uncommitted[topic]
 		slices.Sort(mine)
-		latest := st.of[topic].Position == config.StartLatest
+		// Latest and a handover depend on when they are resolved: the first member resolves
+		// every partition and commits them all (see commit).
+		latest := st.of[topic].Position != config.StartTimestamp
 		var committed map[int32]bool
 		if latest {
 			if committed, err = st.committedPartitions(ctx, adm, topic); err != nil {
@@ -99,6 +102,9 @@ func (st *starts) adjust(ctx context.Context, offsets map[string]map[int32]kgo.O
 		for _, p := range mine {
 			at, ok := resolved[p]
 			if !ok {
+				if st.of[topic].Position == config.StartGroup {
+					continue // the other group never committed this partition: from the reset offset
+				}
 				return nil, fmt.Errorf("resolve the start of %s/%d: no offset listed", topic, p)
 			}
 			offsets[topic][p] = kgo.NewOffset().At(at).WithEpoch(-1)
@@ -120,6 +126,9 @@ func (st *starts) adjust(ctx context.Context, offsets map[string]map[int32]kgo.O
 // transactional commit pending).
 func (st *starts) committedPartitions(ctx context.Context, adm *kadm.Client, topic string) (map[int32]bool, error) {
 	resps, err := adm.FetchOffsetsForTopics(ctx, st.group, topic)
+	if errors.Is(err, kerr.GroupIDNotFound) {
+		return nil, nil // a group that never committed
+	}
 	if err != nil {
 		return nil, fmt.Errorf("fetch the committed offsets of group %s: %w", st.group, err)
 	}
@@ -152,6 +161,8 @@ func (st *starts) resolve(ctx context.Context, adm *kadm.Client, topic string) (
 		listed, err = adm.ListCommittedOffsets(ctx, topic)
 	case config.StartTimestamp:
 		listed, err = adm.ListOffsetsAfterMilli(ctx, s.TimestampMillis, topic)
+	case config.StartGroup:
+		return st.handedOver(ctx, adm, topic, s.Group)
 	default:
 		return nil, fmt.Errorf("input %s: start position %q", topic, s.Position)
 	}
@@ -163,6 +174,113 @@ func (st *starts) resolve(ctx context.Context, adm *kadm.Client, topic string) (
 	}
 	out := map[int32]int64{}
 	listed.Each(func(o kadm.ListedOffset) { out[o.Partition] = o.Offset })
+	return out, nil
+}
+
+// handedOver is the final committed offsets of group on topic, stable (no transactional commit
+// pending); a partition the group never committed is absent.
+func (st *starts) handedOver(ctx context.Context, adm *kadm.Client, topic, group string) (map[int32]int64, error) {
+	resps, err := adm.FetchOffsetsForTopics(kadm.RequireStable(ctx), group, topic)
+	if errors.Is(err, kerr.GroupIDNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("fetch the committed offsets of group %s, which hands %s over: %w", group, topic, err)
+	}
+	out := map[int32]int64{}
+	var errs []error
+	resps.Each(func(r kadm.OffsetResponse) {
+		switch {
+		case r.Topic != topic:
+		case r.Err != nil:
+			errs = append(errs, fmt.Errorf("committed offset of %s/%d in group %s: %w", r.Topic, r.Partition, group, r.Err))
+		case r.At >= 0:
+			out[r.Partition] = r.At
+		}
+	})
+	return out, errors.Join(errs...)
+}
+
+// handoverPoll is how often waitHandovers asks whether the other group still reads the topic.
+const handoverPoll = 500 * time.Millisecond
+
+// waitHandovers runs before the session joins its group: for each input taken over from
+// another group (position "group") on which this group has no commit yet, it waits until no
+// member of the other group is subscribed to the topic. From then on that group's committed
+// offsets on the topic are final (its last transaction is resolved: handedOver reads them
+// stable), and this group starts where it stopped: every record of the topic is processed by
+// exactly one of the two. The pod is not ready while it waits, and holds no partition.
+func (st *starts) waitHandovers(ctx context.Context) error {
+	for _, topic := range slices.Sorted(maps.Keys(st.of)) {
+		from := st.of[topic]
+		if from.Position != config.StartGroup {
+			continue
+		}
+		adm, err := st.admin()
+		if err != nil {
+			return err
+		}
+		committed, err := st.committedPartitions(ctx, adm, topic)
+		if err != nil {
+			return err
+		}
+		if len(committed) > 0 {
+			continue // handed over already
+		}
+		for logged := false; ; {
+			readers, err := subscribers(ctx, adm, from.Group, topic)
+			if err != nil {
+				return err
+			}
+			if len(readers) == 0 {
+				st.log.Info("the input's previous reader stopped reading it: taking it over", "topic", topic, "from", from.Group)
+				break
+			}
+			if !logged {
+				st.log.Info("waiting until the input's previous reader stops reading it", "topic", topic, "from", from.Group, "members", readers)
+				logged = true
+			}
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(handoverPoll):
+			}
+		}
+	}
+	return nil
+}
+
+// subscribers are the members of group subscribed to topic, in either group protocol.
+func subscribers(ctx context.Context, adm *kadm.Client, group, topic string) ([]string, error) {
+	var out []string
+	cgs, err := adm.DescribeConsumerGroups(ctx, group)
+	if err == nil {
+		if g, ok := cgs[group]; ok && g.Err == nil {
+			for _, m := range g.Members {
+				if slices.Contains(m.SubscribedTopics, topic) {
+					out = append(out, m.MemberID)
+				}
+			}
+			return out, nil
+		}
+	}
+	// A classic group (or a broker without KIP-848): the members' join metadata.
+	gs, err := adm.DescribeGroups(ctx, group)
+	if err != nil {
+		return nil, fmt.Errorf("describe group %s: %w", group, err)
+	}
+	g, ok := gs[group]
+	if !ok {
+		return nil, nil
+	}
+	if g.Err != nil && !errors.Is(g.Err, kerr.GroupIDNotFound) {
+		return nil, fmt.Errorf("describe group %s: %w", group, g.Err)
+	}
+	for _, m := range g.Members {
+		if c, ok := m.Join.AsConsumer(); ok && slices.Contains(c.Topics, topic) {
+			out = append(out, m.MemberID)
+		}
+	}
 	return out, nil
 }
 

@@ -70,7 +70,7 @@ const (
 
 // StartPosition is where an entity begins to read an input its consumer group has never
 // committed offsets for.
-// +kubebuilder:validation:Enum=Earliest;Latest;Timestamp
+// +kubebuilder:validation:Enum=Earliest;Latest;Timestamp;Entity
 type StartPosition string
 
 const (
@@ -80,10 +80,14 @@ const (
 	StartLatest StartPosition = "Latest"
 	// StartTimestamp reads the input from its first record at or after a timestamp.
 	StartTimestamp StartPosition = "Timestamp"
+	// StartEntity takes the input over from another entity: it is read from where that
+	// entity's consumer group stopped reading it (inserting a stage in front of an entity).
+	StartEntity StartPosition = "Entity"
 )
 
 // InputStart is the start position of one input of an entity.
 // +kubebuilder:validation:XValidation:rule="(self.position == 'Timestamp') == has(self.timestamp)",message="spec.entities[].start[].timestamp is required when position is Timestamp, and only then"
+// +kubebuilder:validation:XValidation:rule="(self.position == 'Entity') == has(self.entity)",message="spec.entities[].start[].entity is required when position is Entity, and only then"
 type InputStart struct {
 	// Stream is one of the entity's inputs.
 	// +kubebuilder:validation:MinLength=1
@@ -101,6 +105,18 @@ type InputStart struct {
 	// partition whose timestamp is at or after it (the end of a partition that has none).
 	// +optional
 	Timestamp *metav1.Time `json:"timestamp,omitempty"`
+
+	// Entity, with position Entity, names the entity (of this Pipeline, present or removed in
+	// the same change) that read the stream until now: this entity's pods wait until no pod of
+	// that entity's consumer group reads the stream any more, then start each partition at
+	// that group's final committed offset (its earliest record where that group committed
+	// none). Inserting a stage X between A -> s1 -> B is one change: X reads s1 with start
+	// {stream: s1, position: Entity, entity: B} and writes s2, and B reads s2 instead of s1.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	// +optional
+	Entity string `json:"entity,omitempty"`
 }
 
 // PipelineSpec is the topology of a Pipeline: its streams, the entities between them, and how they
@@ -249,6 +265,7 @@ type Stream struct {
 // Entity is a stage: the user's function reading some streams and writing others.
 // +kubebuilder:validation:XValidation:rule="!has(self.outputs) || self.outputs.all(o, !(o in self.inputs))",message="spec.entities[].outputs: an entity must not write a stream it reads"
 // +kubebuilder:validation:XValidation:rule="!has(self.start) || self.start.all(s, s.stream in self.inputs)",message="spec.entities[].start[].stream must be one of the entity's inputs"
+// +kubebuilder:validation:XValidation:rule="!has(self.start) || self.start.all(s, !has(s.entity) || s.entity != self.name)",message="spec.entities[].start[].entity must name another entity"
 // +kubebuilder:validation:XValidation:rule="!(has(self.replicas) && has(self.autoscaling))",message="spec.entities[]: replicas and autoscaling are mutually exclusive"
 // +kubebuilder:validation:XValidation:rule="!has(self.guarantee) || self.guarantee != 'ExactlyOnce' || (has(self.outputs) && size(self.outputs) > 0) || (has(self.state) && self.state.enabled)",message="spec.entities[].guarantee: ExactlyOnce requires outputs or state"
 // +kubebuilder:validation:XValidation:rule="!has(self.assignment) || !has(self.assignment.partitions) || !has(self.autoscaling)",message="spec.entities[].assignment.partitions: explicit partition lists fix the parallelism and cannot be combined with autoscaling"
