@@ -306,6 +306,9 @@ func insertStage(t *testing.T, g v1alpha1.Guarantee, handover bool) verdict {
 	for _, gc := range c.plan.Groups {
 		if gc.Name == render.GroupID(p, "x") {
 			t.Logf("plan of x's group: %s", gc.Detail)
+			if handover && !strings.Contains(gc.Detail, render.GroupID(p, "b")) {
+				t.Errorf("the plan of x's group does not say it takes s1 over from b's group %s: %q", render.GroupID(p, "b"), gc.Detail)
+			}
 		}
 	}
 	time.Sleep(liveSteady)
