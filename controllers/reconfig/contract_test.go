@@ -243,6 +243,11 @@ var mutations = map[string]mutation{
 	}, mutate: func(p *v1alpha1.Pipeline) {
 		entity(p, "sum").Start[0].Timestamp = &metav1.Time{Time: time.Date(2026, 12, 1, 11, 0, 0, 0, time.UTC)}
 	}},
+	"spec.entities[].start[].entity": {from: func() *v1alpha1.Pipeline {
+		p := base()
+		entity(p, "sum").Start = []v1alpha1.InputStart{{Stream: "words", Position: v1alpha1.StartEntity, Entity: "split"}}
+		return p
+	}, mutate: func(p *v1alpha1.Pipeline) { entity(p, "sum").Start[0].Entity = "former" }},
 	"spec.entities[].config": {mutate: func(p *v1alpha1.Pipeline) { entity(p, "sum").Config["window"] = "5m" }},
 	"spec.entities[].resources": {mutate: func(p *v1alpha1.Pipeline) {
 		entity(p, "sum").Resources.Limits = corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("2")}

@@ -46,6 +46,36 @@ reads already only reloads the running pods (Hot). Under ExactlyOnce the start o
 outside the transactions (no output depends on them) and each transaction that follows commits past
 them, so a record after the start is processed once and one before it never.
 
+## Inserting a stage
+
+` + "`A -> s1 -> B`" + ` becomes ` + "`A -> s1 -> X -> s2 -> B`" + ` in one change: X reads s1 and writes s2, B reads s2
+instead of s1, and X takes s1 over from B:
+
+` + "```yaml" + `
+  - name: x
+    inputs: [s1]
+    outputs: [s2]
+    start:
+      - stream: s1
+        position: Entity
+        entity: b               # the entity (of this Pipeline, or removed in this change) that read s1
+  - name: b
+    inputs: [s2]                # was [s1]
+` + "```" + `
+
+X's pods, before they join their group, wait until no member of B's consumer group is subscribed
+to s1 any more (B's pods roll out with their new inputs; the old ones commit their last interval
+and leave). From then on B's committed offsets on s1 are final; X reads them stable (no
+transactional commit pending) and starts each partition there (at its earliest record where B
+never committed one), and the first of X's pods commits them for every partition before it
+processes a record. Every record of s1 is processed either by B before the change or by X after it,
+never both: under ExactlyOnce each reaches B's output exactly once (the e2e test
+` + "`TestRealBrokerInsertStageHandsTheInputOver`" + ` checks it with records flowing). X's pods are not ready
+while they wait. Once X's group has committed offsets on s1, the start no longer matters. When B
+is removed in the change, the KafkaUser grants Describe (only) on B's group so that X can see its
+members and offsets. B's committed offsets on s1 stay in B's group (the operator deletes no
+offsets or groups yet).
+
 Limits: if the pod that resolved Latest loses its partitions before its first commit (the commit
 follows the first poll, within one commit interval), the next owner resolves Latest again, later.
 Two pods that resolve Latest in the same group generation both commit the starts of the

@@ -135,7 +135,7 @@ func NewPlan(old, new *v1alpha1.Pipeline, f render.Facts) (*Plan, error) {
 	plan.entities(old, new, oldObjs, newObjs)
 	plan.topics(new, before.Topics, after.Topics)
 	plan.groups(old, new, oldObjs, newObjs)
-	plan.steps(new)
+	plan.steps(old, new)
 	return plan, nil
 }
 
@@ -369,6 +369,17 @@ func (plan *Plan) groups(old, new *v1alpha1.Pipeline, oldObjs, newObjs map[strin
 	}
 }
 
+// readsAlready reports whether entity of old read st.Stream with the same start: the handover
+// took place in an earlier change.
+func readsAlready(old *v1alpha1.Pipeline, entity string, st v1alpha1.InputStart) bool {
+	for _, e := range old.Spec.Entities {
+		if e.Name == entity && slices.Contains(e.Inputs, st.Stream) && slices.ContainsFunc(e.Start, func(o v1alpha1.InputStart) bool { return o.Stream == st.Stream && o.Entity == st.Entity }) {
+			return true
+		}
+	}
+	return false
+}
+
 // startOf says where a group without committed offsets starts an input.
 func startOf(st *config.Start) string {
 	switch {
@@ -376,6 +387,8 @@ func startOf(st *config.Start) string {
 		return "the earliest offset"
 	case st.Position == config.StartLatest:
 		return "the latest offset (committed for every partition when the group first reads it)"
+	case st.Position == config.StartGroup:
+		return "where group " + st.Group + " stopped reading it (its pods wait until no member of " + st.Group + " reads it)"
 	case st.Position == config.StartTimestamp:
 		return "the first record at or after " + time.UnixMilli(st.TimestampMillis).UTC().Format(time.RFC3339)
 	}
@@ -385,7 +398,7 @@ func startOf(st *config.Start) string {
 // steps are the operator's steps, in its order: topics first (an input must exist before its
 // readers start), then the children by server-side apply, then the pruning of what is no longer
 // wanted; rollouts and reloads follow from the kubelet and the StatefulSet controller.
-func (plan *Plan) steps(new *v1alpha1.Pipeline) {
+func (plan *Plan) steps(old, new *v1alpha1.Pipeline) {
 	var s []string
 	for _, t := range plan.Topics {
 		switch t.Action {
@@ -407,6 +420,15 @@ func (plan *Plan) steps(new *v1alpha1.Pipeline) {
 			s = append(s, fmt.Sprintf("roll out entity %s: %s restart, one StatefulSet rollout", e.Name, podCount(e.Pods)))
 		case len(e.Reload) > 0:
 			s = append(s, fmt.Sprintf("entity %s: running pods reload %s from executor.json, no restart", e.Name, strings.Join(e.Reload, ", ")))
+		}
+	}
+	for _, e := range new.Spec.Entities {
+		for _, st := range e.Start {
+			if st.Position != v1alpha1.StartEntity || readsAlready(old, e.Name, st) {
+				continue
+			}
+			s = append(s, fmt.Sprintf("entity %s takes %s over from entity %s: its pods wait until no pod of %s reads %s, then start at %s's final committed offsets (a group that has committed offsets on %s already continues from them)",
+				e.Name, st.Stream, st.Entity, st.Entity, st.Stream, render.GroupID(new, st.Entity), st.Stream))
 		}
 	}
 	for _, o := range plan.Objects {

@@ -125,3 +125,41 @@ func TestKafkaUserACLsAreDisjoint(t *testing.T) {
 	}
 	t.Log(fmt.Sprintf("%d resources of other Pipelines checked", checked))
 }
+
+// TestKafkaUserACLsOfAHandover: an entity that takes an input over from an entity removed in the
+// same change may Describe that entity's group (its members and committed offsets) and nothing
+// more; a handover from an entity still in the spec adds no ACL.
+func TestKafkaUserACLsOfAHandover(t *testing.T) {
+	p := newPipeline(withStream("s1"), withStream("s2"),
+		withEntity("x", "example.com/f:v1", []string{"s1"}, []string{"s2"}),
+		func(p *v1alpha1.Pipeline) {
+			p.Spec.Kafka.Authentication = &v1alpha1.KafkaAuthentication{Type: v1alpha1.AuthScramSha512}
+			p.Spec.Entities[0].Start = []v1alpha1.InputStart{{Stream: "s1", Position: v1alpha1.StartEntity, Entity: "b"}}
+		})
+	user := kafkaUser(withDefaults(p), Facts{StrimziAPIVersion: "v1"})
+	var got []string
+	for _, a := range user.Spec.Authorization.ACLs {
+		if a.Resource.Type == "group" && a.Resource.Name == GroupID(p, "b") {
+			got = append(got, a.Operations...)
+		}
+	}
+	if strings.Join(got, ",") != aclDescribe {
+		t.Errorf("the group of the removed entity b is granted %v, want only Describe", got)
+	}
+	// With b still in the spec, its group keeps exactly its own Read and Describe.
+	withB := p.DeepCopy()
+	withB.Spec.Entities = append(withB.Spec.Entities, v1alpha1.Entity{Name: "b", Image: "example.com/f:v1", Inputs: []string{"s2"}})
+	user = kafkaUser(withDefaults(withB), Facts{StrimziAPIVersion: "v1"})
+	n := 0
+	for _, a := range user.Spec.Authorization.ACLs {
+		if a.Resource.Type == "group" && a.Resource.Name == GroupID(p, "b") {
+			n++
+			if strings.Join(a.Operations, ",") != aclDescribe+","+aclRead && strings.Join(a.Operations, ",") != aclRead+","+aclDescribe {
+				t.Errorf("entity b's group is granted %v, want Describe and Read", a.Operations)
+			}
+		}
+	}
+	if n != 1 {
+		t.Errorf("entity b's group has %d ACLs, want 1", n)
+	}
+}

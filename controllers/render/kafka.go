@@ -81,6 +81,8 @@ const (
 //   - Read and Describe on each entity's consumer group, and AlterConfigs on it when the entity
 //     sets runtime.sessionTimeout (under KIP-848 the sidecar asks for it as the group's
 //     consumer.session.timeout.ms, an IncrementalAlterConfigs on the group);
+//   - Describe only on the group of a removed entity that another takes an input over from
+//     (start position Entity), to see its members and read its committed offsets;
 //   - Write and Describe on the transactional ids of ExactlyOnce entities, by prefix, since each
 //     pod appends its ordinal;
 //   - IdempotentWrite on the cluster, which brokers before Kafka 2.8 require of idempotent
@@ -125,6 +127,20 @@ func kafkaUser(p *v1alpha1.Pipeline, f Facts) *strimzi.KafkaUser {
 		groups = append(groups, g)
 		if e.Guarantee == v1alpha1.ExactlyOnce {
 			txPrefixes = append(txPrefixes, TransactionalIDPrefix(p, e.Name))
+		}
+	}
+	// An entity that takes an input over from an entity removed in the same change reads that
+	// entity's group: its members (DescribeGroups) and committed offsets (OffsetFetch), both
+	// Describe. An entity still in the spec has its group's Read and Describe already.
+	for i := range p.Spec.Entities {
+		for _, st := range p.Spec.Entities[i].Start {
+			if st.Position != v1alpha1.StartEntity || slices.ContainsFunc(p.Spec.Entities, func(e v1alpha1.Entity) bool { return e.Name == st.Entity }) {
+				continue
+			}
+			id := GroupID(p, st.Entity)
+			if !slices.ContainsFunc(groups, func(g group) bool { return g.id == id }) {
+				groups = append(groups, group{id: id, ops: []string{aclDescribe}})
+			}
 		}
 	}
 

@@ -129,6 +129,25 @@ func InvalidCases() []InvalidCase {
 			Want:     `spec.entities[].start[].timestamp is required when position is Timestamp, and only then`,
 		},
 		{
+			Reason:   "an Entity start without the entity",
+			Pipeline: Pipeline(Entity("sum", Start("words", v1alpha1.StartEntity, ""))),
+			Want:     `spec.entities[1].start[0]: Invalid value: spec.entities[].start[].entity is required when position is Entity, and only then`,
+		},
+		{
+			Reason: "an Entity start from the entity itself",
+			Pipeline: Pipeline(Entity("sum", func(e *v1alpha1.Entity) {
+				e.Start = []v1alpha1.InputStart{{Stream: "words", Position: v1alpha1.StartEntity, Entity: "sum"}}
+			})),
+			Want: `spec.entities[].start[].entity must name another entity`,
+		},
+		{
+			Reason: "a Latest start naming an entity",
+			Pipeline: Pipeline(Entity("sum", func(e *v1alpha1.Entity) {
+				e.Start = []v1alpha1.InputStart{{Stream: "words", Position: v1alpha1.StartLatest, Entity: "split"}}
+			})),
+			Want: `spec.entities[].start[].entity is required when position is Entity, and only then`,
+		},
+		{
 			Reason:   "an unknown start position",
 			Pipeline: Pipeline(Entity("sum", Start("words", "Newest", ""))),
 			Want:     `spec.entities[1].start[0].position: Unsupported value: "Newest"`,
@@ -435,6 +454,13 @@ func ValidPipelines() map[string]*v1alpha1.Pipeline {
 		"a stream named dlq":                       Pipeline(RenameStream("counts", "dlq")),
 		"a dotted name with a changelog topicName": Pipeline(Named("wordcount.sum"), RenameStream("counts", "changelog"), Stream("changelog", func(s *v1alpha1.Stream) { s.TopicName = "wordcount-sum-changelog" })),
 		"runtime timeouts":                         Pipeline(Entity("sum", Runtime("45s", "5m"))),
+		"a stage inserted before sum": Pipeline(func(p *v1alpha1.Pipeline) {
+			p.Spec.Streams = append(p.Spec.Streams, v1alpha1.Stream{Name: "checked", Partitions: 6})
+			p.Spec.Entities[1].Inputs = []string{"checked"}
+			p.Spec.Entities = append(p.Spec.Entities, v1alpha1.Entity{Name: "check", Image: "example.com/check:v1",
+				Inputs: []string{"words"}, Outputs: []string{"checked"},
+				Start: []v1alpha1.InputStart{{Stream: "words", Position: v1alpha1.StartEntity, Entity: "sum"}}})
+		}),
 		"start positions": Pipeline(Entity("split", Start("lines", v1alpha1.StartLatest, "")),
 			Entity("sum", Start("words", v1alpha1.StartTimestamp, "2026-12-01T10:00:00Z"))),
 		"runtime timeouts at their bounds": Pipeline(Entity("sum", Runtime("6s", "30s")), Entity("split", Runtime("30m", "1h"))),
