@@ -13,6 +13,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/utils/ptr"
 
 	v1alpha1 "github.com/millrace-dev/millrace/apis/streaming/v1alpha1"
@@ -383,7 +384,8 @@ const wordCountSumImage = "ghcr.io/millrace-dev/millrace-example-wordcount-sum:v
 // word count's sum: a running count per word, its state per input partition in a changelog) with
 // Static assignment and two pods, under ExactlyOnce, while words keep coming. Kafka's default
 // partitioner sends a word to partition hash(word) mod partitions, so a raise moves words to
-// partitions whose state has never seen them. Either the change is refused, or the counts must
+// partitions whose state has never seen them. Either the change is refused (the plan says so,
+// the API server refuses it with the plan's message, the pods go on untouched), or the counts must
 // stay right: for a word produced n times, counts holds word=1 .. word=n, each exactly once.
 func TestLiveRaisePartitionsStateful(t *testing.T) {
 	ns := namespace(t, nil)
@@ -402,11 +404,35 @@ func TestLiveRaisePartitionsStateful(t *testing.T) {
 	counts := startVerifierOf(t, keyEqualsValue, topicOf(t, p, "counts"))
 	time.Sleep(liveSteady)
 
-	c := applyLive(t, ns, p.Name, "partitions of words 4 -> 6", func(p *v1alpha1.Pipeline) {
-		p.Spec.Streams[0].Partitions = 6
-	}, prod)
-	if got := prediction(c.plan, "sum"); got != "restart 2" {
-		t.Errorf("plan: sum %s, want restart 2", got)
+	raise := func(p *v1alpha1.Pipeline) { p.Spec.Streams[0].Partitions = 6 }
+	var c *liveChange
+	if plan := planFor(t, ns, p.Name, raise); len(plan.Refused()) > 0 {
+		// The plan says the API server refuses it: it must, with the plan's message, and the
+		// entity must go on as if nothing happened.
+		before := snapshotPods(t, ns, p, "sum")
+		prod.mark("refused update")
+		live := getPipeline(t, ns, p.Name)
+		raise(live)
+		err := env.c.Update(context.Background(), live)
+		if !apierrors.IsInvalid(err) {
+			t.Fatalf("the plan says %+v is refused, the API server answered %v", plan.Refused(), err)
+		}
+		for _, r := range plan.Refused() {
+			if !strings.Contains(err.Error(), "cannot get more partitions") || !strings.Contains(err.Error(), r.Refused) {
+				t.Errorf("the API server's refusal %q is not the plan's %q", err, r.Refused)
+			}
+		}
+		t.Logf("refused as planned: %v", err)
+		time.Sleep(liveSteady)
+		if got := observed(before["sum"], snapshotPods(t, ns, p, "sum")["sum"]); got != "keep" {
+			t.Errorf("the refused change moved the pods: %s", got)
+		}
+		c = &liveChange{what: "refused partition raise", plan: plan, entities: []string{"sum"}, before: before, done: before}
+	} else {
+		c = applyLive(t, ns, p.Name, "partitions of words 4 -> 6", raise, prod)
+		if got := prediction(c.plan, "sum"); got != "restart 2" {
+			t.Errorf("plan: sum %s, want restart 2", got)
+		}
 	}
 	time.Sleep(liveSteady)
 	p = getPipeline(t, ns, p.Name)
