@@ -222,12 +222,12 @@ type verifier struct {
 	done    chan struct{}
 	started time.Time
 
-	mu      sync.Mutex
+	mu       sync.Mutex
 	topics   []string
 	count    map[string]int
 	optional map[string]bool // ids that may be seen (at most once) without being required
-	records int
-	last    time.Time // when the last record arrived
+	records  int
+	last     time.Time // when the last record arrived
 }
 
 func startVerifier(t *testing.T, topics ...string) *verifier {
