@@ -35,6 +35,9 @@ func Changes(old, new *v1alpha1.PipelineSpec) []Change {
 	compare(&out, "spec", "spec", "", "", reflect.ValueOf(*old), reflect.ValueOf(*new))
 	for i := range out {
 		out[i].Refused = refusal(out[i])
+		if out[i].Refused == "" && raisesStatefulInput(out[i], new) {
+			out[i].Refused = RefusedStatefulPartitions
+		}
 		if out[i].Refused != "" {
 			out[i].Class = Refused
 		}
@@ -51,6 +54,21 @@ func Worst(changes []Change) Class {
 		}
 	}
 	return worst
+}
+
+// raisesStatefulInput reports whether c raises the partitions of a stream that a stateful entity
+// of new reads (the PipelineSpec's transition rule with RefusedStatefulPartitions).
+func raisesStatefulInput(c Change, new *v1alpha1.PipelineSpec) bool {
+	var o, n int64
+	if c.Field != "spec.streams[].partitions" || json.Unmarshal([]byte(c.Old), &o) != nil || json.Unmarshal([]byte(c.New), &n) != nil || n <= o {
+		return false
+	}
+	for _, e := range new.Entities {
+		if e.State != nil && e.State.Enabled && slices.Contains(e.Inputs, c.Stream) {
+			return true
+		}
+	}
+	return false
 }
 
 // refusal is the transition rule a change breaks, if any: the rules of the CRD that compare a

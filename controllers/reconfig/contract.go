@@ -83,7 +83,7 @@ var Rules = []Rule{
 		Effect:  "Immutable once set: create a new stream to read another topic.",
 		Refused: "spec.streams[].topicName is immutable: create a new stream to read another topic"},
 	{Path: "spec.streams[].partitions", Class: Structural,
-		Effect:  "The topic (and its dead-letter topic, and the changelog of stateful readers) gets more partitions; the entities reading it restart to cover them, and Static maps are recomputed.",
+		Effect:  "The topic (and its dead-letter topic) gets more partitions; the entities reading it restart to cover them, and Static maps are recomputed. Refused for a stream a stateful entity reads (its state cannot follow its keys to the new partitions yet).",
 		Refused: "spec.streams[].partitions cannot decrease"},
 	{Path: "spec.streams[].replicas", Class: Hot,
 		Effect: "The KafkaTopic's replicas change (Strimzi changes a replication factor only with Cruise Control); no pod restarts."},
@@ -159,6 +159,10 @@ var Rules = []Rule{
 	{Path: "spec.suspend", Class: Scale,
 		Effect: "Every entity scales to zero (true) or back (false); topics, offsets and state stay."},
 }
+
+// RefusedStatefulPartitions is the API server's message when the partitions of a stream that a
+// stateful entity reads are raised.
+const RefusedStatefulPartitions = "spec.streams[].partitions: a stream read by an entity with state.enabled cannot get more partitions: its keys would move to other partitions and the entity's state, kept per input partition, cannot follow them yet (create a new stream with more partitions and a new entity instead)"
 
 // Lookup returns the rule of a field path (spec.entities[].image), and whether there is one.
 func Lookup(path string) (Rule, bool) {

@@ -460,3 +460,28 @@ func equalSets(a, b []string) bool {
 	slices.Sort(b)
 	return slices.Equal(slices.Compact(a), slices.Compact(b))
 }
+
+// TestStatefulInputPartitionsAreRefused: raising the partitions of a stream a stateful entity
+// reads is refused, by the contract and by the API server's rules with the same message; the
+// input of a stateless entity may grow.
+func TestStatefulInputPartitionsAreRefused(t *testing.T) {
+	old := base()
+	p := old.DeepCopy()
+	stream(p, "words").Partitions = 12 // read by sum, which has state
+	changes := Changes(&old.Spec, &p.Spec)
+	if len(changes) != 1 || changes[0].Class != Refused || changes[0].Refused != RefusedStatefulPartitions {
+		t.Fatalf("Changes = %+v, want one Refused change of the partitions", changes)
+	}
+	errs := validate.Pipeline(context.Background(), p, old)
+	if len(errs) == 0 || !strings.Contains(errs.ToAggregate().Error(), RefusedStatefulPartitions) {
+		t.Errorf("the API server's rules do not refuse it with the contract's message: %v", errs)
+	}
+	p = old.DeepCopy()
+	stream(p, "lines").Partitions = 12 // read by split, stateless
+	if c := Changes(&old.Spec, &p.Spec); len(c) != 1 || c[0].Class != Structural {
+		t.Errorf("raising a stateless entity's input: %+v, want one Structural change", c)
+	}
+	if errs := validate.Pipeline(context.Background(), p, old); len(errs) > 0 {
+		t.Errorf("raising a stateless entity's input is refused: %v", errs)
+	}
+}

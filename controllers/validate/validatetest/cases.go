@@ -420,6 +420,12 @@ func InvalidUpdates() []InvalidUpdate {
 			Want:   `spec.streams[2].partitions: Invalid value: 2: spec.streams[].partitions cannot decrease`,
 		},
 		{
+			Reason: "a stateful entity's input keeps its partitions",
+			Old:    Pipeline(),
+			New:    Pipeline(Stream("words", func(s *v1alpha1.Stream) { s.Partitions = 12 })),
+			Want:   `spec: Invalid value: spec.streams[].partitions: a stream read by an entity with state.enabled cannot get more partitions: its keys would move to other partitions and the entity's state, kept per input partition, cannot follow them yet (create a new stream with more partitions and a new entity instead)`,
+		},
+		{
 			Reason: "topicName never changes",
 			Old:    Pipeline(),
 			New:    Pipeline(Stream("lines", func(s *v1alpha1.Stream) { s.TopicName = "other" })),

@@ -29,6 +29,7 @@ func TestPlanGolden(t *testing.T) {
 		{reason: "an entity added at a timestamp, a start position for an input already read", file: "plan-start.yaml", golden: "plan/start.txt", code: 1},
 		{reason: "a stage inserted in front of sum takes its input over", file: "plan-insert.yaml", golden: "plan/insert.txt", code: 1},
 		{reason: "an entity removed: its group's offsets stay", file: "plan-removed.yaml", golden: "plan/removed.txt", code: 1},
+		{reason: "more partitions for a stateful entity's input are refused, exit 2", file: "plan-refused-stateful.yaml", golden: "plan/refused-stateful.txt", code: 2},
 		{reason: "fewer partitions are refused, exit 2", file: "plan-refused.yaml", golden: "plan/refused.txt", code: 2},
 		{reason: "JSON output", file: "plan-rolling.yaml", args: []string{"-o", "json"}, golden: "plan/rolling.json", code: 1},
 	}
