@@ -10,9 +10,14 @@ import (
 	"strconv"
 	"sync"
 	"testing"
+	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
+	"github.com/millrace-dev/millrace/apis/strimzi"
 	"github.com/millrace-dev/millrace/controllers/testenv"
 	"github.com/millrace-dev/millrace/e2e/strimzidouble"
 )
@@ -56,7 +61,40 @@ func strimziFor(t *testing.T, ns string) {
 	}
 	// Stopped by the namespace's cleanup once its Pipelines are gone, so that the double still
 	// serves the KafkaTopic finalizers while they are deleted.
-	afterNamespace(ns, func() { d.Stop(); cancel() })
+	// Before it stops, the KafkaTopics and KafkaUsers left in the namespace (the garbage
+	// collector's, and Retain topics, which nothing deletes) go while it still serves their
+	// finalizers; otherwise the namespace stays Terminating for good.
+	afterNamespace(ns, func() {
+		deleteStrimziChildren(t, ns)
+		d.Stop()
+		cancel()
+	})
+}
+
+// deleteStrimziChildren deletes the namespace's KafkaTopics and KafkaUsers and waits until they are
+// gone. Unstructured, with the served version: the typed kinds are registered under two versions.
+func deleteStrimziChildren(t *testing.T, ns string) {
+	t.Helper()
+	for _, kind := range []string{"KafkaTopic", "KafkaUser"} {
+		gvk := strimzi.V1.WithKind(kind)
+		obj := &unstructured.Unstructured{}
+		obj.SetGroupVersionKind(gvk)
+		if err := env.c.DeleteAllOf(context.Background(), obj, client.InNamespace(ns)); err != nil && !apierrors.IsNotFound(err) {
+			t.Errorf("delete %ss in %s: %v", kind, ns, err)
+			continue
+		}
+		waitFor(t, 2*time.Minute, kind+"s deleted", func(ctx context.Context) error {
+			list := &unstructured.UnstructuredList{}
+			list.SetGroupVersionKind(gvk.GroupVersion().WithKind(kind + "List"))
+			if err := env.c.List(ctx, list, client.InNamespace(ns)); err != nil {
+				return err
+			}
+			if n := len(list.Items); n > 0 {
+				return fmt.Errorf("%d %ss left, first %s (finalizers %v)", n, kind, list.Items[0].GetName(), list.Items[0].GetFinalizers())
+			}
+			return nil
+		})
+	}
 }
 
 var (
