@@ -33,8 +33,10 @@ var (
 	errTopics = errors.New("ensure kafka topics")
 )
 
-// applyConcurrency bounds the applies in flight for one Pipeline.
-const applyConcurrency = 4
+// applyConcurrency bounds the applies in flight for one Pipeline: a new 5-entity Pipeline's 26
+// children go in two rounds rather than seven, so that a reconcile waits for the API server
+// about as long as two requests take, not seven (docs/benchmarks.md, issue 11).
+const applyConcurrency = 16
 
 // AnnotationStrimziManaged set to "false" makes Strimzi's (unidirectional) Topic Operator stop
 // managing a KafkaTopic: deleting the KafkaTopic then removes only the resource and keeps the
@@ -89,6 +91,9 @@ func (r *Reconciler) apply(ctx context.Context, s *scope) error {
 	// applied a few at a time: a new 5-entity Pipeline is some 30 writes.
 	var mu sync.Mutex
 	var wg sync.WaitGroup
+	// The API server's answers to the applies: the children as they are now, which the status
+	// is computed from (merged once all applies are done; the goroutines read s.children).
+	var answers []*unstructured.Unstructured
 	sem := make(chan struct{}, applyConcurrency)
 	for _, u := range todo {
 		wg.Add(1)
@@ -128,10 +133,20 @@ func (r *Reconciler) apply(ctx context.Context, s *scope) error {
 			if s.child(gvk, u.GetName()) == nil {
 				s.created++
 			}
+			// u is now the API server's answer; its watch event need not reconcile again.
+			if r.ownWrites != nil {
+				r.ownWrites.wrote(gvk.GroupKind(), u)
+			}
+			answers = append(answers, u)
 			log.V(1).Info("applied", "kind", gvk.Kind, "object", klog.KObj(u))
 		}()
 	}
 	wg.Wait()
+	for _, u := range answers {
+		if err := s.addApplied(u); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	if len(errs) > 0 {
 		// In a stable order, so that the condition that reports them does not change with the
 		// order the applies finished in.

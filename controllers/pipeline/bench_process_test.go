@@ -2,6 +2,10 @@ package pipeline
 
 import (
 	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -54,18 +59,45 @@ type operatorRun struct {
 	n           int
 }
 
+// buildOperator builds cmd/manager of the source tree at src as the image builds it (Makefile,
+// docker-build) into bin and reports its size.
+func buildOperator(b *testing.B, src, bin, suffix string) {
+	build := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", bin, "./cmd/manager")
+	build.Dir = src
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		b.Fatalf("build the operator in %s: %v\n%s", src, err, out)
+	}
+	if fi, err := os.Stat(bin); err == nil {
+		b.ReportMetric(float64(fi.Size())/(1<<20), "MiB-binary"+suffix)
+	}
+}
+
+// baselineSource extracts commit (MILLRACE_BENCH_BASELINE) of this repository into a
+// directory of its own, to build the operator as it was: before/after in the same run.
+func baselineSource(b *testing.B, commit string) string {
+	dir := filepath.Join(b.TempDir(), "baseline")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		b.Fatal(err)
+	}
+	archive := exec.Command("sh", "-c", "git archive --format=tar "+commit+" | tar -x -C "+dir)
+	archive.Dir = testenv.RepoRoot()
+	if out, err := archive.CombinedOutput(); err != nil {
+		b.Fatalf("extract %s: %v\n%s", commit, err, out)
+	}
+	return dir
+}
+
 func benchmarkOperatorProcess(b *testing.B, n, unrelated int) {
 	dir := b.TempDir()
 	bin := filepath.Join(dir, "manager")
-	// Built as the image builds it (Makefile, docker-build).
-	build := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", bin, "./cmd/manager")
-	build.Dir = testenv.RepoRoot()
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		b.Fatalf("build the operator: %v\n%s", err, out)
-	}
-	if fi, err := os.Stat(bin); err == nil {
-		b.ReportMetric(float64(fi.Size())/(1<<20), "MiB-binary")
+	buildOperator(b, testenv.RepoRoot(), bin, "")
+	// MILLRACE_BENCH_BASELINE: a commit whose operator runs too, right after this one's, against
+	// the same API server and the same bare-client baselines.
+	oldBin := ""
+	if commit := os.Getenv("MILLRACE_BENCH_BASELINE"); commit != "" && unrelated == 0 {
+		oldBin = filepath.Join(dir, "manager-baseline")
+		buildOperator(b, baselineSource(b, commit), oldBin, "-old")
 	}
 	e := envV1
 	kubeconfig := filepath.Join(dir, "kubeconfig")
@@ -95,16 +127,24 @@ func benchmarkOperatorProcess(b *testing.B, n, unrelated int) {
 			ssa := baselineCreate(ctx, b, e, n, true)
 			b.ReportMetric((serverCPU()-serverBefore)/float64(n)*1000, "server-cpu-ms/pipeline-baseline-apply")
 			b.ReportMetric(float64(n)/ssa.Seconds(), "pipelines/s-baseline-apply")
-			run := runOperator(ctx, b, e, bin, kubeconfig, limit, n, 0)
+			b.ReportMetric(base.Seconds()/ssa.Seconds(), "x-baseline-rate-apply")
+			run := runOperator(ctx, b, e, bin, kubeconfig, limit, n, 0, "")
 			b.ReportMetric(float64(n)/run.converge.Seconds(), "pipelines/s")
 			b.ReportMetric(base.Seconds()/run.converge.Seconds(), "x-baseline-rate")
+			b.ReportMetric(ssa.Seconds()/run.converge.Seconds(), "x-baseline-apply-rate")
 			run.report(b, "")
+			if oldBin != "" {
+				old := runOperator(ctx, b, e, oldBin, kubeconfig, limit, n, 0, "-old")
+				b.ReportMetric(float64(n)/old.converge.Seconds(), "pipelines/s-old")
+				b.ReportMetric(base.Seconds()/old.converge.Seconds(), "x-baseline-rate-old")
+				old.report(b, "-old")
+			}
 			continue
 		}
-		run := runOperator(ctx, b, e, bin, kubeconfig, limit, n, 0)
+		run := runOperator(ctx, b, e, bin, kubeconfig, limit, n, 0, "")
 		run.report(b, "")
 		if unrelated > 0 {
-			with := runOperator(ctx, b, e, bin, kubeconfig, limit, n, unrelated)
+			with := runOperator(ctx, b, e, bin, kubeconfig, limit, n, unrelated, "-unrelated")
 			with.report(b, "-unrelated")
 			b.ReportMetric(float64(with.rss)/float64(run.rss), "x-rss-unrelated")
 		}
@@ -128,7 +168,12 @@ func (r operatorRun) report(b *testing.B, suffix string) {
 // objects of each kind there), converges one warm-up Pipeline (the operator's start and the
 // first informers are not what is measured), then times n Pipelines created at once until all
 // have their status written.
-func runOperator(ctx context.Context, b *testing.B, e *env, bin, kubeconfig, limit string, n, unrelated int) operatorRun {
+//
+// With MILLRACE_BENCH_PROFILE set to a directory, the operator serves Go's profiles and the run
+// writes there, for MILLRACE_BENCH_PROFILE_SECONDS (default 10) from the n Pipelines' creation,
+// a CPU profile of the operator and one of the API server (kube-apiserver serves
+// /debug/pprof to its admin), and the operator's heap once converged; name tells the runs apart.
+func runOperator(ctx context.Context, b *testing.B, e *env, bin, kubeconfig, limit string, n, unrelated int, name string) operatorRun {
 	ns := e.namespace(&testing.T{})
 	if unrelated > 0 {
 		took := createUnrelated(ctx, b, e, ns, unrelated)
@@ -137,6 +182,12 @@ func runOperator(ctx context.Context, b *testing.B, e *env, bin, kubeconfig, lim
 	args := []string{"--watch-namespace", ns, "--metrics-bind-address", "0", "--health-probe-bind-address", "0", "--zap-log-level", "error"}
 	// MILLRACE_BENCH_ARGS: more flags for the operator, to compare settings.
 	args = append(args, strings.Fields(os.Getenv("MILLRACE_BENCH_ARGS"))...)
+	profDir := os.Getenv("MILLRACE_BENCH_PROFILE")
+	pprofAddr := ""
+	if profDir != "" {
+		pprofAddr = freeAddress(b)
+		args = append(args, "--pprof-bind-address", pprofAddr)
+	}
 	cmd := exec.Command(bin, args...)
 	cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig, "GOMEMLIMIT="+limit)
 	cmd.Stderr = os.Stderr
@@ -165,6 +216,29 @@ func runOperator(ctx context.Context, b *testing.B, e *env, bin, kubeconfig, lim
 		b.Fatal(err)
 	}
 	waitConverged(1, time.Now())
+	var profiles sync.WaitGroup
+	if profDir != "" && n > 0 {
+		secs := os.Getenv("MILLRACE_BENCH_PROFILE_SECONDS")
+		if secs == "" {
+			secs = "10"
+		}
+		base := filepath.Join(profDir, fmt.Sprintf("%d%s", n, name))
+		profiles.Add(2)
+		go func() {
+			defer profiles.Done()
+			fetchProfile(b, http.DefaultClient, "http://"+pprofAddr+"/debug/pprof/profile?seconds="+secs, base+"-operator.cpu.pprof")
+		}()
+		go func() {
+			defer profiles.Done()
+			hc, err := rest.HTTPClientFor(e.cfg)
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			fetchProfile(b, hc, strings.TrimSuffix(e.cfg.Host, "/")+"/debug/pprof/profile?seconds="+secs, base+"-apiserver.cpu.pprof")
+		}()
+		time.Sleep(200 * time.Millisecond) // the profiles start before the Pipelines
+	}
 	start, cpuBefore, serverBefore := time.Now(), processCPU(cmd.Process.Pid), serverCPU()
 	for j := 0; j < n; j++ {
 		if err := e.client.Create(ctx, fiveEntities(ns, "p"+strconv.Itoa(j))); err != nil {
@@ -174,12 +248,44 @@ func runOperator(ctx context.Context, b *testing.B, e *env, bin, kubeconfig, lim
 	waitConverged(n+1, start)
 	run := operatorRun{converge: time.Since(start), n: n,
 		cpu: processCPU(cmd.Process.Pid) - cpuBefore, server: serverCPU() - serverBefore}
+	profiles.Wait()
 	time.Sleep(3 * time.Second) // let the last events settle
+	if profDir != "" && n > 0 {
+		fetchProfile(b, http.DefaultClient, "http://"+pprofAddr+"/debug/pprof/heap", filepath.Join(profDir, fmt.Sprintf("%d%s-operator.heap.pprof", n, name)))
+	}
 	run.rss = processRSS(cmd.Process.Pid)
 	run.peak = max(peak, run.rss)
 	run.anon = processStatus(cmd.Process.Pid, "RssAnon:")
 	run.files = processStatus(cmd.Process.Pid, "RssFile:")
 	return run
+}
+
+// freeAddress is a loopback address with a port free at the time of the call.
+func freeAddress(b *testing.B) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// fetchProfile writes what url serves to path.
+func fetchProfile(b *testing.B, hc *http.Client, url, path string) {
+	resp, err := hc.Get(url)
+	if err != nil {
+		b.Errorf("profile %s: %v", url, err)
+		return
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		b.Errorf("profile %s: %v %s", url, err, resp.Status)
+		return
+	}
+	if err := os.WriteFile(path, raw, 0o644); err != nil {
+		b.Error(err)
+	}
 }
 
 // watchConverged watches the Pipelines of ns and returns how many have had their status

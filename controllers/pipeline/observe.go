@@ -209,6 +209,27 @@ func (s *scope) addTyped(gvk schema.GroupVersionKind, o runtime.Object) error {
 	return nil
 }
 
+// addApplied puts the API server's answer to an apply in place of what was observed before it,
+// so that the status written at the end of the reconcile says what the reconcile made (a new
+// StatefulSet's replicas, a KafkaTopic that exists) rather than what the cache held before: the
+// reconcile that the write's own watch event would have brought only to write that status is
+// not needed (ownWrites).
+func (s *scope) addApplied(u *unstructured.Unstructured) error {
+	gvk := u.GroupVersionKind()
+	u.SetManagedFields(nil)
+	if gvk == gvkStatefulSet {
+		sts := &appsv1.StatefulSet{}
+		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, sts); err != nil {
+			return fmt.Errorf("read the applied StatefulSet %s: %w", u.GetName(), err)
+		}
+		if e := sts.Labels[render.LabelEntity]; e != "" {
+			s.statefulSets[e] = sts
+		}
+	}
+	s.addChild(gvk, u)
+	return nil
+}
+
 func (s *scope) addChild(gvk schema.GroupVersionKind, u *unstructured.Unstructured) {
 	if s.children[gvk] == nil {
 		s.children[gvk] = map[string]*unstructured.Unstructured{}

@@ -29,7 +29,6 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/discovery"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/ptr"
@@ -44,7 +43,7 @@ import (
 	"github.com/millrace-dev/millrace/apis/streaming/v1alpha1"
 	"github.com/millrace-dev/millrace/controllers/pipeline/topics"
 	"github.com/millrace-dev/millrace/controllers/render"
-	"github.com/millrace-dev/millrace/controllers/validate"
+	"github.com/millrace-dev/millrace/controllers/validate/topology"
 )
 
 // FieldManager is the one field owner of everything the operator applies.
@@ -153,6 +152,8 @@ type Reconciler struct {
 	prober           ConfigProber
 	configApplyBound time.Duration
 	clock            func() time.Time
+	// ownWrites keeps the watch events of the operator's own applies from reconciling again.
+	ownWrites *ownWrites
 }
 
 // DefaultAdminRetryPeriod is how often the operator retries a Kafka admin client that the
@@ -197,16 +198,17 @@ func SetupWithManager(ctx context.Context, mgr ctrl.Manager, o Options) (*Reconc
 		caps:     newCapabilities(disc),
 		kafka:    topics.NewAdmin(),
 
+		ownWrites:        newOwnWrites(),
 		prober:           o.ConfigProber,
 		configApplyBound: o.ConfigApplyBound,
 		clock:            o.Clock,
 	}
 	if r.prober == nil {
-		cs, err := kubernetes.NewForConfig(mgr.GetConfig())
+		pp, err := newProxyProber(mgr.GetConfig(), mgr.GetHTTPClient())
 		if err != nil {
 			return nil, fmt.Errorf("build the pods/proxy client: %w", err)
 		}
-		r.prober = proxyProber{cs: cs}
+		r.prober = pp
 	}
 	if r.configApplyBound == 0 {
 		r.configApplyBound = DefaultConfigApplyBound
@@ -237,9 +239,9 @@ func SetupWithManager(ctx context.Context, mgr ctrl.Manager, o Options) (*Reconc
 		Named("pipeline").
 		For(&v1alpha1.Pipeline{}, builder.WithPredicates(predicate.Or(
 			predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
-		Owns(&appsv1.StatefulSet{}).
-		Owns(&corev1.ConfigMap{}).
-		Owns(&corev1.Service{}).
+		Owns(&appsv1.StatefulSet{}, builder.WithPredicates(r.ownWrites.predicate(gvkStatefulSet.GroupKind()))).
+		Owns(&corev1.ConfigMap{}, builder.WithPredicates(r.ownWrites.predicate(gvkConfigMap.GroupKind()))).
+		Owns(&corev1.Service{}, builder.WithPredicates(r.ownWrites.predicate(gvkService.GroupKind()))).
 		WatchesMetadata(&apiextensionsv1.CustomResourceDefinition{},
 			handler.EnqueueRequestsFromMapFunc(r.crdChanged),
 			builder.WithPredicates(predicate.NewPredicateFuncs(func(o client.Object) bool { return composedCRDs[o.GetName()] }))).
@@ -326,7 +328,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.
 	}
 
 	s := newScope(p)
-	if errs := validate.Topology(p); len(errs) > 0 {
+	if errs := topology.Check(p); len(errs) > 0 {
 		s.invalid = errs.ToAggregate().Error()
 		return ctrl.Result{}, r.writeStatus(ctx, s)
 	}
