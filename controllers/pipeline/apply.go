@@ -120,7 +120,12 @@ func (r *Reconciler) apply(ctx context.Context, s *scope) error {
 				return
 			}
 			if err == nil {
+				r.ownWrites.expect(gvk.GroupKind(), u)
 				err = r.client.Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(FieldManager), client.ForceOwnership)
+				if !r.ownWrites.wrote(gvk.GroupKind(), u, err) {
+					// An event dropped meanwhile was somebody else's write: look again.
+					s.requeue.Store(true)
+				}
 			}
 			mu.Lock()
 			defer mu.Unlock()
@@ -133,10 +138,7 @@ func (r *Reconciler) apply(ctx context.Context, s *scope) error {
 			if s.child(gvk, u.GetName()) == nil {
 				s.created++
 			}
-			// u is now the API server's answer; its watch event need not reconcile again.
-			if r.ownWrites != nil {
-				r.ownWrites.wrote(gvk.GroupKind(), u)
-			}
+			// u is now the API server's answer.
 			answers = append(answers, u)
 			log.V(1).Info("applied", "kind", gvk.Kind, "object", klog.KObj(u))
 		}()

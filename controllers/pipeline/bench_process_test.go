@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -117,8 +118,9 @@ func benchmarkOperatorProcess(b *testing.B, n, unrelated int) {
 	ctx := context.Background()
 	for i := 0; i < b.N; i++ {
 		if n > 0 && unrelated == 0 {
-			serverBefore := serverCPU()
+			serverBefore, requestsBefore := serverCPU(), serverRequests(b, e)
 			base := baselineCreate(ctx, b, e, n, false)
+			logRequests(b, "baseline", requestsBefore, serverRequests(b, e), n)
 			b.ReportMetric((serverCPU()-serverBefore)/float64(n)*1000, "server-cpu-ms/pipeline-baseline")
 			b.ReportMetric(base.Seconds(), "s/baseline")
 			b.ReportMetric(float64(n)/base.Seconds(), "pipelines/s-baseline")
@@ -239,6 +241,7 @@ func runOperator(ctx context.Context, b *testing.B, e *env, bin, kubeconfig, lim
 		}()
 		time.Sleep(200 * time.Millisecond) // the profiles start before the Pipelines
 	}
+	requestsBefore := serverRequests(b, e)
 	start, cpuBefore, serverBefore := time.Now(), processCPU(cmd.Process.Pid), serverCPU()
 	for j := 0; j < n; j++ {
 		if err := e.client.Create(ctx, fiveEntities(ns, "p"+strconv.Itoa(j))); err != nil {
@@ -248,16 +251,75 @@ func runOperator(ctx context.Context, b *testing.B, e *env, bin, kubeconfig, lim
 	waitConverged(n+1, start)
 	run := operatorRun{converge: time.Since(start), n: n,
 		cpu: processCPU(cmd.Process.Pid) - cpuBefore, server: serverCPU() - serverBefore}
+	if n > 0 {
+		logRequests(b, "operator"+name, requestsBefore, serverRequests(b, e), n)
+	}
 	profiles.Wait()
 	time.Sleep(3 * time.Second) // let the last events settle
 	if profDir != "" && n > 0 {
-		fetchProfile(b, http.DefaultClient, "http://"+pprofAddr+"/debug/pprof/heap", filepath.Join(profDir, fmt.Sprintf("%d%s-operator.heap.pprof", n, name)))
+		fetchProfile(b, http.DefaultClient, "http://"+pprofAddr+"/debug/pprof/heap?gc=1", filepath.Join(profDir, fmt.Sprintf("%d%s-operator.heap.pprof", n, name)))
 	}
 	run.rss = processRSS(cmd.Process.Pid)
 	run.peak = max(peak, run.rss)
 	run.anon = processStatus(cmd.Process.Pid, "RssAnon:")
 	run.files = processStatus(cmd.Process.Pid, "RssFile:")
 	return run
+}
+
+// serverRequests is the API server's apiserver_request_total, by verb, resource and
+// subresource, from its /metrics.
+func serverRequests(b *testing.B, e *env) map[string]float64 {
+	hc, err := rest.HTTPClientFor(e.cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	resp, err := hc.Get(strings.TrimSuffix(e.cfg.Host, "/") + "/metrics")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		b.Fatal(err)
+	}
+	label := func(line, name string) string {
+		i := strings.Index(line, name+`="`)
+		if i < 0 {
+			return ""
+		}
+		rest := line[i+len(name)+2:]
+		return rest[:strings.IndexByte(rest, '"')]
+	}
+	out := map[string]float64{}
+	for _, line := range strings.Split(string(raw), "\n") {
+		if !strings.HasPrefix(line, "apiserver_request_total{") {
+			continue
+		}
+		v, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)
+		if err != nil {
+			continue
+		}
+		key := label(line, "verb") + " " + label(line, "resource")
+		if sub := label(line, "subresource"); sub != "" {
+			key += "/" + sub
+		}
+		out[key] += v
+	}
+	return out
+}
+
+// logRequests logs the requests the API server served between before and after, per Pipeline.
+func logRequests(b *testing.B, what string, before, after map[string]float64, n int) {
+	var parts []string
+	total := 0.0
+	for k, v := range after {
+		if d := (v - before[k]) / float64(n); d >= 0.05 {
+			parts = append(parts, fmt.Sprintf("%s %.2f", k, d))
+			total += d
+		}
+	}
+	sort.Strings(parts)
+	b.Logf("%s: API requests per Pipeline %.1f: %s", what, total, strings.Join(parts, ", "))
 }
 
 // freeAddress is a loopback address with a port free at the time of the call.

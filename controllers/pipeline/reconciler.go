@@ -371,6 +371,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.
 	if len(s.configPending)+len(s.configLate) > 0 && (res.RequeueAfter == 0 || res.RequeueAfter > configRecheck) {
 		res.RequeueAfter = configRecheck
 	}
+	if s.requeue.Load() && (res.RequeueAfter == 0 || res.RequeueAfter > ownWriteRecheck) {
+		res.RequeueAfter = ownWriteRecheck
+	}
 	if err := r.writeStatus(ctx, s); err != nil {
 		return res, errors.Join(s.applyErr, err)
 	}
@@ -391,6 +394,10 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.
 	}
 	return res, nil
 }
+
+// ownWriteRecheck is how soon a Pipeline is looked at again when a watch event dropped as its
+// own write turned out to be another's (ownWrites).
+const ownWriteRecheck = time.Second
 
 // requeueForCRDs asks for a short requeue when a composed operator's CRD exists but discovery
 // does not serve it yet (it is being established), so recovery does not wait for another event.
