@@ -367,6 +367,18 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.
 
 	// 3. apply, 4. status
 	s.applyErr = r.apply(ctx, s)
+	if s.applyErr == nil && s.applied > 0 {
+		// What render takes from the children may have changed with this apply (a new
+		// autoscaled StatefulSet starts at minReplicas, then hands the field over): render
+		// again from the API server's answers and apply what differs, now rather than in a
+		// reconcile that the apply's own watch events would have brought (ownWrites).
+		if again, err := r.rerender(ctx, s); err != nil || again {
+			s.applyErr = err
+			if err == nil {
+				s.applyErr = r.apply(ctx, s)
+			}
+		}
+	}
 	r.observeConfig(ctx, s)
 	if len(s.configPending)+len(s.configLate) > 0 && (res.RequeueAfter == 0 || res.RequeueAfter > configRecheck) {
 		res.RequeueAfter = configRecheck
@@ -393,6 +405,32 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.
 		return res, s.topicsErr
 	}
 	return res, nil
+}
+
+// rerender renders s's Pipeline again with the facts its children give after the apply, and
+// reports whether that changes any object to apply (then s.desired is the new result).
+func (r *Reconciler) rerender(ctx context.Context, s *scope) (bool, error) {
+	s.childFacts(ctrl.LoggerFrom(ctx))
+	result, err := render.Render(s.p, s.facts)
+	if err != nil {
+		return false, err
+	}
+	if len(result.Objects) != len(s.desired.Objects) {
+		s.desired = result
+		return true, nil
+	}
+	for i, obj := range result.Objects {
+		was, err1 := applied(s.desired.Objects[i])
+		now, err2 := applied(obj)
+		if err := errors.Join(err1, err2); err != nil {
+			return false, err
+		}
+		if was.GetAnnotations()[AnnotationAppliedHash] != now.GetAnnotations()[AnnotationAppliedHash] {
+			s.desired = result
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // ownWriteRecheck is how soon a Pipeline is looked at again when a watch event dropped as its
