@@ -170,7 +170,10 @@ func (r *Reconciler) notAnothers(ctx context.Context, p *v1alpha1.Pipeline, u *u
 	}
 	existing := &metav1.PartialObjectMetadata{}
 	existing.SetGroupVersionKind(u.GroupVersionKind())
-	err := r.reader.Get(ctx, client.ObjectKeyFromObject(u), existing)
+	// From the API server's watch cache (resourceVersion 0) rather than a quorum read of etcd:
+	// a new Pipeline makes 26 of these, and the check races with the apply that follows it
+	// either way; the cache is behind by the time a watch event takes.
+	err := r.reader.Get(ctx, client.ObjectKeyFromObject(u), existing, &client.GetOptions{Raw: &metav1.GetOptions{ResourceVersion: "0"}})
 	if apierrors.IsNotFound(err) {
 		return nil
 	}

@@ -114,7 +114,7 @@ func benchmarkOperatorProcess(b *testing.B, n, unrelated int) {
 	if limit == "" {
 		limit = deployedMemoryLimit(b)
 	}
-	b.Logf("GOMEMLIMIT=%s; load average %s", limit, loadAverage())
+	b.Logf("GOMEMLIMIT=%s, GOGC=%s (deployed %q); load average %s", limit, os.Getenv("GOGC"), deployedGOGC(b), loadAverage())
 	ctx := context.Background()
 	for i := 0; i < b.N; i++ {
 		if n > 0 && unrelated == 0 {
@@ -192,6 +192,9 @@ func runOperator(ctx context.Context, b *testing.B, e *env, bin, kubeconfig, lim
 	}
 	cmd := exec.Command(bin, args...)
 	cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig, "GOMEMLIMIT="+limit)
+	if gogc := deployedGOGC(b); gogc != "" && os.Getenv("GOGC") == "" {
+		cmd.Env = append(cmd.Env, "GOGC="+gogc)
+	}
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		b.Fatal(err)
@@ -400,6 +403,18 @@ func deployedMemoryLimit(b *testing.B) string {
 		b.Fatal("no memory limit in config/manager/manager.yaml")
 	}
 	return string(m[1]) + "MiB"
+}
+
+// deployedGOGC is the GOGC that config/manager sets on the operator container, "" if none.
+func deployedGOGC(b *testing.B) string {
+	raw, err := os.ReadFile(filepath.Join(testenv.RepoRoot(), "config", "manager", "manager.yaml"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	if m := regexp.MustCompile(`name: GOGC\s+value: "?(\w+)"?`).FindSubmatch(raw); m != nil {
+		return string(m[1])
+	}
+	return ""
 }
 
 func loadAverage() string {
