@@ -95,10 +95,10 @@ func benchmarkOperatorProcess(b *testing.B, n, unrelated int) {
 	buildOperator(b, testenv.RepoRoot(), bin, "")
 	// MILLRACE_BENCH_BASELINE: a commit whose operator runs too, right after this one's, against
 	// the same API server and the same bare-client baselines.
-	oldBin := ""
+	oldBin, oldSrc := "", ""
 	if commit := os.Getenv("MILLRACE_BENCH_BASELINE"); commit != "" && unrelated == 0 {
-		oldBin = filepath.Join(dir, "manager-baseline")
-		buildOperator(b, baselineSource(b, commit), oldBin, "-old")
+		oldBin, oldSrc = filepath.Join(dir, "manager-baseline"), baselineSource(b, commit)
+		buildOperator(b, oldSrc, oldBin, "-old")
 	}
 	e := envV1
 	kubeconfig := filepath.Join(dir, "kubeconfig")
@@ -114,7 +114,7 @@ func benchmarkOperatorProcess(b *testing.B, n, unrelated int) {
 	if limit == "" {
 		limit = deployedMemoryLimit(b)
 	}
-	b.Logf("GOMEMLIMIT=%s, GOGC=%s (deployed %q); load average %s", limit, os.Getenv("GOGC"), deployedGOGC(b), loadAverage())
+	b.Logf("GOMEMLIMIT=%s, GOGC=%s (deployed %q); load average %s", limit, os.Getenv("GOGC"), deployedGOGC(b, testenv.RepoRoot()), loadAverage())
 	ctx := context.Background()
 	for i := 0; i < b.N; i++ {
 		if n > 0 && unrelated == 0 {
@@ -130,23 +130,23 @@ func benchmarkOperatorProcess(b *testing.B, n, unrelated int) {
 			b.ReportMetric((serverCPU()-serverBefore)/float64(n)*1000, "server-cpu-ms/pipeline-baseline-apply")
 			b.ReportMetric(float64(n)/ssa.Seconds(), "pipelines/s-baseline-apply")
 			b.ReportMetric(base.Seconds()/ssa.Seconds(), "x-baseline-rate-apply")
-			run := runOperator(ctx, b, e, bin, kubeconfig, limit, n, 0, "")
+			run := runOperator(ctx, b, e, testenv.RepoRoot(), bin, kubeconfig, limit, n, 0, "")
 			b.ReportMetric(float64(n)/run.converge.Seconds(), "pipelines/s")
 			b.ReportMetric(base.Seconds()/run.converge.Seconds(), "x-baseline-rate")
 			b.ReportMetric(ssa.Seconds()/run.converge.Seconds(), "x-baseline-apply-rate")
 			run.report(b, "")
 			if oldBin != "" {
-				old := runOperator(ctx, b, e, oldBin, kubeconfig, limit, n, 0, "-old")
+				old := runOperator(ctx, b, e, oldSrc, oldBin, kubeconfig, limit, n, 0, "-old")
 				b.ReportMetric(float64(n)/old.converge.Seconds(), "pipelines/s-old")
 				b.ReportMetric(base.Seconds()/old.converge.Seconds(), "x-baseline-rate-old")
 				old.report(b, "-old")
 			}
 			continue
 		}
-		run := runOperator(ctx, b, e, bin, kubeconfig, limit, n, 0, "")
+		run := runOperator(ctx, b, e, testenv.RepoRoot(), bin, kubeconfig, limit, n, 0, "")
 		run.report(b, "")
 		if unrelated > 0 {
-			with := runOperator(ctx, b, e, bin, kubeconfig, limit, n, unrelated, "-unrelated")
+			with := runOperator(ctx, b, e, testenv.RepoRoot(), bin, kubeconfig, limit, n, unrelated, "-unrelated")
 			with.report(b, "-unrelated")
 			b.ReportMetric(float64(with.rss)/float64(run.rss), "x-rss-unrelated")
 		}
@@ -175,7 +175,10 @@ func (r operatorRun) report(b *testing.B, suffix string) {
 // writes there, for MILLRACE_BENCH_PROFILE_SECONDS (default 10) from the n Pipelines' creation,
 // a CPU profile of the operator and one of the API server (kube-apiserver serves
 // /debug/pprof to its admin), and the operator's heap once converged; name tells the runs apart.
-func runOperator(ctx context.Context, b *testing.B, e *env, bin, kubeconfig, limit string, n, unrelated int, name string) operatorRun {
+//
+// src is the source tree the binary was built from, whose config/manager says the GOGC it is
+// deployed with.
+func runOperator(ctx context.Context, b *testing.B, e *env, src, bin, kubeconfig, limit string, n, unrelated int, name string) operatorRun {
 	ns := e.namespace(&testing.T{})
 	if unrelated > 0 {
 		took := createUnrelated(ctx, b, e, ns, unrelated)
@@ -192,7 +195,7 @@ func runOperator(ctx context.Context, b *testing.B, e *env, bin, kubeconfig, lim
 	}
 	cmd := exec.Command(bin, args...)
 	cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig, "GOMEMLIMIT="+limit)
-	if gogc := deployedGOGC(b); gogc != "" && os.Getenv("GOGC") == "" {
+	if gogc := deployedGOGC(b, src); gogc != "" && os.Getenv("GOGC") == "" {
 		cmd.Env = append(cmd.Env, "GOGC="+gogc)
 	}
 	cmd.Stderr = os.Stderr
@@ -405,9 +408,10 @@ func deployedMemoryLimit(b *testing.B) string {
 	return string(m[1]) + "MiB"
 }
 
-// deployedGOGC is the GOGC that config/manager sets on the operator container, "" if none.
-func deployedGOGC(b *testing.B) string {
-	raw, err := os.ReadFile(filepath.Join(testenv.RepoRoot(), "config", "manager", "manager.yaml"))
+// deployedGOGC is the GOGC that config/manager of the source tree src sets on the operator
+// container, "" if none.
+func deployedGOGC(b *testing.B, src string) string {
+	raw, err := os.ReadFile(filepath.Join(src, "config", "manager", "manager.yaml"))
 	if err != nil {
 		b.Fatal(err)
 	}
