@@ -64,12 +64,14 @@ func (r *Reconciler) apply(ctx context.Context, s *scope) error {
 	var todo []*unstructured.Unstructured
 	var errs []error
 	inputsReady := inputsReadyOf(s)
-	for _, obj := range s.desired.Objects {
+	s.desiredHashes = make([]string, len(s.desired.Objects))
+	for i, obj := range s.desired.Objects {
 		u, err := applied(obj)
 		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
+		s.desiredHashes[i] = u.GetAnnotations()[AnnotationAppliedHash]
 		gvk := u.GroupVersionKind()
 		if desired[gvk] == nil {
 			desired[gvk] = map[string]bool{}
@@ -102,6 +104,15 @@ func (r *Reconciler) apply(ctx context.Context, s *scope) error {
 			defer func() { <-sem; wg.Done() }()
 			gvk := u.GroupVersionKind()
 			live := s.child(gvk, u.GetName())
+			do := func() error {
+				r.ownWrites.expect(gvk.GroupKind(), u)
+				err := r.client.Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(FieldManager), client.ForceOwnership)
+				if !r.ownWrites.wrote(gvk.GroupKind(), u, err) {
+					// An event dropped meanwhile was somebody else's write: look again.
+					s.requeue.Store(true)
+				}
+				return err
+			}
 			var err error
 			if live == nil {
 				// Not a child of this Pipeline: it must not be another's (child names join the
@@ -113,19 +124,14 @@ func (r *Reconciler) apply(ctx context.Context, s *scope) error {
 			if err == nil {
 				err = r.handOverReplicas(ctx, u, live)
 			}
+			if err == nil {
+				err = do()
+			}
 			if errors.Is(err, errNameConflict) {
 				mu.Lock()
 				errs = append(errs, err)
 				mu.Unlock()
 				return
-			}
-			if err == nil {
-				r.ownWrites.expect(gvk.GroupKind(), u)
-				err = r.client.Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(FieldManager), client.ForceOwnership)
-				if !r.ownWrites.wrote(gvk.GroupKind(), u, err) {
-					// An event dropped meanwhile was somebody else's write: look again.
-					s.requeue.Store(true)
-				}
 			}
 			mu.Lock()
 			defer mu.Unlock()

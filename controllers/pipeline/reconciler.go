@@ -415,17 +415,16 @@ func (r *Reconciler) rerender(ctx context.Context, s *scope) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	if len(result.Objects) != len(s.desired.Objects) {
+	if len(result.Objects) != len(s.desiredHashes) {
 		s.desired = result
 		return true, nil
 	}
 	for i, obj := range result.Objects {
-		was, err1 := applied(s.desired.Objects[i])
-		now, err2 := applied(obj)
-		if err := errors.Join(err1, err2); err != nil {
+		now, err := applied(obj)
+		if err != nil {
 			return false, err
 		}
-		if was.GetAnnotations()[AnnotationAppliedHash] != now.GetAnnotations()[AnnotationAppliedHash] {
+		if s.desiredHashes[i] != now.GetAnnotations()[AnnotationAppliedHash] {
 			s.desired = result
 			return true, nil
 		}

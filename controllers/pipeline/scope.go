@@ -41,6 +41,8 @@ type scope struct {
 
 	// desired
 	desired *render.Result
+	// desiredHashes are the applied-hashes of desired.Objects, by index (apply).
+	desiredHashes []string
 
 	// outcome
 	invalid     string
