@@ -40,4 +40,3 @@ func TestChildNameTakenByAnUnmanagedObject(t *testing.T) {
 		t.Errorf("the unmanaged ConfigMap was changed: labels %v, data %v, owners %v", after.Labels, after.Data, after.OwnerReferences)
 	}
 }
-
