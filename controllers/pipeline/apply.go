@@ -33,8 +33,10 @@ var (
 	errTopics = errors.New("ensure kafka topics")
 )
 
-// applyConcurrency bounds the applies in flight for one Pipeline.
-const applyConcurrency = 4
+// applyConcurrency bounds the applies in flight for one Pipeline: a new 5-entity Pipeline's 26
+// children go in two rounds rather than seven, so that a reconcile waits for the API server
+// about as long as two requests take, not seven (docs/benchmarks.md, issue 11).
+const applyConcurrency = 16
 
 // AnnotationStrimziManaged set to "false" makes Strimzi's (unidirectional) Topic Operator stop
 // managing a KafkaTopic: deleting the KafkaTopic then removes only the resource and keeps the
@@ -62,12 +64,14 @@ func (r *Reconciler) apply(ctx context.Context, s *scope) error {
 	var todo []*unstructured.Unstructured
 	var errs []error
 	inputsReady := inputsReadyOf(s)
-	for _, obj := range s.desired.Objects {
+	s.desiredHashes = make([]string, len(s.desired.Objects))
+	for i, obj := range s.desired.Objects {
 		u, err := applied(obj)
 		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
+		s.desiredHashes[i] = u.GetAnnotations()[AnnotationAppliedHash]
 		gvk := u.GroupVersionKind()
 		if desired[gvk] == nil {
 			desired[gvk] = map[string]bool{}
@@ -89,6 +93,9 @@ func (r *Reconciler) apply(ctx context.Context, s *scope) error {
 	// applied a few at a time: a new 5-entity Pipeline is some 30 writes.
 	var mu sync.Mutex
 	var wg sync.WaitGroup
+	// The API server's answers to the applies: the children as they are now, which the status
+	// is computed from (merged once all applies are done; the goroutines read s.children).
+	var answers []*unstructured.Unstructured
 	sem := make(chan struct{}, applyConcurrency)
 	for _, u := range todo {
 		wg.Add(1)
@@ -97,6 +104,15 @@ func (r *Reconciler) apply(ctx context.Context, s *scope) error {
 			defer func() { <-sem; wg.Done() }()
 			gvk := u.GroupVersionKind()
 			live := s.child(gvk, u.GetName())
+			do := func() error {
+				r.ownWrites.expect(gvk.GroupKind(), u)
+				err := r.client.Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(FieldManager), client.ForceOwnership)
+				if !r.ownWrites.wrote(gvk.GroupKind(), u, err) {
+					// An event dropped meanwhile was somebody else's write: look again.
+					s.requeue.Store(true)
+				}
+				return err
+			}
 			var err error
 			if live == nil {
 				// Not a child of this Pipeline: it must not be another's (child names join the
@@ -108,14 +124,14 @@ func (r *Reconciler) apply(ctx context.Context, s *scope) error {
 			if err == nil {
 				err = r.handOverReplicas(ctx, u, live)
 			}
+			if err == nil {
+				err = do()
+			}
 			if errors.Is(err, errNameConflict) {
 				mu.Lock()
 				errs = append(errs, err)
 				mu.Unlock()
 				return
-			}
-			if err == nil {
-				err = r.client.Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(FieldManager), client.ForceOwnership)
 			}
 			mu.Lock()
 			defer mu.Unlock()
@@ -128,10 +144,17 @@ func (r *Reconciler) apply(ctx context.Context, s *scope) error {
 			if s.child(gvk, u.GetName()) == nil {
 				s.created++
 			}
+			// u is now the API server's answer.
+			answers = append(answers, u)
 			log.V(1).Info("applied", "kind", gvk.Kind, "object", klog.KObj(u))
 		}()
 	}
 	wg.Wait()
+	for _, u := range answers {
+		if err := s.addApplied(u); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	if len(errs) > 0 {
 		// In a stable order, so that the condition that reports them does not change with the
 		// order the applies finished in.
@@ -153,7 +176,10 @@ func (r *Reconciler) notAnothers(ctx context.Context, p *v1alpha1.Pipeline, u *u
 	}
 	existing := &metav1.PartialObjectMetadata{}
 	existing.SetGroupVersionKind(u.GroupVersionKind())
-	err := r.reader.Get(ctx, client.ObjectKeyFromObject(u), existing)
+	// From the API server's watch cache (resourceVersion 0) rather than a quorum read of etcd:
+	// a new Pipeline makes 26 of these, and the check races with the apply that follows it
+	// either way; the cache is behind by the time a watch event takes.
+	err := r.reader.Get(ctx, client.ObjectKeyFromObject(u), existing, &client.GetOptions{Raw: &metav1.GetOptions{ResourceVersion: "0"}})
 	if apierrors.IsNotFound(err) {
 		return nil
 	}

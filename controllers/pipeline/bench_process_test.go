@@ -2,16 +2,22 @@ package pipeline
 
 import (
 	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -54,18 +60,45 @@ type operatorRun struct {
 	n           int
 }
 
+// buildOperator builds cmd/manager of the source tree at src as the image builds it (Makefile,
+// docker-build) into bin and reports its size.
+func buildOperator(b *testing.B, src, bin, suffix string) {
+	build := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", bin, "./cmd/manager")
+	build.Dir = src
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		b.Fatalf("build the operator in %s: %v\n%s", src, err, out)
+	}
+	if fi, err := os.Stat(bin); err == nil {
+		b.ReportMetric(float64(fi.Size())/(1<<20), "MiB-binary"+suffix)
+	}
+}
+
+// baselineSource extracts commit (MILLRACE_BENCH_BASELINE) of this repository into a
+// directory of its own, to build the operator as it was: before/after in the same run.
+func baselineSource(b *testing.B, commit string) string {
+	dir := filepath.Join(b.TempDir(), "baseline")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		b.Fatal(err)
+	}
+	archive := exec.Command("sh", "-c", "git archive --format=tar "+commit+" | tar -x -C "+dir)
+	archive.Dir = testenv.RepoRoot()
+	if out, err := archive.CombinedOutput(); err != nil {
+		b.Fatalf("extract %s: %v\n%s", commit, err, out)
+	}
+	return dir
+}
+
 func benchmarkOperatorProcess(b *testing.B, n, unrelated int) {
 	dir := b.TempDir()
 	bin := filepath.Join(dir, "manager")
-	// Built as the image builds it (Makefile, docker-build).
-	build := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", bin, "./cmd/manager")
-	build.Dir = testenv.RepoRoot()
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		b.Fatalf("build the operator: %v\n%s", err, out)
-	}
-	if fi, err := os.Stat(bin); err == nil {
-		b.ReportMetric(float64(fi.Size())/(1<<20), "MiB-binary")
+	buildOperator(b, testenv.RepoRoot(), bin, "")
+	// MILLRACE_BENCH_BASELINE: a commit whose operator runs too, right after this one's, against
+	// the same API server and the same bare-client baselines.
+	oldBin, oldSrc := "", ""
+	if commit := os.Getenv("MILLRACE_BENCH_BASELINE"); commit != "" && unrelated == 0 {
+		oldBin, oldSrc = filepath.Join(dir, "manager-baseline"), baselineSource(b, commit)
+		buildOperator(b, oldSrc, oldBin, "-old")
 	}
 	e := envV1
 	kubeconfig := filepath.Join(dir, "kubeconfig")
@@ -81,12 +114,13 @@ func benchmarkOperatorProcess(b *testing.B, n, unrelated int) {
 	if limit == "" {
 		limit = deployedMemoryLimit(b)
 	}
-	b.Logf("GOMEMLIMIT=%s; load average %s", limit, loadAverage())
+	b.Logf("GOMEMLIMIT=%s, GOGC=%s (deployed %q); load average %s", limit, os.Getenv("GOGC"), deployedGOGC(b, testenv.RepoRoot()), loadAverage())
 	ctx := context.Background()
 	for i := 0; i < b.N; i++ {
 		if n > 0 && unrelated == 0 {
-			serverBefore := serverCPU()
+			serverBefore, requestsBefore := serverCPU(), serverRequests(b, e)
 			base := baselineCreate(ctx, b, e, n, false)
+			logRequests(b, "baseline", requestsBefore, serverRequests(b, e), n)
 			b.ReportMetric((serverCPU()-serverBefore)/float64(n)*1000, "server-cpu-ms/pipeline-baseline")
 			b.ReportMetric(base.Seconds(), "s/baseline")
 			b.ReportMetric(float64(n)/base.Seconds(), "pipelines/s-baseline")
@@ -95,16 +129,24 @@ func benchmarkOperatorProcess(b *testing.B, n, unrelated int) {
 			ssa := baselineCreate(ctx, b, e, n, true)
 			b.ReportMetric((serverCPU()-serverBefore)/float64(n)*1000, "server-cpu-ms/pipeline-baseline-apply")
 			b.ReportMetric(float64(n)/ssa.Seconds(), "pipelines/s-baseline-apply")
-			run := runOperator(ctx, b, e, bin, kubeconfig, limit, n, 0)
+			b.ReportMetric(base.Seconds()/ssa.Seconds(), "x-baseline-rate-apply")
+			run := runOperator(ctx, b, e, testenv.RepoRoot(), bin, kubeconfig, limit, n, 0, "")
 			b.ReportMetric(float64(n)/run.converge.Seconds(), "pipelines/s")
 			b.ReportMetric(base.Seconds()/run.converge.Seconds(), "x-baseline-rate")
+			b.ReportMetric(ssa.Seconds()/run.converge.Seconds(), "x-baseline-apply-rate")
 			run.report(b, "")
+			if oldBin != "" {
+				old := runOperator(ctx, b, e, oldSrc, oldBin, kubeconfig, limit, n, 0, "-old")
+				b.ReportMetric(float64(n)/old.converge.Seconds(), "pipelines/s-old")
+				b.ReportMetric(base.Seconds()/old.converge.Seconds(), "x-baseline-rate-old")
+				old.report(b, "-old")
+			}
 			continue
 		}
-		run := runOperator(ctx, b, e, bin, kubeconfig, limit, n, 0)
+		run := runOperator(ctx, b, e, testenv.RepoRoot(), bin, kubeconfig, limit, n, 0, "")
 		run.report(b, "")
 		if unrelated > 0 {
-			with := runOperator(ctx, b, e, bin, kubeconfig, limit, n, unrelated)
+			with := runOperator(ctx, b, e, testenv.RepoRoot(), bin, kubeconfig, limit, n, unrelated, "-unrelated")
 			with.report(b, "-unrelated")
 			b.ReportMetric(float64(with.rss)/float64(run.rss), "x-rss-unrelated")
 		}
@@ -128,7 +170,15 @@ func (r operatorRun) report(b *testing.B, suffix string) {
 // objects of each kind there), converges one warm-up Pipeline (the operator's start and the
 // first informers are not what is measured), then times n Pipelines created at once until all
 // have their status written.
-func runOperator(ctx context.Context, b *testing.B, e *env, bin, kubeconfig, limit string, n, unrelated int) operatorRun {
+//
+// With MILLRACE_BENCH_PROFILE set to a directory, the operator serves Go's profiles and the run
+// writes there, for MILLRACE_BENCH_PROFILE_SECONDS (default 10) from the n Pipelines' creation,
+// a CPU profile of the operator and one of the API server (kube-apiserver serves
+// /debug/pprof to its admin), and the operator's heap once converged; name tells the runs apart.
+//
+// src is the source tree the binary was built from, whose config/manager says the GOGC it is
+// deployed with.
+func runOperator(ctx context.Context, b *testing.B, e *env, src, bin, kubeconfig, limit string, n, unrelated int, name string) operatorRun {
 	ns := e.namespace(&testing.T{})
 	if unrelated > 0 {
 		took := createUnrelated(ctx, b, e, ns, unrelated)
@@ -137,8 +187,17 @@ func runOperator(ctx context.Context, b *testing.B, e *env, bin, kubeconfig, lim
 	args := []string{"--watch-namespace", ns, "--metrics-bind-address", "0", "--health-probe-bind-address", "0", "--zap-log-level", "error"}
 	// MILLRACE_BENCH_ARGS: more flags for the operator, to compare settings.
 	args = append(args, strings.Fields(os.Getenv("MILLRACE_BENCH_ARGS"))...)
+	profDir := os.Getenv("MILLRACE_BENCH_PROFILE")
+	pprofAddr := ""
+	if profDir != "" {
+		pprofAddr = freeAddress(b)
+		args = append(args, "--pprof-bind-address", pprofAddr)
+	}
 	cmd := exec.Command(bin, args...)
 	cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig, "GOMEMLIMIT="+limit)
+	if gogc := deployedGOGC(b, src); gogc != "" && os.Getenv("GOGC") == "" {
+		cmd.Env = append(cmd.Env, "GOGC="+gogc)
+	}
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		b.Fatal(err)
@@ -165,6 +224,30 @@ func runOperator(ctx context.Context, b *testing.B, e *env, bin, kubeconfig, lim
 		b.Fatal(err)
 	}
 	waitConverged(1, time.Now())
+	var profiles sync.WaitGroup
+	if profDir != "" && n > 0 {
+		secs := os.Getenv("MILLRACE_BENCH_PROFILE_SECONDS")
+		if secs == "" {
+			secs = "10"
+		}
+		base := filepath.Join(profDir, fmt.Sprintf("%d%s", n, name))
+		profiles.Add(2)
+		go func() {
+			defer profiles.Done()
+			fetchProfile(b, http.DefaultClient, "http://"+pprofAddr+"/debug/pprof/profile?seconds="+secs, base+"-operator.cpu.pprof")
+		}()
+		go func() {
+			defer profiles.Done()
+			hc, err := rest.HTTPClientFor(e.cfg)
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			fetchProfile(b, hc, strings.TrimSuffix(e.cfg.Host, "/")+"/debug/pprof/profile?seconds="+secs, base+"-apiserver.cpu.pprof")
+		}()
+		time.Sleep(200 * time.Millisecond) // the profiles start before the Pipelines
+	}
+	requestsBefore := serverRequests(b, e)
 	start, cpuBefore, serverBefore := time.Now(), processCPU(cmd.Process.Pid), serverCPU()
 	for j := 0; j < n; j++ {
 		if err := e.client.Create(ctx, fiveEntities(ns, "p"+strconv.Itoa(j))); err != nil {
@@ -174,12 +257,103 @@ func runOperator(ctx context.Context, b *testing.B, e *env, bin, kubeconfig, lim
 	waitConverged(n+1, start)
 	run := operatorRun{converge: time.Since(start), n: n,
 		cpu: processCPU(cmd.Process.Pid) - cpuBefore, server: serverCPU() - serverBefore}
+	if n > 0 {
+		logRequests(b, "operator"+name, requestsBefore, serverRequests(b, e), n)
+	}
+	profiles.Wait()
 	time.Sleep(3 * time.Second) // let the last events settle
+	if profDir != "" && n > 0 {
+		fetchProfile(b, http.DefaultClient, "http://"+pprofAddr+"/debug/pprof/heap?gc=1", filepath.Join(profDir, fmt.Sprintf("%d%s-operator.heap.pprof", n, name)))
+	}
 	run.rss = processRSS(cmd.Process.Pid)
 	run.peak = max(peak, run.rss)
 	run.anon = processStatus(cmd.Process.Pid, "RssAnon:")
 	run.files = processStatus(cmd.Process.Pid, "RssFile:")
 	return run
+}
+
+// serverRequests is the API server's apiserver_request_total, by verb, resource and
+// subresource, from its /metrics.
+func serverRequests(b *testing.B, e *env) map[string]float64 {
+	hc, err := rest.HTTPClientFor(e.cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	resp, err := hc.Get(strings.TrimSuffix(e.cfg.Host, "/") + "/metrics")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		b.Fatal(err)
+	}
+	label := func(line, name string) string {
+		i := strings.Index(line, name+`="`)
+		if i < 0 {
+			return ""
+		}
+		rest := line[i+len(name)+2:]
+		return rest[:strings.IndexByte(rest, '"')]
+	}
+	out := map[string]float64{}
+	for _, line := range strings.Split(string(raw), "\n") {
+		if !strings.HasPrefix(line, "apiserver_request_total{") {
+			continue
+		}
+		v, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)
+		if err != nil {
+			continue
+		}
+		key := label(line, "verb") + " " + label(line, "resource")
+		if sub := label(line, "subresource"); sub != "" {
+			key += "/" + sub
+		}
+		out[key] += v
+	}
+	return out
+}
+
+// logRequests logs the requests the API server served between before and after, per Pipeline.
+func logRequests(b *testing.B, what string, before, after map[string]float64, n int) {
+	var parts []string
+	total := 0.0
+	for k, v := range after {
+		if d := (v - before[k]) / float64(n); d >= 0.05 {
+			parts = append(parts, fmt.Sprintf("%s %.2f", k, d))
+			total += d
+		}
+	}
+	sort.Strings(parts)
+	b.Logf("%s: API requests per Pipeline %.1f: %s", what, total, strings.Join(parts, ", "))
+}
+
+// freeAddress is a loopback address with a port free at the time of the call.
+func freeAddress(b *testing.B) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// fetchProfile writes what url serves to path.
+func fetchProfile(b *testing.B, hc *http.Client, url, path string) {
+	resp, err := hc.Get(url)
+	if err != nil {
+		b.Errorf("profile %s: %v", url, err)
+		return
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		b.Errorf("profile %s: %v %s", url, err, resp.Status)
+		return
+	}
+	if err := os.WriteFile(path, raw, 0o644); err != nil {
+		b.Error(err)
+	}
 }
 
 // watchConverged watches the Pipelines of ns and returns how many have had their status
@@ -232,6 +406,19 @@ func deployedMemoryLimit(b *testing.B) string {
 		b.Fatal("no memory limit in config/manager/manager.yaml")
 	}
 	return string(m[1]) + "MiB"
+}
+
+// deployedGOGC is the GOGC that config/manager of the source tree src sets on the operator
+// container, "" if none.
+func deployedGOGC(b *testing.B, src string) string {
+	raw, err := os.ReadFile(filepath.Join(src, "config", "manager", "manager.yaml"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	if m := regexp.MustCompile(`name: GOGC\s+value: "?(\w+)"?`).FindSubmatch(raw); m != nil {
+		return string(m[1])
+	}
+	return ""
 }
 
 func loadAverage() string {

@@ -18,6 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
@@ -288,11 +289,12 @@ func (d *dynamicWatches) ensure(snap snapshot) error {
 		u := &unstructured.Unstructured{}
 		u.SetGroupVersionKind(gvk)
 		h, from := handler.EnqueueRequestsFromMapFunc(mapChildToPipeline), d.cache
+		preds := []predicate.Predicate{d.r.ownWrites.predicate(gvk.GroupKind())}
 		if gvk.Kind == "Kafka" {
 			// Not Millrace's, so not labelled: from the unfiltered cache.
-			h, from = handler.EnqueueRequestsFromMapFunc(d.r.mapKafkaToPipelines), d.unowned
+			h, from, preds = handler.EnqueueRequestsFromMapFunc(d.r.mapKafkaToPipelines), d.unowned, nil
 		}
-		if err := d.ctrl.Watch(source.Kind[client.Object](from, u, h)); err != nil {
+		if err := d.ctrl.Watch(source.Kind[client.Object](from, u, h, preds...)); err != nil {
 			return fmt.Errorf("watch %s: %w", gvk, err)
 		}
 		d.started[gvk] = true

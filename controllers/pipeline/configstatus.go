@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"slices"
 	"strconv"
 	"strings"
@@ -12,7 +13,10 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/serializer"
+	utilnet "k8s.io/apimachinery/pkg/util/net"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/millrace-dev/millrace/apis/streaming/v1alpha1"
@@ -43,8 +47,22 @@ type ConfigProber interface {
 	Probe(ctx context.Context, pod *corev1.Pod) (SidecarStatus, error)
 }
 
-// proxyProber asks through the API server's pods/proxy.
-type proxyProber struct{ cs kubernetes.Interface }
+// proxyProber asks through the API server's pods/proxy, with a REST client of the core group
+// (the request client-go's typed ProxyGet makes; the typed clientset of every API group is not
+// linked into the operator for it).
+type proxyProber struct{ rc rest.Interface }
+
+// newProxyProber builds a proxyProber on the manager's configuration and HTTP client.
+func newProxyProber(cfg *rest.Config, hc *http.Client) (proxyProber, error) {
+	cfg = rest.CopyConfig(cfg)
+	cfg.APIPath, cfg.GroupVersion = "/api", &corev1.SchemeGroupVersion
+	cfg.NegotiatedSerializer = serializer.NewCodecFactory(runtime.NewScheme()).WithoutConversion()
+	rc, err := rest.RESTClientForConfigAndClient(cfg, hc)
+	if err != nil {
+		return proxyProber{}, err
+	}
+	return proxyProber{rc: rc}, nil
+}
 
 // probeTimeout bounds one question to one sidecar.
 const probeTimeout = 5 * time.Second
@@ -52,7 +70,8 @@ const probeTimeout = 5 * time.Second
 func (p proxyProber) Probe(ctx context.Context, pod *corev1.Pod) (SidecarStatus, error) {
 	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
 	defer cancel()
-	b, err := p.cs.CoreV1().Pods(pod.Namespace).ProxyGet("http", pod.Name, strconv.Itoa(config.DefaultMetricsPort), "/status", nil).DoRaw(ctx)
+	b, err := p.rc.Get().Namespace(pod.Namespace).Resource("pods").SubResource("proxy").
+		Name(utilnet.JoinSchemeNamePort("http", pod.Name, strconv.Itoa(config.DefaultMetricsPort))).Suffix("/status").DoRaw(ctx)
 	if err != nil {
 		return SidecarStatus{}, err
 	}

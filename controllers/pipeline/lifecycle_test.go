@@ -192,6 +192,55 @@ func TestNoWritesWhenUnchanged(t *testing.T) {
 	}
 }
 
+// TestNewPipelineIsWrittenOnce: a new Pipeline costs one apply per child and one status write.
+// The status is computed from the API server's answers to the applies, and the watch events of
+// the operator's own applies do not reconcile the Pipeline again (ownWrites); before, the second
+// reconcile they caused wrote the status again (the StatefulSets now existed) and, when the cache
+// lagged behind, applied again the children it did not see yet.
+func TestNewPipelineIsWrittenOnce(t *testing.T) {
+	e := envV1
+	ns := e.namespace(t)
+	op := e.startOperator(t, ns)
+	p := e.create(t, newPipeline(ns, withMonitoring()))
+	p = e.converged(t, p)
+	waitQuiet(t, op, ns)
+	_, log := op.writes.writes(ns)
+	applies := map[string]int{}
+	statusWrites := 0
+	for _, w := range log {
+		switch f := strings.Fields(w); f[0] {
+		case "apply":
+			applies[f[1]+" "+f[2]]++
+		case "status-patch", "status-update":
+			statusWrites++
+		}
+	}
+	if statusWrites != 1 {
+		t.Errorf("%d status writes for a new Pipeline, want 1: %v", statusWrites, log)
+	}
+	if len(applies) == 0 {
+		t.Fatalf("no apply: %v", log)
+	}
+	for name, n := range applies {
+		if n != 1 {
+			t.Errorf("%s applied %d times: %v", name, n, log)
+		}
+	}
+	// The status the one write made is the steady one: the StatefulSets it reports exist.
+	for _, es := range e.pipeline(t, p).Status.Entities {
+		if es.Replicas != 1 {
+			t.Errorf("entity %s: status says %d replicas, want 1 (its StatefulSet's)", es.Name, es.Replicas)
+		}
+	}
+	// Every own write's event was seen (and dropped), none is left waiting.
+	eventually(t, "own writes seen", func() error {
+		if n := op.r.ownWrites.pending(); n != 0 {
+			return fmt.Errorf("%d own writes not seen: %v", n, op.r.ownWrites.keys())
+		}
+		return nil
+	})
+}
+
 // waitQuiet waits until the operator has made no write in the namespace for a second.
 func waitQuiet(t *testing.T, op *operator, ns string) {
 	t.Helper()

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/go-logr/logr"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -64,10 +65,24 @@ func (r *Reconciler) observe(ctx context.Context, s *scope) error {
 		StrimziAPIVersion:  snap.strimzi,
 		KEDA:               snap.keda,
 		PrometheusOperator: snap.prometheus && snap.promRules,
-		Replicas:           map[string]int32{},
-		Assignments:        map[string]config.Assignment{},
 		Images:             r.images,
 	}
+	s.childFacts(log)
+	if s.facts.BootstrapServers, err = r.bootstrap(ctx, s); err != nil {
+		return err
+	}
+	if s.p.Spec.Kafka.Topics == v1alpha1.TopicsDirect && s.facts.BootstrapServers != "" {
+		s.admin, s.adminErr = r.adminCluster(ctx, s, s.facts.BootstrapServers)
+	}
+	s.facts.TopicPartitions, err = r.adoptedPartitions(ctx, s)
+	return err
+}
+
+// childFacts sets the facts render takes from the Pipeline's own children: the replicas its
+// StatefulSets run with and keep, and the Static assignments its ConfigMaps hold.
+func (s *scope) childFacts(log logr.Logger) {
+	s.facts.Replicas = map[string]int32{}
+	s.facts.Assignments = map[string]config.Assignment{}
 	s.facts.KeptReplicas = map[string]int32{}
 	for entity, sts := range s.statefulSets {
 		if sts.Spec.Replicas == nil {
@@ -94,14 +109,6 @@ func (r *Reconciler) observe(ctx context.Context, s *scope) error {
 		}
 		s.facts.Assignments[entity] = ex.Assignment
 	}
-	if s.facts.BootstrapServers, err = r.bootstrap(ctx, s); err != nil {
-		return err
-	}
-	if s.p.Spec.Kafka.Topics == v1alpha1.TopicsDirect && s.facts.BootstrapServers != "" {
-		s.admin, s.adminErr = r.adminCluster(ctx, s, s.facts.BootstrapServers)
-	}
-	s.facts.TopicPartitions, err = r.adoptedPartitions(ctx, s)
-	return err
 }
 
 // adoptedPartitions observes the partition counts of the existing topics that streams adopt
@@ -205,6 +212,45 @@ func (s *scope) addTyped(gvk schema.GroupVersionKind, o runtime.Object) error {
 	}
 	u := &unstructured.Unstructured{Object: m}
 	u.SetGroupVersionKind(gvk)
+	s.addChild(gvk, u)
+	return nil
+}
+
+// addApplied puts the API server's answer to an apply in place of what was observed before it,
+// so that the status written at the end of the reconcile says what the reconcile made (a new
+// StatefulSet's replicas, a KafkaTopic that exists) rather than what the cache held before: the
+// reconcile that the write's own watch event would have brought only to write that status is
+// not needed (ownWrites).
+func (s *scope) addApplied(u *unstructured.Unstructured) error {
+	gvk := u.GroupVersionKind()
+	if gvk == gvkStatefulSet && managerOwns(u.GetManagedFields(), FieldManager, "f:spec", "f:replicas") {
+		// As the cache marks it (stripUnread), for a handover in this reconcile's second pass.
+		ann := u.GetAnnotations()
+		if ann == nil {
+			ann = map[string]string{}
+		}
+		ann[cachedOwnsReplicas] = "true"
+		u.SetAnnotations(ann)
+	}
+	u.SetManagedFields(nil)
+	switch gvk {
+	case gvkConfigMap:
+		cm := &corev1.ConfigMap{}
+		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, cm); err != nil {
+			return fmt.Errorf("read the applied ConfigMap %s: %w", u.GetName(), err)
+		}
+		if e := cm.Labels[render.LabelEntity]; e != "" {
+			s.configMaps[e] = cm
+		}
+	case gvkStatefulSet:
+		sts := &appsv1.StatefulSet{}
+		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, sts); err != nil {
+			return fmt.Errorf("read the applied StatefulSet %s: %w", u.GetName(), err)
+		}
+		if e := sts.Labels[render.LabelEntity]; e != "" {
+			s.statefulSets[e] = sts
+		}
+	}
 	s.addChild(gvk, u)
 	return nil
 }

@@ -29,7 +29,6 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/discovery"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/ptr"
@@ -44,7 +43,7 @@ import (
 	"github.com/millrace-dev/millrace/apis/streaming/v1alpha1"
 	"github.com/millrace-dev/millrace/controllers/pipeline/topics"
 	"github.com/millrace-dev/millrace/controllers/render"
-	"github.com/millrace-dev/millrace/controllers/validate"
+	"github.com/millrace-dev/millrace/controllers/validate/topology"
 )
 
 // FieldManager is the one field owner of everything the operator applies.
@@ -153,6 +152,8 @@ type Reconciler struct {
 	prober           ConfigProber
 	configApplyBound time.Duration
 	clock            func() time.Time
+	// ownWrites keeps the watch events of the operator's own applies from reconciling again.
+	ownWrites *ownWrites
 }
 
 // DefaultAdminRetryPeriod is how often the operator retries a Kafka admin client that the
@@ -197,16 +198,17 @@ func SetupWithManager(ctx context.Context, mgr ctrl.Manager, o Options) (*Reconc
 		caps:     newCapabilities(disc),
 		kafka:    topics.NewAdmin(),
 
+		ownWrites:        newOwnWrites(),
 		prober:           o.ConfigProber,
 		configApplyBound: o.ConfigApplyBound,
 		clock:            o.Clock,
 	}
 	if r.prober == nil {
-		cs, err := kubernetes.NewForConfig(mgr.GetConfig())
+		pp, err := newProxyProber(mgr.GetConfig(), mgr.GetHTTPClient())
 		if err != nil {
 			return nil, fmt.Errorf("build the pods/proxy client: %w", err)
 		}
-		r.prober = proxyProber{cs: cs}
+		r.prober = pp
 	}
 	if r.configApplyBound == 0 {
 		r.configApplyBound = DefaultConfigApplyBound
@@ -237,9 +239,9 @@ func SetupWithManager(ctx context.Context, mgr ctrl.Manager, o Options) (*Reconc
 		Named("pipeline").
 		For(&v1alpha1.Pipeline{}, builder.WithPredicates(predicate.Or(
 			predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
-		Owns(&appsv1.StatefulSet{}).
-		Owns(&corev1.ConfigMap{}).
-		Owns(&corev1.Service{}).
+		Owns(&appsv1.StatefulSet{}, builder.WithPredicates(r.ownWrites.predicate(gvkStatefulSet.GroupKind()))).
+		Owns(&corev1.ConfigMap{}, builder.WithPredicates(r.ownWrites.predicate(gvkConfigMap.GroupKind()))).
+		Owns(&corev1.Service{}, builder.WithPredicates(r.ownWrites.predicate(gvkService.GroupKind()))).
 		WatchesMetadata(&apiextensionsv1.CustomResourceDefinition{},
 			handler.EnqueueRequestsFromMapFunc(r.crdChanged),
 			builder.WithPredicates(predicate.NewPredicateFuncs(func(o client.Object) bool { return composedCRDs[o.GetName()] }))).
@@ -326,7 +328,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.
 	}
 
 	s := newScope(p)
-	if errs := validate.Topology(p); len(errs) > 0 {
+	if errs := topology.Check(p); len(errs) > 0 {
 		s.invalid = errs.ToAggregate().Error()
 		return ctrl.Result{}, r.writeStatus(ctx, s)
 	}
@@ -365,9 +367,24 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.
 
 	// 3. apply, 4. status
 	s.applyErr = r.apply(ctx, s)
+	if s.applyErr == nil && s.applied > 0 {
+		// What render takes from the children may have changed with this apply (a new
+		// autoscaled StatefulSet starts at minReplicas, then hands the field over): render
+		// again from the API server's answers and apply what differs, now rather than in a
+		// reconcile that the apply's own watch events would have brought (ownWrites).
+		if again, err := r.rerender(ctx, s); err != nil || again {
+			s.applyErr = err
+			if err == nil {
+				s.applyErr = r.apply(ctx, s)
+			}
+		}
+	}
 	r.observeConfig(ctx, s)
 	if len(s.configPending)+len(s.configLate) > 0 && (res.RequeueAfter == 0 || res.RequeueAfter > configRecheck) {
 		res.RequeueAfter = configRecheck
+	}
+	if s.requeue.Load() && (res.RequeueAfter == 0 || res.RequeueAfter > ownWriteRecheck) {
+		res.RequeueAfter = ownWriteRecheck
 	}
 	if err := r.writeStatus(ctx, s); err != nil {
 		return res, errors.Join(s.applyErr, err)
@@ -389,6 +406,35 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.
 	}
 	return res, nil
 }
+
+// rerender renders s's Pipeline again with the facts its children give after the apply, and
+// reports whether that changes any object to apply (then s.desired is the new result).
+func (r *Reconciler) rerender(ctx context.Context, s *scope) (bool, error) {
+	s.childFacts(ctrl.LoggerFrom(ctx))
+	result, err := render.Render(s.p, s.facts)
+	if err != nil {
+		return false, err
+	}
+	if len(result.Objects) != len(s.desiredHashes) {
+		s.desired = result
+		return true, nil
+	}
+	for i, obj := range result.Objects {
+		now, err := applied(obj)
+		if err != nil {
+			return false, err
+		}
+		if s.desiredHashes[i] != now.GetAnnotations()[AnnotationAppliedHash] {
+			s.desired = result
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// ownWriteRecheck is how soon a Pipeline is looked at again when a watch event dropped as its
+// own write turned out to be another's (ownWrites).
+const ownWriteRecheck = time.Second
 
 // requeueForCRDs asks for a short requeue when a composed operator's CRD exists but discovery
 // does not serve it yet (it is being established), so recovery does not wait for another event.

@@ -1,6 +1,8 @@
 package pipeline
 
 import (
+	"sync/atomic"
+
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -39,6 +41,8 @@ type scope struct {
 
 	// desired
 	desired *render.Result
+	// desiredHashes are the applied-hashes of desired.Objects, by index (apply).
+	desiredHashes []string
 
 	// outcome
 	invalid     string
@@ -57,6 +61,8 @@ type scope struct {
 	// waitingForTopics are the entities whose ScaledObject is not created yet because an input
 	// topic is not ready (KEDA's first polls would fail on a topic that does not exist).
 	waitingForTopics []string
+	// requeue: a watch event dropped as the operator's own write may have been another's.
+	requeue atomic.Bool
 }
 
 func newScope(p *v1alpha1.Pipeline) *scope {

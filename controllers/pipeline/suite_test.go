@@ -246,7 +246,11 @@ func (w *writeCounter) count(verb string, obj any, ns, name string) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.counts[ns]++
-	w.log[ns] = append(w.log[ns], fmt.Sprintf("%s %T %s", verb, obj, name))
+	what := fmt.Sprintf("%T", obj)
+	if kind, ok := obj.(string); ok {
+		what = kind
+	}
+	w.log[ns] = append(w.log[ns], fmt.Sprintf("%s %s %s", verb, what, name))
 }
 
 func (w *writeCounter) writes(ns string) (int, []string) {
@@ -278,7 +282,12 @@ func (w *writeCounter) Apply(ctx context.Context, obj runtime.ApplyConfiguration
 	}); ok {
 		ns, name = u.GetNamespace(), u.GetName()
 	}
-	w.count("apply", obj, ns, name)
+	// An applied configuration is logged by its kind, children of different kinds share names.
+	var what any = obj
+	if k, ok := obj.(interface{ GetKind() string }); ok && k.GetKind() != "" {
+		what = k.GetKind()
+	}
+	w.count("apply", what, ns, name)
 	return w.Client.Apply(ctx, obj, opts...)
 }
 
