@@ -94,7 +94,7 @@ type InputStart struct {
 	// +kubebuilder:validation:MaxLength=63
 	Stream string `json:"stream"`
 
-	// Position is Earliest, Latest or Timestamp. It applies only to a topic on which the
+	// Position is Earliest, Latest, Timestamp or Entity. It applies only to a topic on which the
 	// entity's consumer group has no committed offset at all (an added entity, an input added
 	// to a running entity); once the group has committed offsets for the topic, they win, and a
 	// partition added to the topic later is read from its earliest record so that nothing
