@@ -306,9 +306,13 @@ type Open struct {
 	OutputStreams []string `protobuf:"bytes,7,rep,name=output_streams,json=outputStreams,proto3" json:"output_streams,omitempty"`
 	// state_socket is the file name of the state sidecar's socket, in the same directory as the
 	// function socket; empty when the entity has no state.
-	StateSocket   string `protobuf:"bytes,8,opt,name=state_socket,json=stateSocket,proto3" json:"state_socket,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	StateSocket string `protobuf:"bytes,8,opt,name=state_socket,json=stateSocket,proto3" json:"state_socket,omitempty"`
+	// protocol_versions are all the protocol versions the sidecar speaks (1 among them); empty
+	// means 1 and 2 (sidecars before version 3). The version of the session is the highest one
+	// in both this list and Opened.protocol_versions, which both sides compute alike.
+	ProtocolVersions []uint32 `protobuf:"varint,9,rep,packed,name=protocol_versions,json=protocolVersions,proto3" json:"protocol_versions,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *Open) Reset() {
@@ -397,6 +401,13 @@ func (x *Open) GetStateSocket() string {
 	return ""
 }
 
+func (x *Open) GetProtocolVersions() []uint32 {
+	if x != nil {
+		return x.ProtocolVersions
+	}
+	return nil
+}
+
 type Opened struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
 	ProtocolVersion uint32                 `protobuf:"varint,1,opt,name=protocol_version,json=protocolVersion,proto3" json:"protocol_version,omitempty"`
@@ -405,7 +416,9 @@ type Opened struct {
 	// protocol_versions are all the protocol versions the function speaks (protocol_version among
 	// them). The sidecar picks the highest one it speaks too; empty means 1 only. Version 2 adds
 	// PackedBatch and PackedResult; a function that announces 2 must still answer a Batch with a
-	// BatchResult, and a PackedBatch with a PackedResult.
+	// BatchResult, and a PackedBatch with a PackedResult. Version 3 adds the state fields of
+	// PackedBatch and PackedResult: a stateful version 3 function returns its state writes in
+	// PackedResult.state and may keep the state it read between batches (PackedBatch.state_generation).
 	ProtocolVersions []uint32 `protobuf:"varint,3,rep,packed,name=protocol_versions,json=protocolVersions,proto3" json:"protocol_versions,omitempty"`
 	unknownFields    protoimpl.UnknownFields
 	sizeCache        protoimpl.SizeCache
@@ -882,8 +895,19 @@ type PackedBatch struct {
 	BaseOffset      int64  `protobuf:"varint,7,opt,name=base_offset,json=baseOffset,proto3" json:"base_offset,omitempty"`
 	BaseTimestampMs int64  `protobuf:"varint,8,opt,name=base_timestamp_ms,json=baseTimestampMs,proto3" json:"base_timestamp_ms,omitempty"`
 	Records         []byte `protobuf:"bytes,9,opt,name=records,proto3" json:"records,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// state_generation (protocol version 3, stateful entities) says for how long the function may
+	// keep the state it read and wrote for this batch's partition: while the partition's batches
+	// carry the same generation, the function's own copy is the partition's current state (only
+	// this function writes it, batch after batch). A batch with another generation (the interval
+	// was aborted, the partition was assigned again) means: drop what you kept of the partition
+	// and read it from the state sidecar again.
+	StateGeneration uint64 `protobuf:"varint,10,opt,name=state_generation,json=stateGeneration,proto3" json:"state_generation,omitempty"`
+	// state_interval (protocol version 3) numbers the commit intervals of the session. The state
+	// writes of the batches of earlier intervals have all reached the state sidecar when a batch of
+	// a later interval is sent, so a function may drop what it kept of any partition then.
+	StateInterval uint64 `protobuf:"varint,11,opt,name=state_interval,json=stateInterval,proto3" json:"state_interval,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *PackedBatch) Reset() {
@@ -979,13 +1003,32 @@ func (x *PackedBatch) GetRecords() []byte {
 	return nil
 }
 
+func (x *PackedBatch) GetStateGeneration() uint64 {
+	if x != nil {
+		return x.StateGeneration
+	}
+	return 0
+}
+
+func (x *PackedBatch) GetStateInterval() uint64 {
+	if x != nil {
+		return x.StateInterval
+	}
+	return 0
+}
+
 // PackedResult is a BatchResult in the dense encoding of protocol version 2.
 type PackedResult struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Id    uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
 	// count is the number of record results in records: the batch's count.
-	Count         uint32 `protobuf:"varint,2,opt,name=count,proto3" json:"count,omitempty"`
-	Records       []byte `protobuf:"bytes,3,opt,name=records,proto3" json:"records,omitempty"`
+	Count   uint32 `protobuf:"varint,2,opt,name=count,proto3" json:"count,omitempty"`
+	Records []byte `protobuf:"bytes,3,opt,name=records,proto3" json:"records,omitempty"`
+	// state (protocol version 3) holds the batch's state writes, of the records that succeeded,
+	// in the dense encoding of docs/function-protocol.md ("Protocol version 3"): a version 3
+	// function returns its writes here instead of calling the state sidecar's Write, and the I/O
+	// sidecar hands them to the state sidecar at the end of the interval.
+	State         []byte `protobuf:"bytes,4,opt,name=state,proto3" json:"state,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1041,6 +1084,13 @@ func (x *PackedResult) GetRecords() []byte {
 	return nil
 }
 
+func (x *PackedResult) GetState() []byte {
+	if x != nil {
+		return x.State
+	}
+	return nil
+}
+
 var File_executor_runtime_proto_function_v1_function_proto protoreflect.FileDescriptor
 
 const file_executor_runtime_proto_function_v1_function_proto_rawDesc = "" +
@@ -1059,7 +1109,7 @@ const file_executor_runtime_proto_function_v1_function_proto_rawDesc = "" +
 	"\n" +
 	"\bresponse\"\n" +
 	"\n" +
-	"\bStopping\"\xfe\x02\n" +
+	"\bStopping\"\xab\x03\n" +
 	"\x04Open\x12)\n" +
 	"\x10protocol_version\x18\x01 \x01(\rR\x0fprotocolVersion\x12\x1c\n" +
 	"\tnamespace\x18\x02 \x01(\tR\tnamespace\x12\x1a\n" +
@@ -1069,7 +1119,8 @@ const file_executor_runtime_proto_function_v1_function_proto_rawDesc = "" +
 	"userConfig\x12#\n" +
 	"\rinput_streams\x18\x06 \x03(\tR\finputStreams\x12%\n" +
 	"\x0eoutput_streams\x18\a \x03(\tR\routputStreams\x12!\n" +
-	"\fstate_socket\x18\b \x01(\tR\vstateSocket\x1a=\n" +
+	"\fstate_socket\x18\b \x01(\tR\vstateSocket\x12+\n" +
+	"\x11protocol_versions\x18\t \x03(\rR\x10protocolVersions\x1a=\n" +
 	"\x0fUserConfigEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"r\n" +
@@ -1104,7 +1155,7 @@ const file_executor_runtime_proto_function_v1_function_proto_rawDesc = "" +
 	"\x03key\x18\x02 \x01(\fR\x03key\x12\x14\n" +
 	"\x05value\x18\x03 \x01(\fR\x05value\x126\n" +
 	"\aheaders\x18\x04 \x03(\v2\x1c.millrace.function.v1.HeaderR\aheaders\x12!\n" +
-	"\ftimestamp_ms\x18\x05 \x01(\x03R\vtimestampMs\"\x8b\x02\n" +
+	"\ftimestamp_ms\x18\x05 \x01(\x03R\vtimestampMs\"\xdd\x02\n" +
 	"\vPackedBatch\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12#\n" +
 	"\rstate_session\x18\x02 \x01(\tR\fstateSession\x12\x16\n" +
@@ -1115,11 +1166,15 @@ const file_executor_runtime_proto_function_v1_function_proto_rawDesc = "" +
 	"\vbase_offset\x18\a \x01(\x03R\n" +
 	"baseOffset\x12*\n" +
 	"\x11base_timestamp_ms\x18\b \x01(\x03R\x0fbaseTimestampMs\x12\x18\n" +
-	"\arecords\x18\t \x01(\fR\arecords\"N\n" +
+	"\arecords\x18\t \x01(\fR\arecords\x12)\n" +
+	"\x10state_generation\x18\n" +
+	" \x01(\x04R\x0fstateGeneration\x12%\n" +
+	"\x0estate_interval\x18\v \x01(\x04R\rstateInterval\"d\n" +
 	"\fPackedResult\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x14\n" +
 	"\x05count\x18\x02 \x01(\rR\x05count\x12\x18\n" +
-	"\arecords\x18\x03 \x01(\fR\arecords2f\n" +
+	"\arecords\x18\x03 \x01(\fR\arecords\x12\x14\n" +
+	"\x05state\x18\x04 \x01(\fR\x05state2f\n" +
 	"\bFunction\x12Z\n" +
 	"\aProcess\x12$.millrace.function.v1.ProcessRequest\x1a%.millrace.function.v1.ProcessResponse(\x010\x01BPZNgithub.com/millrace-dev/millrace/executor-runtime/proto/function/v1;functionv1b\x06proto3"
 

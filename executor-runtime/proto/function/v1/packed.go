@@ -18,6 +18,11 @@ import (
 // ProtocolVersionPacked is the protocol version that adds PackedBatch and PackedResult.
 const ProtocolVersionPacked = 2
 
+// ProtocolVersionState is the protocol version that carries state in the packed messages: the
+// function returns its state writes in PackedResult.state and keeps the state it read while
+// PackedBatch.state_generation stays the same (docs/function-protocol.md, "Protocol version 3").
+const ProtocolVersionState = 3
+
 // Output flags of a PackedResult record.
 const (
 	PackedKeyFromInput   = 1 << 0 // the output's key is the input's: no key bytes follow
@@ -100,6 +105,12 @@ func (b *PackedBatch) headerSize(recordsLen int) int {
 	if recordsLen > 0 {
 		n += 1 + sizeBytes(recordsLen)
 	}
+	if b.StateGeneration != 0 {
+		n += 1 + protowire.SizeVarint(b.StateGeneration)
+	}
+	if b.StateInterval != 0 {
+		n += 1 + protowire.SizeVarint(b.StateInterval)
+	}
 	return n
 }
 
@@ -131,6 +142,19 @@ func AppendPackedBatchRequest(buf []byte, b *PackedBatch, recordsLen int) []byte
 	}
 	if recordsLen > 0 {
 		buf = protowire.AppendVarint(protowire.AppendTag(buf, 9, protowire.BytesType), uint64(recordsLen))
+	}
+	return buf
+}
+
+// AppendPackedBatchTrailer appends the fields of b that follow the records (protocol version 3's
+// state_generation and state_interval), after the records AppendPackedBatchRequest announced:
+// the message then has its fields in number order, as protobuf's own marshaller writes them.
+func AppendPackedBatchTrailer(buf []byte, b *PackedBatch) []byte {
+	if b.StateGeneration != 0 {
+		buf = protowire.AppendVarint(protowire.AppendTag(buf, 10, protowire.VarintType), b.StateGeneration)
+	}
+	if b.StateInterval != 0 {
+		buf = protowire.AppendVarint(protowire.AppendTag(buf, 11, protowire.VarintType), b.StateInterval)
 	}
 	return buf
 }
@@ -454,4 +478,60 @@ func (p *PackedResult) Unpack(in *Batch, outputStreams []string) (*BatchResult, 
 		res.Records = append(res.Records, rr)
 	}
 	return res, rd.Done()
+}
+
+// AppendPackedMutation appends one state write to a PackedResult.state string (protocol version
+// 3): a head varint (0 a value, 1 a delete), the key, and for a value its bytes. The partition
+// is the batch's.
+func AppendPackedMutation(b, key, value []byte, del bool) []byte {
+	if del {
+		return appendBytes(append(b, 1), key)
+	}
+	return appendBytes(appendBytes(append(b, 0), key), value)
+}
+
+// PackedMutationSize is the encoded size of one state write.
+func PackedMutationSize(key, value []byte, del bool) int {
+	if del {
+		return 1 + sizeBytes(len(key))
+	}
+	return 1 + sizeBytes(len(key)) + sizeBytes(len(value))
+}
+
+// PackedStateReader decodes PackedResult.state write by write.
+type PackedStateReader struct {
+	r packedReader
+}
+
+// NewPackedStateReader reads state.
+func NewPackedStateReader(state []byte) PackedStateReader {
+	return PackedStateReader{packedReader{state}}
+}
+
+// More reports whether a write is left.
+func (p *PackedStateReader) More() bool { return len(p.r.data) > 0 }
+
+// Next reads the next write; key and value alias the string. A value is never nil (an empty
+// value is a value, not a delete).
+func (p *PackedStateReader) Next() (key, value []byte, del bool, err error) {
+	head, err := p.r.varint()
+	if err != nil {
+		return nil, nil, false, err
+	}
+	if head > 1 {
+		return nil, nil, false, fmt.Errorf("packed state: invalid write head %d", head)
+	}
+	if key, err = p.r.bytes(); err != nil {
+		return nil, nil, false, err
+	}
+	if head == 1 {
+		return key, nil, true, nil
+	}
+	if value, err = p.r.bytes(); err != nil {
+		return nil, nil, false, err
+	}
+	if value == nil {
+		value = []byte{}
+	}
+	return key, value, false, nil
 }

@@ -72,9 +72,12 @@ func TestPackedBatchDecodesToTheSameBatch(t *testing.T) {
 func TestPackedBatchRequestIsPlainProtobuf(t *testing.T) {
 	batch, _, _ := packedFixture()
 	p := batch.Pack()
-	hdr := &PackedBatch{Id: p.Id, StateSession: p.StateSession, Stream: p.Stream, Topic: p.Topic, Partition: p.Partition, Count: p.Count, BaseOffset: p.BaseOffset, BaseTimestampMs: p.BaseTimestampMs}
+	p.StateGeneration, p.StateInterval = 7, 1<<33
+	hdr := &PackedBatch{Id: p.Id, StateSession: p.StateSession, Stream: p.Stream, Topic: p.Topic, Partition: p.Partition, Count: p.Count, BaseOffset: p.BaseOffset, BaseTimestampMs: p.BaseTimestampMs,
+		StateGeneration: p.StateGeneration, StateInterval: p.StateInterval}
 	size := PackedBatchRequestSize(hdr, len(p.Records))
 	b := append(AppendPackedBatchRequest(nil, hdr, len(p.Records)), p.Records...)
+	b = AppendPackedBatchTrailer(b, hdr)
 	if len(b) != size {
 		t.Fatalf("wrote %d bytes, PackedBatchRequestSize said %d", len(b), size)
 	}
@@ -104,6 +107,9 @@ func TestPackedBatchRequestIsPlainProtobuf(t *testing.T) {
 		}
 		if got, want := r.Packed(), i != 1; got != want {
 			t.Errorf("message %d: Packed() = %v, want %v", i, got, want)
+		}
+		if gen, iv := r.PackedState(); r.Packed() && (gen != p.StateGeneration || iv != p.StateInterval) {
+			t.Errorf("message %d: PackedState() = %d, %d, want %d, %d", i, gen, iv, p.StateGeneration, p.StateInterval)
 		}
 		if diff := cmp.Diff(batch, r.GetBatch(), protocmp.Transform()); diff != "" {
 			t.Errorf("message %d: ReusedRequest decodes (-want +got):\n%s", i, diff)
@@ -201,5 +207,47 @@ func TestPackedDecodersRejectCorruptInput(t *testing.T) {
 				t.Error("decoded without an error")
 			}
 		})
+	}
+}
+
+// TestPackedStateRoundTrips checks the state writes of a PackedResult (protocol version 3):
+// values, empty values (not deletes), deletes and empty keys read back as written, and a
+// truncated or invalid string is an error, not a panic.
+func TestPackedStateRoundTrips(t *testing.T) {
+	type write struct {
+		Key, Value []byte
+		Del        bool
+	}
+	want := []write{{[]byte("a"), []byte("1"), false}, {[]byte("b"), []byte{}, false}, {[]byte("c"), nil, true}, {nil, []byte("x"), false}}
+	var b []byte
+	size := 0
+	for _, w := range want {
+		b = AppendPackedMutation(b, w.Key, w.Value, w.Del)
+		size += PackedMutationSize(w.Key, w.Value, w.Del)
+	}
+	if size != len(b) {
+		t.Fatalf("PackedMutationSize says %d bytes, wrote %d", size, len(b))
+	}
+	var got []write
+	rd := NewPackedStateReader(b)
+	for rd.More() {
+		k, v, del, err := rd.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, write{k, v, del})
+	}
+	if diff := cmp.Diff(want, got, cmp.Comparer(func(x, y []byte) bool { return string(x) == string(y) && (x == nil) == (y == nil) })); diff != "" {
+		t.Errorf("state writes read back (-want +got):\n%s", diff)
+	}
+	for _, bad := range [][]byte{b[:len(b)-1], {2, 0}, {0, 5, 'a'}} {
+		rd := NewPackedStateReader(bad)
+		var err error
+		for rd.More() && err == nil {
+			_, _, _, err = rd.Next()
+		}
+		if err == nil {
+			t.Errorf("state %q: no error", bad)
+		}
 	}
 }

@@ -341,6 +341,15 @@ type ReusedRequest struct {
 // PackedResult.
 func (m *ReusedRequest) Packed() bool { return m.isPack }
 
+// PackedState returns the state fields of the PackedBatch m holds (protocol version 3); zero
+// for a Batch.
+func (m *ReusedRequest) PackedState() (generation, interval uint64) {
+	if !m.isPack {
+		return 0, 0
+	}
+	return m.packed.StateGeneration, m.packed.StateInterval
+}
+
 // UnmarshalSlab decodes a ProcessRequest into m, reusing m's record messages.
 func (m *ReusedRequest) UnmarshalSlab(data []byte) error {
 	m.Request, m.isPack = nil, false

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n*millrace/_proto/function/v1/function.proto\x12\x14millrace.function.v1\"\xb0\x01\n\x0eProcessRequest\x12*\n\x04open\x18\x01 \x01(\x0b\x32\x1a.millrace.function.v1.OpenH\x00\x12,\n\x05\x62\x61tch\x18\x02 \x01(\x0b\x32\x1b.millrace.function.v1.BatchH\x00\x12\x39\n\x0cpacked_batch\x18\x03 \x01(\x0b\x32!.millrace.function.v1.PackedBatchH\x00\x42\t\n\x07request\"\xf3\x01\n\x0fProcessResponse\x12.\n\x06opened\x18\x01 \x01(\x0b\x32\x1c.millrace.function.v1.OpenedH\x00\x12\x33\n\x06result\x18\x02 \x01(\x0b\x32!.millrace.function.v1.BatchResultH\x00\x12\x32\n\x08stopping\x18\x03 \x01(\x0b\x32\x1e.millrace.function.v1.StoppingH\x00\x12;\n\rpacked_result\x18\x04 \x01(\x0b\x32\".millrace.function.v1.PackedResultH\x00\x42\n\n\x08response\"\n\n\x08Stopping\"\x8e\x02\n\x04Open\x12\x18\n\x10protocol_version\x18\x01 \x01(\r\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x10\n\x08pipeline\x18\x03 \x01(\t\x12\x0e\n\x06\x65ntity\x18\x04 \x01(\t\x12?\n\x0buser_config\x18\x05 \x03(\x0b\x32*.millrace.function.v1.Open.UserConfigEntry\x12\x15\n\rinput_streams\x18\x06 \x03(\t\x12\x16\n\x0eoutput_streams\x18\x07 \x03(\t\x12\x14\n\x0cstate_socket\x18\x08 \x01(\t\x1a\x31\n\x0fUserConfigEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"J\n\x06Opened\x12\x18\n\x10protocol_version\x18\x01 \x01(\r\x12\x0b\n\x03sdk\x18\x02 \x01(\t\x12\x19\n\x11protocol_versions\x18\x03 \x03(\r\"\x8b\x01\n\x05\x42\x61tch\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x15\n\rstate_session\x18\x02 \x01(\t\x12\x0e\n\x06stream\x18\x03 \x01(\t\x12\r\n\x05topic\x18\x04 \x01(\t\x12\x11\n\tpartition\x18\x05 \x01(\x05\x12-\n\x07records\x18\x06 \x03(\x0b\x32\x1c.millrace.function.v1.Record\"$\n\x06Header\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x0c\"y\n\x06Record\x12\x0e\n\x06offset\x18\x01 \x01(\x03\x12\x0b\n\x03key\x18\x02 \x01(\x0c\x12\r\n\x05value\x18\x03 \x01(\x0c\x12-\n\x07headers\x18\x04 \x03(\x0b\x32\x1c.millrace.function.v1.Header\x12\x14\n\x0ctimestamp_ms\x18\x05 \x01(\x03\"N\n\x0b\x42\x61tchResult\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x33\n\x07records\x18\x02 \x03(\x0b\x32\".millrace.function.v1.RecordResult\"R\n\x0cRecordResult\x12\x33\n\x07outputs\x18\x01 \x03(\x0b\x32\".millrace.function.v1.OutputRecord\x12\r\n\x05\x65rror\x18\x02 \x01(\t\"\x7f\n\x0cOutputRecord\x12\x0e\n\x06stream\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\x0c\x12\r\n\x05value\x18\x03 \x01(\x0c\x12-\n\x07headers\x18\x04 \x03(\x0b\x32\x1c.millrace.function.v1.Header\x12\x14\n\x0ctimestamp_ms\x18\x05 \x01(\x03\"\xb2\x01\n\x0bPackedBatch\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x15\n\rstate_session\x18\x02 \x01(\t\x12\x0e\n\x06stream\x18\x03 \x01(\t\x12\r\n\x05topic\x18\x04 \x01(\t\x12\x11\n\tpartition\x18\x05 \x01(\x05\x12\r\n\x05\x63ount\x18\x06 \x01(\r\x12\x13\n\x0b\x62\x61se_offset\x18\x07 \x01(\x03\x12\x19\n\x11\x62\x61se_timestamp_ms\x18\x08 \x01(\x03\x12\x0f\n\x07records\x18\t \x01(\x0c\":\n\x0cPackedResult\x12\n\n\x02id\x18\x01 \x01(\x04\x12\r\n\x05\x63ount\x18\x02 \x01(\r\x12\x0f\n\x07records\x18\x03 \x01(\x0c\x32\x66\n\x08\x46unction\x12Z\n\x07Process\x12$.millrace.function.v1.ProcessRequest\x1a%.millrace.function.v1.ProcessResponse(\x01\x30\x01\x42PZNgithub.com/millrace-dev/millrace/executor-runtime/proto/function/v1;functionv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n*millrace/_proto/function/v1/function.proto\x12\x14millrace.function.v1\"\xb0\x01\n\x0eProcessRequest\x12*\n\x04open\x18\x01 \x01(\x0b\x32\x1a.millrace.function.v1.OpenH\x00\x12,\n\x05\x62\x61tch\x18\x02 \x01(\x0b\x32\x1b.millrace.function.v1.BatchH\x00\x12\x39\n\x0cpacked_batch\x18\x03 \x01(\x0b\x32!.millrace.function.v1.PackedBatchH\x00\x42\t\n\x07request\"\xf3\x01\n\x0fProcessResponse\x12.\n\x06opened\x18\x01 \x01(\x0b\x32\x1c.millrace.function.v1.OpenedH\x00\x12\x33\n\x06result\x18\x02 \x01(\x0b\x32!.millrace.function.v1.BatchResultH\x00\x12\x32\n\x08stopping\x18\x03 \x01(\x0b\x32\x1e.millrace.function.v1.StoppingH\x00\x12;\n\rpacked_result\x18\x04 \x01(\x0b\x32\".millrace.function.v1.PackedResultH\x00\x42\n\n\x08response\"\n\n\x08Stopping\"\xa9\x02\n\x04Open\x12\x18\n\x10protocol_version\x18\x01 \x01(\r\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x10\n\x08pipeline\x18\x03 \x01(\t\x12\x0e\n\x06\x65ntity\x18\x04 \x01(\t\x12?\n\x0buser_config\x18\x05 \x03(\x0b\x32*.millrace.function.v1.Open.UserConfigEntry\x12\x15\n\rinput_streams\x18\x06 \x03(\t\x12\x16\n\x0eoutput_streams\x18\x07 \x03(\t\x12\x14\n\x0cstate_socket\x18\x08 \x01(\t\x12\x19\n\x11protocol_versions\x18\t \x03(\r\x1a\x31\n\x0fUserConfigEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"J\n\x06Opened\x12\x18\n\x10protocol_version\x18\x01 \x01(\r\x12\x0b\n\x03sdk\x18\x02 \x01(\t\x12\x19\n\x11protocol_versions\x18\x03 \x03(\r\"\x8b\x01\n\x05\x42\x61tch\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x15\n\rstate_session\x18\x02 \x01(\t\x12\x0e\n\x06stream\x18\x03 \x01(\t\x12\r\n\x05topic\x18\x04 \x01(\t\x12\x11\n\tpartition\x18\x05 \x01(\x05\x12-\n\x07records\x18\x06 \x03(\x0b\x32\x1c.millrace.function.v1.Record\"$\n\x06Header\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x0c\"y\n\x06Record\x12\x0e\n\x06offset\x18\x01 \x01(\x03\x12\x0b\n\x03key\x18\x02 \x01(\x0c\x12\r\n\x05value\x18\x03 \x01(\x0c\x12-\n\x07headers\x18\x04 \x03(\x0b\x32\x1c.millrace.function.v1.Header\x12\x14\n\x0ctimestamp_ms\x18\x05 \x01(\x03\"N\n\x0b\x42\x61tchResult\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x33\n\x07records\x18\x02 \x03(\x0b\x32\".millrace.function.v1.RecordResult\"R\n\x0cRecordResult\x12\x33\n\x07outputs\x18\x01 \x03(\x0b\x32\".millrace.function.v1.OutputRecord\x12\r\n\x05\x65rror\x18\x02 \x01(\t\"\x7f\n\x0cOutputRecord\x12\x0e\n\x06stream\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\x0c\x12\r\n\x05value\x18\x03 \x01(\x0c\x12-\n\x07headers\x18\x04 \x03(\x0b\x32\x1c.millrace.function.v1.Header\x12\x14\n\x0ctimestamp_ms\x18\x05 \x01(\x03\"\xe4\x01\n\x0bPackedBatch\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x15\n\rstate_session\x18\x02 \x01(\t\x12\x0e\n\x06stream\x18\x03 \x01(\t\x12\r\n\x05topic\x18\x04 \x01(\t\x12\x11\n\tpartition\x18\x05 \x01(\x05\x12\r\n\x05\x63ount\x18\x06 \x01(\r\x12\x13\n\x0b\x62\x61se_offset\x18\x07 \x01(\x03\x12\x19\n\x11\x62\x61se_timestamp_ms\x18\x08 \x01(\x03\x12\x0f\n\x07records\x18\t \x01(\x0c\x12\x18\n\x10state_generation\x18\n \x01(\x04\x12\x16\n\x0estate_interval\x18\x0b \x01(\x04\"I\n\x0cPackedResult\x12\n\n\x02id\x18\x01 \x01(\x04\x12\r\n\x05\x63ount\x18\x02 \x01(\r\x12\x0f\n\x07records\x18\x03 \x01(\x0c\x12\r\n\x05state\x18\x04 \x01(\x0c\x32\x66\n\x08\x46unction\x12Z\n\x07Process\x12$.millrace.function.v1.ProcessRequest\x1a%.millrace.function.v1.ProcessResponse(\x01\x30\x01\x42PZNgithub.com/millrace-dev/millrace/executor-runtime/proto/function/v1;functionv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -41,27 +41,27 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_STOPPING']._serialized_start=493
   _globals['_STOPPING']._serialized_end=503
   _globals['_OPEN']._serialized_start=506
-  _globals['_OPEN']._serialized_end=776
-  _globals['_OPEN_USERCONFIGENTRY']._serialized_start=727
-  _globals['_OPEN_USERCONFIGENTRY']._serialized_end=776
-  _globals['_OPENED']._serialized_start=778
-  _globals['_OPENED']._serialized_end=852
-  _globals['_BATCH']._serialized_start=855
-  _globals['_BATCH']._serialized_end=994
-  _globals['_HEADER']._serialized_start=996
-  _globals['_HEADER']._serialized_end=1032
-  _globals['_RECORD']._serialized_start=1034
-  _globals['_RECORD']._serialized_end=1155
-  _globals['_BATCHRESULT']._serialized_start=1157
-  _globals['_BATCHRESULT']._serialized_end=1235
-  _globals['_RECORDRESULT']._serialized_start=1237
-  _globals['_RECORDRESULT']._serialized_end=1319
-  _globals['_OUTPUTRECORD']._serialized_start=1321
-  _globals['_OUTPUTRECORD']._serialized_end=1448
-  _globals['_PACKEDBATCH']._serialized_start=1451
-  _globals['_PACKEDBATCH']._serialized_end=1629
-  _globals['_PACKEDRESULT']._serialized_start=1631
-  _globals['_PACKEDRESULT']._serialized_end=1689
-  _globals['_FUNCTION']._serialized_start=1691
-  _globals['_FUNCTION']._serialized_end=1793
+  _globals['_OPEN']._serialized_end=803
+  _globals['_OPEN_USERCONFIGENTRY']._serialized_start=754
+  _globals['_OPEN_USERCONFIGENTRY']._serialized_end=803
+  _globals['_OPENED']._serialized_start=805
+  _globals['_OPENED']._serialized_end=879
+  _globals['_BATCH']._serialized_start=882
+  _globals['_BATCH']._serialized_end=1021
+  _globals['_HEADER']._serialized_start=1023
+  _globals['_HEADER']._serialized_end=1059
+  _globals['_RECORD']._serialized_start=1061
+  _globals['_RECORD']._serialized_end=1182
+  _globals['_BATCHRESULT']._serialized_start=1184
+  _globals['_BATCHRESULT']._serialized_end=1262
+  _globals['_RECORDRESULT']._serialized_start=1264
+  _globals['_RECORDRESULT']._serialized_end=1346
+  _globals['_OUTPUTRECORD']._serialized_start=1348
+  _globals['_OUTPUTRECORD']._serialized_end=1475
+  _globals['_PACKEDBATCH']._serialized_start=1478
+  _globals['_PACKEDBATCH']._serialized_end=1706
+  _globals['_PACKEDRESULT']._serialized_start=1708
+  _globals['_PACKEDRESULT']._serialized_end=1781
+  _globals['_FUNCTION']._serialized_start=1783
+  _globals['_FUNCTION']._serialized_end=1885
 # @@protoc_insertion_point(module_scope)

@@ -33,7 +33,7 @@ class Stopping(_message.Message):
     def __init__(self) -> None: ...
 
 class Open(_message.Message):
-    __slots__ = ("protocol_version", "namespace", "pipeline", "entity", "user_config", "input_streams", "output_streams", "state_socket")
+    __slots__ = ("protocol_version", "namespace", "pipeline", "entity", "user_config", "input_streams", "output_streams", "state_socket", "protocol_versions")
     class UserConfigEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -49,6 +49,7 @@ class Open(_message.Message):
     INPUT_STREAMS_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_STREAMS_FIELD_NUMBER: _ClassVar[int]
     STATE_SOCKET_FIELD_NUMBER: _ClassVar[int]
+    PROTOCOL_VERSIONS_FIELD_NUMBER: _ClassVar[int]
     protocol_version: int
     namespace: str
     pipeline: str
@@ -57,7 +58,8 @@ class Open(_message.Message):
     input_streams: _containers.RepeatedScalarFieldContainer[str]
     output_streams: _containers.RepeatedScalarFieldContainer[str]
     state_socket: str
-    def __init__(self, protocol_version: _Optional[int] = ..., namespace: _Optional[str] = ..., pipeline: _Optional[str] = ..., entity: _Optional[str] = ..., user_config: _Optional[_Mapping[str, str]] = ..., input_streams: _Optional[_Iterable[str]] = ..., output_streams: _Optional[_Iterable[str]] = ..., state_socket: _Optional[str] = ...) -> None: ...
+    protocol_versions: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, protocol_version: _Optional[int] = ..., namespace: _Optional[str] = ..., pipeline: _Optional[str] = ..., entity: _Optional[str] = ..., user_config: _Optional[_Mapping[str, str]] = ..., input_streams: _Optional[_Iterable[str]] = ..., output_streams: _Optional[_Iterable[str]] = ..., state_socket: _Optional[str] = ..., protocol_versions: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class Opened(_message.Message):
     __slots__ = ("protocol_version", "sdk", "protocol_versions")
@@ -138,7 +140,7 @@ class OutputRecord(_message.Message):
     def __init__(self, stream: _Optional[str] = ..., key: _Optional[bytes] = ..., value: _Optional[bytes] = ..., headers: _Optional[_Iterable[_Union[Header, _Mapping]]] = ..., timestamp_ms: _Optional[int] = ...) -> None: ...
 
 class PackedBatch(_message.Message):
-    __slots__ = ("id", "state_session", "stream", "topic", "partition", "count", "base_offset", "base_timestamp_ms", "records")
+    __slots__ = ("id", "state_session", "stream", "topic", "partition", "count", "base_offset", "base_timestamp_ms", "records", "state_generation", "state_interval")
     ID_FIELD_NUMBER: _ClassVar[int]
     STATE_SESSION_FIELD_NUMBER: _ClassVar[int]
     STREAM_FIELD_NUMBER: _ClassVar[int]
@@ -148,6 +150,8 @@ class PackedBatch(_message.Message):
     BASE_OFFSET_FIELD_NUMBER: _ClassVar[int]
     BASE_TIMESTAMP_MS_FIELD_NUMBER: _ClassVar[int]
     RECORDS_FIELD_NUMBER: _ClassVar[int]
+    STATE_GENERATION_FIELD_NUMBER: _ClassVar[int]
+    STATE_INTERVAL_FIELD_NUMBER: _ClassVar[int]
     id: int
     state_session: str
     stream: str
@@ -157,14 +161,18 @@ class PackedBatch(_message.Message):
     base_offset: int
     base_timestamp_ms: int
     records: bytes
-    def __init__(self, id: _Optional[int] = ..., state_session: _Optional[str] = ..., stream: _Optional[str] = ..., topic: _Optional[str] = ..., partition: _Optional[int] = ..., count: _Optional[int] = ..., base_offset: _Optional[int] = ..., base_timestamp_ms: _Optional[int] = ..., records: _Optional[bytes] = ...) -> None: ...
+    state_generation: int
+    state_interval: int
+    def __init__(self, id: _Optional[int] = ..., state_session: _Optional[str] = ..., stream: _Optional[str] = ..., topic: _Optional[str] = ..., partition: _Optional[int] = ..., count: _Optional[int] = ..., base_offset: _Optional[int] = ..., base_timestamp_ms: _Optional[int] = ..., records: _Optional[bytes] = ..., state_generation: _Optional[int] = ..., state_interval: _Optional[int] = ...) -> None: ...
 
 class PackedResult(_message.Message):
-    __slots__ = ("id", "count", "records")
+    __slots__ = ("id", "count", "records", "state")
     ID_FIELD_NUMBER: _ClassVar[int]
     COUNT_FIELD_NUMBER: _ClassVar[int]
     RECORDS_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
     id: int
     count: int
     records: bytes
-    def __init__(self, id: _Optional[int] = ..., count: _Optional[int] = ..., records: _Optional[bytes] = ...) -> None: ...
+    state: bytes
+    def __init__(self, id: _Optional[int] = ..., count: _Optional[int] = ..., records: _Optional[bytes] = ..., state: _Optional[bytes] = ...) -> None: ...
