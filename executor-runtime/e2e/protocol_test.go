@@ -55,7 +55,8 @@ func TestEmptyOutputKeyAndValueAreProducedAsNull(t *testing.T) {
 // TestFunctionProtocolVersions runs the same function through the I/O sidecar twice: speaking
 // protocol version 1 only (what SDKs before version 2, and functions on raw stubs such as the
 // one in docs/function-protocol.md, speak: an Opened without protocol_versions), and with the
-// SDK's default, 1 and 2, where the sidecar picks the dense encoding of version 2. Both must
+// versions 1 and 2, where the sidecar picks the dense encoding of version 2, and with the SDK's
+// default, 1 to 3 (version 3 changes nothing for a stateless entity). All must
 // produce the same records: outputs to two streams, kept and rewritten keys and values, headers,
 // timestamps, dropped records, and dead letters for an error and for an unknown stream.
 func TestFunctionProtocolVersions(t *testing.T) {
@@ -124,15 +125,22 @@ func TestFunctionProtocolVersions(t *testing.T) {
 		return versions, out
 	}
 	v1Versions, v1 := run(t, []sdk.Option{sdk.WithProtocolVersions(1)})
-	v2Versions, v2 := run(t, nil)
+	v2Versions, v2 := run(t, []sdk.Option{sdk.WithProtocolVersions(1, 2)})
+	v3Versions, v3 := run(t, nil)
 	if diff := cmp.Diff(map[uint32]int{1: n}, v1Versions); diff != "" {
 		t.Errorf("a function speaking version 1 only got batches of these versions (-want +got):\n%s", diff)
 	}
 	if diff := cmp.Diff(map[uint32]int{2: n}, v2Versions); diff != "" {
 		t.Errorf("a function speaking versions 1 and 2 got batches of these versions (-want +got):\n%s", diff)
 	}
+	if diff := cmp.Diff(map[uint32]int{3: n}, v3Versions); diff != "" {
+		t.Errorf("a function speaking the SDK's default versions got batches of these versions (-want +got):\n%s", diff)
+	}
 	if diff := cmp.Diff(v1, v2); diff != "" {
 		t.Errorf("version 2 produced other records than version 1 (-v1 +v2):\n%s", diff)
+	}
+	if diff := cmp.Diff(v1, v3); diff != "" {
+		t.Errorf("version 3 produced other records than version 1 (-v1 +v3):\n%s", diff)
 	}
 	// And the records are right, not only equal: spot checks of each case.
 	want := []produced{

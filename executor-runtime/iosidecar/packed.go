@@ -17,7 +17,7 @@ import (
 // Batch messages as before.
 
 // sidecarProtocolVersions are the function protocol versions this sidecar speaks.
-var sidecarProtocolVersions = []uint32{1, functionv1.ProtocolVersionPacked}
+var sidecarProtocolVersions = []uint32{1, functionv1.ProtocolVersionPacked, functionv1.ProtocolVersionState}
 
 // negotiateProtocol is the highest version both the sidecar and the function speak: the
 // function's Opened.protocol_versions, or its protocol_version alone when it lists none (a
@@ -45,6 +45,9 @@ func (s *session) sendPacked(id uint64, chunk []*kgo.Record) error {
 		Stream: s.streamOf[first.Topic], Topic: first.Topic, Partition: first.Partition,
 		Count: uint32(len(chunk)), BaseOffset: first.Offset, BaseTimestampMs: first.Timestamp.UnixMilli(),
 	}
+	if s.stateInBatch {
+		hdr.StateGeneration, hdr.StateInterval = s.gen[first.Partition], s.intervalSeq
+	}
 	recordsLen := 0
 	offset, ts := hdr.BaseOffset, hdr.BaseTimestampMs
 	for _, r := range chunk {
@@ -66,6 +69,7 @@ func (s *session) sendPacked(id uint64, chunk []*kgo.Record) error {
 		}
 		offset, ts = r.Offset+1, rts
 	}
+	b = functionv1.AppendPackedBatchTrailer(b, &hdr)
 	if err := raw.Set(b); err != nil {
 		return err
 	}
@@ -138,7 +142,16 @@ func (s *session) handlePacked(ctx context.Context, sb *sentBatch, p *functionv1
 			*o = functionv1.PackedOutput{}
 		}
 	}
-	return rd.Done()
+	if err := rd.Done(); err != nil {
+		return err
+	}
+	if len(p.GetState()) > 0 {
+		if !s.stateInBatch {
+			return fmt.Errorf("function answered batch %d with state writes outside protocol version 3 with state", p.GetId())
+		}
+		return s.addWrites(sb, p.GetState())
+	}
+	return nil
 }
 
 // packedTopic is the topic of an output of a PackedResult, or "" when it names no output of

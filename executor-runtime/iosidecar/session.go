@@ -123,12 +123,27 @@ type session struct {
 	// receive's scratch for the outputs of one record.
 	protocol   uint32
 	packedOuts []functionv1.PackedOutput
+
+	// Protocol version 3 on a stateful entity (stateInBatch): the function returns its state
+	// writes with its results and keeps the state it read while its partition's generation
+	// stays the same (state_in_batch.go).
+	stateInBatch bool
+	// interval numbers the session's commit intervals (PackedBatch.state_interval).
+	intervalSeq uint64
+	// gen is each partition's state generation, genSeq the last one handed out; written by the
+	// processing loop under bmu, read by receive under bmu.
+	gen    map[int32]uint64
+	genSeq uint64
+	// writes are the interval's state writes from the function's results, under bmu.
+	writes stateWrites
 }
 
 type sentBatch struct {
 	records []*kgo.Record
 	polled  time.Time
 	sent    time.Time
+	// gen is the state generation of the batch's partition when it was sent.
+	gen uint64
 }
 
 func (s *session) setFail(err error) {
@@ -417,6 +432,9 @@ func (s *session) syncAssignment(ctx context.Context) error {
 			return fmt.Errorf("assign partitions %v to the state sidecar: %w", list, err)
 		}
 	}
+	if s.stateInBatch {
+		s.newGenerations(parts, regained)
+	}
 	s.synced = parts
 	for _, in := range s.cfg.Inputs {
 		s.m.assigned.WithLabelValues(in.Topic).Set(float64(len(snapshot[in.Topic])))
@@ -451,7 +469,7 @@ func (s *session) open(ctx context.Context) error {
 		return fmt.Errorf("open function stream: %w", err)
 	}
 	open := &functionv1.Open{
-		ProtocolVersion: 1,
+		ProtocolVersion: 1, ProtocolVersions: sidecarProtocolVersions,
 		Namespace:       s.cfg.Namespace, Pipeline: s.cfg.Pipeline, Entity: s.cfg.Entity,
 		UserConfig: s.cfg.UserConfig,
 	}
@@ -476,6 +494,7 @@ func (s *session) open(ctx context.Context) error {
 	}
 	sdkName := res.GetOpened().GetSdk()
 	s.protocol = negotiateProtocol(res.GetOpened())
+	s.stateInBatch = s.protocol >= functionv1.ProtocolVersionState && s.cfg.State != nil
 
 	opts, err := s.kafkaOptions(ctx)
 	if err != nil {
@@ -632,6 +651,7 @@ func (s *session) run(ctx context.Context, stop <-chan struct{}) error {
 // interval is one commit interval: begin, poll and dispatch until the interval ends or stopping
 // is cancelled, drain, write state to the changelog, commit.
 func (s *session) interval(ctx, stopping context.Context) error {
+	s.intervalSeq++
 	if s.txn != nil {
 		if err := s.txn.Begin(); err != nil {
 			return fmt.Errorf("begin transaction: %w", err)
@@ -716,7 +736,7 @@ func (s *session) dispatch(ctx context.Context, recs []*kgo.Record, polled time.
 		s.bmu.Lock()
 		s.nextID++
 		id := s.nextID
-		sb := &sentBatch{records: chunk, polled: polled, sent: time.Now()}
+		sb := &sentBatch{records: chunk, polled: polled, sent: time.Now(), gen: s.gen[chunk[0].Partition]}
 		s.batches[id] = sb
 		s.bmu.Unlock()
 		s.m.inFlight.Inc()
@@ -798,7 +818,6 @@ func (s *session) receive(ctx context.Context) {
 		}
 		s.bmu.Lock()
 		sb, ok := s.batches[id]
-		delete(s.batches, id)
 		s.bmu.Unlock()
 		if !ok {
 			s.setFail(fmt.Errorf("function answered unknown batch %d", id))
@@ -827,6 +846,11 @@ func (s *session) receive(ctx context.Context) {
 			s.counter(s.outCounter, s.m.recordsOut, topic).Add(float64(n))
 		}
 		clear(s.outCounts)
+		// The batch leaves the in-flight set only once its outputs and state writes are handed
+		// on: drain (and so the commit) must not begin while they are still being produced.
+		s.bmu.Lock()
+		delete(s.batches, id)
+		s.bmu.Unlock()
 		<-s.sem
 		s.m.inFlight.Dec()
 		select {
@@ -965,6 +989,9 @@ func (s *session) commit(ctx context.Context, polled int) error {
 		return s.abort(ctx, err)
 	}
 	if s.st != nil {
+		if err := s.writeState(ctx); err != nil {
+			return s.abort(ctx, err)
+		}
 		fl, err := s.st.Flush(ctx, &statev1.FlushRequest{Session: s.stSess})
 		if err != nil {
 			return s.abort(ctx, fmt.Errorf("flush state: %w", err))
@@ -1016,6 +1043,10 @@ func (s *session) commit(ctx context.Context, polled int) error {
 			// commit, and the aborted state writes are discarded.
 			s.m.commits.WithLabelValues("aborted").Inc()
 			s.log.Info("transaction aborted by a rebalance; reprocessing from the last commit")
+			if s.stateInBatch {
+				// The function's copy of the state holds the aborted writes.
+				s.newGenerations(s.synced, slices.Collect(maps.Keys(s.synced)))
+			}
 		}
 		s.txn.AllowRebalance()
 		return nil

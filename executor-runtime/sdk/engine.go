@@ -84,6 +84,14 @@ type engine struct {
 	run     batchRun
 	// protocol is the encoding of the batch being processed, for BatchInfo.
 	protocol uint32
+
+	// cache is the function's own copy of the state (protocol version 3, see cache.go): set
+	// when the session speaks it, and then pc is the current batch's partition and stateOut the
+	// batch's state writes, returned in its PackedResult instead of a Write call.
+	cache    *stateCache
+	pc       *partitionCache
+	stateOut []byte
+	missing  []*cachedValue
 }
 
 func newEngine(h Handler, hooks Hooks, st stateBackend, session SessionInfo) *engine {
@@ -100,6 +108,8 @@ type recordState struct {
 	kset      bool
 	written   bool
 	pending   pendingWrite
+	// c is the record's key in the cache (protocol version 3), once read or written.
+	c         *cachedValue
 	keyBytes  []byte
 	index     int // of the record in the batch
 	// backendErr is a failure of the state store itself, which fails the batch rather than
@@ -134,6 +144,15 @@ func (s *recordState) Get() ([]byte, bool, error) {
 	if s.written {
 		return s.pending.value, !s.pending.deleted, nil
 	}
+	if s.e.pc != nil {
+		c, err := s.e.cached(s.ctx, s.session, s.index, s.keyBytes)
+		if err != nil {
+			s.backendErr = err
+			return nil, false, err
+		}
+		s.c = c
+		return c.value, c.found, nil
+	}
 	if w, ok := s.e.batchWrites[s.key()]; ok {
 		return w.value, !w.deleted, nil
 	}
@@ -154,7 +173,9 @@ func (s *recordState) Put(value []byte) error {
 	if s.e.state == nil {
 		return s.noState()
 	}
-	s.key()
+	if s.e.pc == nil {
+		s.key()
+	}
 	s.written, s.pending = true, pendingWrite{value: append([]byte(nil), value...)}
 	return nil
 }
@@ -163,7 +184,9 @@ func (s *recordState) Delete() error {
 	if s.e.state == nil {
 		return s.noState()
 	}
-	s.key()
+	if s.e.pc == nil {
+		s.key()
+	}
 	s.written, s.pending = true, pendingWrite{deleted: true}
 	return nil
 }
@@ -329,7 +352,9 @@ func (e *engine) process(ctx context.Context, b *functionv1.Batch) (*functionv1.
 				rr.Outputs = run.outs[first:last:last]
 			}
 			info.Outputs += len(rr.Outputs)
-			if st.written {
+			if st.written && e.pc != nil {
+				e.wrote(st)
+			} else if st.written {
 				if _, seen := e.batchWrites[st.k]; !seen {
 					e.order = append(e.order, st.k)
 				}
@@ -337,6 +362,9 @@ func (e *engine) process(ctx context.Context, b *functionv1.Batch) (*functionv1.
 			}
 		}
 		res.Records[i] = rr
+	}
+	if e.pc != nil {
+		e.stateOut = e.pc.appendWrites(e.stateOut[:0])
 	}
 	if len(e.order) > 0 {
 		// The mutations are reused batch after batch: Write has marshalled them (or, in Local,

@@ -27,6 +27,8 @@ type options struct {
 	userConfig  map[string]string
 	// protocolVersions are the function protocol versions Serve announces in Opened.
 	protocolVersions []uint32
+	// stateCacheKeys bounds the function's copy of its state (protocol version 3).
+	stateCacheKeys int
 	// shutdownTimeout bounds how long Serve waits, after its context ended, for the I/O sidecar
 	// to commit and close its session.
 	shutdownTimeout time.Duration
@@ -42,7 +44,8 @@ func newOptions(opts []Option) options {
 		stateSocket: os.Getenv(EnvStateSocket),
 		logger:      slog.Default(),
 
-		protocolVersions: []uint32{1, 2},
+		protocolVersions: []uint32{1, 2, 3},
+		stateCacheKeys:   DefaultStateCacheKeys,
 
 		shutdownTimeout: DefaultShutdownTimeout,
 	}
@@ -56,11 +59,18 @@ func newOptions(opts []Option) options {
 }
 
 // WithProtocolVersions sets the function protocol versions Serve announces to the I/O sidecar
-// (default 1 and 2; the sidecar picks the highest it speaks too). WithProtocolVersions(1) makes
-// the function speak what SDKs before version 2 spoke, one Record message per record.
+// (default 1, 2 and 3; the session speaks the highest that both speak). WithProtocolVersions(1)
+// makes the function speak what SDKs before version 2 spoke, one Record message per record;
+// WithProtocolVersions(1, 2) what SDKs before version 3 spoke, one state read and one state
+// write call per batch.
 func WithProtocolVersions(versions ...uint32) Option {
 	return func(o *options) { o.protocolVersions = versions }
 }
+
+// WithStateCacheKeys bounds how many keys of its state the function keeps between batches
+// (protocol version 3; default DefaultStateCacheKeys). Past it, the function drops its copy at
+// the next commit interval and reads the state sidecar again.
+func WithStateCacheKeys(n int) Option { return func(o *options) { o.stateCacheKeys = n } }
 
 // WithSocket sets the path of the Unix domain socket to serve on, overriding
 // MILLRACE_FUNCTION_SOCKET.
@@ -105,7 +115,8 @@ type SessionInfo struct {
 // BatchInfo describes one processed batch.
 type BatchInfo struct {
 	Records int
-	// ProtocolVersion is the encoding the batch came in: 1 (Batch) or 2 (PackedBatch).
+	// ProtocolVersion is the protocol of the batch: 1 (Batch), 2 (PackedBatch) or 3 (PackedBatch,
+	// with the state carried in the batch's messages).
 	ProtocolVersion uint32
 	Errors          int
 	Outputs         int

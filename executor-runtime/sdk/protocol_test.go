@@ -18,7 +18,7 @@ import (
 	"github.com/millrace-dev/millrace/executor-runtime/sdk"
 )
 
-// TestServeAnswersEachBatchInItsEncoding: the SDK announces versions 1 and 2 (or 1 only with
+// TestServeAnswersEachBatchInItsEncoding: the SDK announces versions 1, 2 and 3 (or 1 only with
 // WithProtocolVersions(1)), answers a Batch with a BatchResult whatever it announced (a sidecar
 // older than version 2 ignores the list), and a PackedBatch with a PackedResult that means the same.
 func TestServeAnswersEachBatchInItsEncoding(t *testing.T) {
@@ -27,7 +27,7 @@ func TestServeAnswersEachBatchInItsEncoding(t *testing.T) {
 		opts   []sdk.Option
 		want   []uint32
 	}{
-		{"by default", nil, []uint32{1, 2}},
+		{"by default", nil, []uint32{1, 2, 3}},
 		{"pinned to version 1", []sdk.Option{sdk.WithProtocolVersions(1)}, nil},
 	} {
 		t.Run(tc.reason, func(t *testing.T) {

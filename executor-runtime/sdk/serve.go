@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -201,6 +202,10 @@ func (s *functionServer) Process(stream functionv1.Function_ProcessServer) error
 		}
 	}()
 	e := newEngine(s.handler, s.opts.hooks, st, info)
+	version := negotiate(open.GetProtocolVersions(), s.opts.protocolVersions)
+	if version >= functionv1.ProtocolVersionState && st != nil && open.GetStateSocket() != "" {
+		e.cache = newStateCache(s.opts.stateCacheKeys)
+	}
 	// Send marshals each result before the next batch is processed.
 	e.reuse = true
 	ctx = withUserConfig(ctx, info.UserConfig)
@@ -222,21 +227,45 @@ func (s *functionServer) Process(stream functionv1.Function_ProcessServer) error
 			return status.Error(codes.InvalidArgument, "expected a Batch after Open")
 		}
 		e.protocol = 1
+		var res *functionv1.BatchResult
 		if req.Packed() {
-			e.protocol = functionv1.ProtocolVersionPacked
+			e.protocol = min(version, functionv1.ProtocolVersionState)
+			generation, interval := req.PackedState()
+			res, err = e.processCached(ctx, b, generation, interval)
+		} else {
+			res, err = e.process(ctx, b)
 		}
-		res, err := e.process(ctx, b)
 		if err != nil {
 			return status.Error(codes.Aborted, err.Error())
 		}
 		msg := &functionv1.ProcessResponse{Response: &functionv1.ProcessResponse_Result{Result: res}}
 		if req.Packed() {
-			msg = p.pack(b, res)
+			var state []byte
+			if e.cache != nil {
+				state = e.stateOut
+			}
+			msg = p.pack(b, res, state)
 		}
 		if err := send(msg); err != nil {
 			return err
 		}
 	}
+}
+
+// negotiate is the function protocol version of a session: the highest in both the sidecar's
+// Open.protocol_versions (none listed: a sidecar before version 3, which speaks 1 and 2) and
+// the function's own list, as the sidecar computes it from Opened.
+func negotiate(sidecar, function []uint32) uint32 {
+	if len(sidecar) == 0 {
+		sidecar = []uint32{1, functionv1.ProtocolVersionPacked}
+	}
+	best := uint32(1)
+	for _, v := range function {
+		if v > best && slices.Contains(sidecar, v) {
+			best = v
+		}
+	}
+	return best
 }
 
 // grpcState is the state sidecar. noMany is set once the sidecar answered GetMany with
@@ -301,13 +330,13 @@ func (p *packer) streamIndex(s string) (int, bool) {
 	return i, ok
 }
 
-func (p *packer) pack(in *functionv1.Batch, res *functionv1.BatchResult) *functionv1.ProcessResponse {
+func (p *packer) pack(in *functionv1.Batch, res *functionv1.BatchResult, state []byte) *functionv1.ProcessResponse {
 	b := p.buf[:0]
 	for i, rr := range res.Records {
 		b = functionv1.AppendPackedResult(b, in.Records[i], rr, p.streamIndex)
 	}
 	p.buf = b
-	p.res = functionv1.PackedResult{Id: res.Id, Count: uint32(len(res.Records)), Records: b}
+	p.res = functionv1.PackedResult{Id: res.Id, Count: uint32(len(res.Records)), Records: b, State: state}
 	p.wrap.PackedResult = &p.res
 	p.msg.Response = &p.wrap
 	return &p.msg
