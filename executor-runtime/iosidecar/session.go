@@ -470,7 +470,7 @@ func (s *session) open(ctx context.Context) error {
 	}
 	open := &functionv1.Open{
 		ProtocolVersion: 1, ProtocolVersions: sidecarProtocolVersions,
-		Namespace:       s.cfg.Namespace, Pipeline: s.cfg.Pipeline, Entity: s.cfg.Entity,
+		Namespace: s.cfg.Namespace, Pipeline: s.cfg.Pipeline, Entity: s.cfg.Entity,
 		UserConfig: s.cfg.UserConfig,
 	}
 	for _, in := range s.cfg.Inputs {

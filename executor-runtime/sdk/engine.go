@@ -109,9 +109,9 @@ type recordState struct {
 	written   bool
 	pending   pendingWrite
 	// c is the record's key in the cache (protocol version 3), once read or written.
-	c         *cachedValue
-	keyBytes  []byte
-	index     int // of the record in the batch
+	c        *cachedValue
+	keyBytes []byte
+	index    int // of the record in the batch
 	// backendErr is a failure of the state store itself, which fails the batch rather than
 	// dead-lettering the record: the record is not at fault.
 	backendErr error
