@@ -59,7 +59,7 @@ func (c *countingState) GetMany(ctx context.Context, req *statev1.GetManyRequest
 
 // startState serves a state sidecar on a Unix socket with partition 0 assigned and returns a
 // client of it as the SDK makes one, and the session.
-func startState(t *testing.T, svc *countingState) (stateBackend, string) {
+func startState(t testing.TB, svc *countingState) (stateBackend, string) {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "gm-")
 	if err != nil {
