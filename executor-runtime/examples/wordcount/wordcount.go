@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"unicode"
+	"unicode/utf8"
 
 	"github.com/millrace-dev/millrace/executor-runtime/sdk"
 )
@@ -16,11 +17,47 @@ import (
 // lower-cased runs of letters and digits.
 func Split() sdk.Handler {
 	return sdk.FlatMap(func(_ context.Context, r sdk.Record, emit func(sdk.Output)) error {
-		for _, w := range strings.FieldsFunc(string(r.Value), func(c rune) bool { return !unicode.IsLetter(c) && !unicode.IsNumber(c) }) {
-			emit(sdk.Output{Key: []byte(strings.ToLower(w)), Value: []byte("1")})
+		if !isASCII(r.Value) {
+			for _, w := range strings.FieldsFunc(string(r.Value), func(c rune) bool { return !unicode.IsLetter(c) && !unicode.IsNumber(c) }) {
+				emit(sdk.Output{Key: []byte(strings.ToLower(w)), Value: one})
+			}
+			return nil
+		}
+		// An ASCII line, the common case, is lower-cased into one buffer whose runs of letters
+		// and digits are the words: one allocation per line instead of several per word.
+		lower := make([]byte, len(r.Value))
+		start := -1
+		for i, c := range r.Value {
+			if 'A' <= c && c <= 'Z' {
+				c += 'a' - 'A'
+			}
+			lower[i] = c
+			word := 'a' <= c && c <= 'z' || '0' <= c && c <= '9'
+			switch {
+			case word && start < 0:
+				start = i
+			case !word && start >= 0:
+				emit(sdk.Output{Key: lower[start:i:i], Value: one})
+				start = -1
+			}
+		}
+		if start >= 0 {
+			emit(sdk.Output{Key: lower[start:], Value: one})
 		}
 		return nil
 	})
+}
+
+// one is the value of every word Split emits; outputs are read, never written.
+var one = []byte("1")
+
+func isASCII(b []byte) bool {
+	for _, c := range b {
+		if c >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
 }
 
 // Sum adds the record's value (a decimal count) to the count of its key and emits the new
