@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"maps"
 	"strings"
 	"sync"
 	"testing"
@@ -74,4 +75,72 @@ func TestWordCountAcrossProtocolVersions(t *testing.T) {
 
 func TestRealBrokerWordCountAcrossProtocolVersions(t *testing.T) {
 	testWordCountAcrossProtocolVersions(t, testenv.Real(t))
+}
+
+// testPartitionRegainedWithinASession: under AtLeastOnce a rebalance does not end a pod's
+// session, so a pod can lose partitions to another pod that counts on, and get them back, with
+// the same function stream all along. With protocol version 3 the function keeps its own copy of
+// the state; the copy of a partition that comes back is stale (the other pod counted since) and
+// must be dropped (the partition's state generation changes), or the pod counts on from its old
+// totals and the counts never reach the truth.
+func testPartitionRegainedWithinASession(t *testing.T, k *testenv.Kafka) {
+	wc, e := sumEntity(t, k, config.AtLeastOnce, func(c *config.Executor) {
+		c.Runtime.GroupProtocol = config.GroupProtocolClassic
+		c.Runtime.SessionTimeout = config.Duration{Duration: sessionTimeout}
+	})
+	truth := map[string]int{}
+	produce := func(words ...string) map[string]int {
+		for _, w := range words {
+			truth[w]++
+		}
+		k.Produce(t, false, wordRecords(wc.words, words...)...)
+		return maps.Clone(truth)
+	}
+	words := vocabulary
+	a := newAssignments(e.Config.Inputs[0].Topic)
+	sessions := 0
+	var mu sync.Mutex
+	pod0 := testenv.StartPodWith(t, e, 0, wordcount.Sum(), []sdk.Option{sdk.WithHooks(sdk.Hooks{OnSession: func(sdk.SessionInfo) {
+		mu.Lock()
+		sessions++
+		mu.Unlock()
+	}})}, a.hooks(0))
+	defer pod0.Stop(t)
+	a.wait(t, map[int][]int32{0: {0, 1, 2, 3}}, handOverBound)
+	wc.waitCounts(t, produce(words...), 60*time.Second)
+
+	pod1 := testenv.StartPod(t, e, 1, wordcount.Sum(), a.hooks(1))
+	begin := time.Now()
+	for {
+		a.mu.Lock()
+		n0, n1 := len(a.current[0]), len(a.current[1])
+		a.mu.Unlock()
+		if n0 == 2 && n1 == 2 {
+			break
+		}
+		if time.Since(begin) > handOverBound {
+			t.Fatalf("partitions never split between the two pods: %d and %d", n0, n1)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	produce(words...)
+	wc.waitCounts(t, produce(words...), 60*time.Second)
+	pod1.Stop(t)
+	a.wait(t, map[int][]int32{0: {0, 1, 2, 3}}, handOverBound)
+
+	wc.waitCounts(t, produce(words...), 60*time.Second)
+	checkAtLeastOnce(t, wc.observed(t), truth)
+	mu.Lock()
+	defer mu.Unlock()
+	if sessions != 1 {
+		t.Errorf("pod 0's function saw %d sessions, want 1: the partitions were not regained within a session", sessions)
+	}
+}
+
+func TestPartitionRegainedWithinASession(t *testing.T) {
+	testPartitionRegainedWithinASession(t, testenv.Fake(t))
+}
+
+func TestRealBrokerPartitionRegainedWithinASession(t *testing.T) {
+	testPartitionRegainedWithinASession(t, testenv.Real(t))
 }
