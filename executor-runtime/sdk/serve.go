@@ -29,7 +29,8 @@ import (
 )
 
 // ProtocolVersion is the function protocol version the I/O sidecar's Open carries; this SDK
-// also speaks version 2 (functionv1.ProtocolVersionPacked), which it announces in Opened.
+// also speaks versions 2 (functionv1.ProtocolVersionPacked) and 3 (ProtocolVersionState), which
+// it announces in Opened.
 const ProtocolVersion = 1
 
 // MaxMessageBytes bounds one gRPC message on the function and state sockets.
