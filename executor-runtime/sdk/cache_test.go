@@ -127,3 +127,23 @@ func (c *countingWrites) Write(ctx context.Context, session string, muts []*stat
 	c.n.Add(1)
 	return c.stateBackend.Write(ctx, session, muts)
 }
+
+// The session's version is the highest both ends list; a sidecar that lists none predates
+// version 3 and speaks 1 and 2, so a function of this SDK then writes its state with Write.
+func TestNegotiate(t *testing.T) {
+	for _, tc := range []struct {
+		reason            string
+		sidecar, function []uint32
+		want              uint32
+	}{
+		{"both speak 3", []uint32{1, 2, 3}, []uint32{1, 2, 3}, 3},
+		{"a sidecar before version 3 lists nothing", nil, []uint32{1, 2, 3}, 2},
+		{"a function pinned to 1 and 2", []uint32{1, 2, 3}, []uint32{1, 2}, 2},
+		{"a function pinned to 1", []uint32{1, 2, 3}, []uint32{1}, 1},
+		{"a sidecar of a later version", []uint32{1, 2, 3, 4}, []uint32{1, 2, 3}, 3},
+	} {
+		if got := negotiate(tc.sidecar, tc.function); got != tc.want {
+			t.Errorf("%s: negotiate(%v, %v) = %d, want %d", tc.reason, tc.sidecar, tc.function, got, tc.want)
+		}
+	}
+}
