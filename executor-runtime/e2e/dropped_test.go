@@ -10,23 +10,36 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/millrace-dev/millrace/executor-runtime/config"
-	"github.com/millrace-dev/millrace/executor-runtime/iosidecar"
 	"github.com/millrace-dev/millrace/executor-runtime/internal/testenv"
+	"github.com/millrace-dev/millrace/executor-runtime/iosidecar"
 )
 
-// gauge is the value of the unlabelled gauge name in reg (-1 when it is absent).
-func gauge(t *testing.T, reg *prometheus.Registry, name string) float64 {
+// pendingDrops is the millrace_dropped_inputs_pending gauge of reason in reg, or, for reason "",
+// the sum over the reasons (-1 when the gauge has not been set yet).
+func pendingDrops(t *testing.T, reg *prometheus.Registry, reason string) float64 {
 	t.Helper()
 	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatalf("gather metrics: %v", err)
 	}
+	sum, found := 0.0, false
 	for _, mf := range mfs {
-		if mf.GetName() == name && len(mf.GetMetric()) > 0 {
-			return mf.GetMetric()[0].GetGauge().GetValue()
+		if mf.GetName() != "millrace_dropped_inputs_pending" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "reason" && (reason == "" || l.GetValue() == reason) {
+					sum += m.GetGauge().GetValue()
+					found = true
+				}
+			}
 		}
 	}
-	return -1
+	if !found {
+		return -1
+	}
+	return sum
 }
 
 // waitFor polls cond until it holds, for 60 s at most.
@@ -116,7 +129,7 @@ func testSubscribedMemberDelaysDrop(t *testing.T, k *testenv.Kafka) {
 	pod := testenv.StartPod(t, next, 0, copyValues, iosidecar.WithRegistry(reg))
 	defer pod.Stop(t)
 	// The new pod found in1's offsets, tried to delete them and was refused.
-	waitFor(t, "the new pod reports the dropped input as pending", func() bool { return gauge(t, reg, "millrace_dropped_inputs_pending") == 1 })
+	waitFor(t, "the new pod reports the dropped input as pending", func() bool { return pendingDrops(t, reg, "subscribed") == 1 })
 	if got := fetchCommitted(t, k.Admin, prev.Config.GroupID, in1); len(got) != 4 {
 		t.Fatalf("the offsets on in1 went while a member still reads it: %v", got)
 	}
@@ -130,7 +143,7 @@ func testSubscribedMemberDelaysDrop(t *testing.T, k *testenv.Kafka) {
 	old.Stop(t)
 	oldRunning = false
 	waitOffsetsGone(t, k, prev.Config.GroupID, in1)
-	waitFor(t, "the new pod reports nothing pending", func() bool { return gauge(t, reg, "millrace_dropped_inputs_pending") == 0 })
+	waitFor(t, "the new pod reports nothing pending", func() bool { return pendingDrops(t, reg, "") == 0 })
 	// The new pod reads in2 all along.
 	k.Produce(t, false, &kgo.Record{Topic: in2, Value: []byte("after")})
 	waitRecords(t, k, out, 51)

@@ -85,10 +85,8 @@ func (d *dropped) run(ctx context.Context) {
 				d.log.Warn("delete the committed offsets of dropped inputs; trying again later", "err", err, "backoff", wait)
 			}
 		case left == 0:
-			d.m.droppedWaiting.Set(0)
 			return
 		}
-		d.m.droppedWaiting.Set(float64(left))
 		select {
 		case <-ctx.Done():
 			return
@@ -98,8 +96,18 @@ func (d *dropped) run(ctx context.Context) {
 	}
 }
 
+// Why a dropped input's offsets are still in the group (the reason label of
+// millrace_dropped_inputs_pending).
+var dropReasons = []string{"heirs", "subscribed", "deleted", "error"}
+
 // once makes one attempt: it returns how many dropped inputs still have offsets in the group.
 func (d *dropped) once(ctx context.Context, logged map[string]bool) (int, error) {
+	pending := map[string]int{}
+	defer func() {
+		for _, r := range dropReasons {
+			d.m.droppedWaiting.WithLabelValues(r).Set(float64(pending[r]))
+		}
+	}()
 	adm, err := d.admin()
 	if err != nil {
 		return 0, err
@@ -130,8 +138,12 @@ func (d *dropped) once(ctx context.Context, logged map[string]bool) (int, error)
 		if waiting, err := d.heirsPending(ctx, adm, topic, partitions); err != nil || len(waiting) > 0 {
 			left++
 			if err != nil {
+				pending["error"]++
 				errs = append(errs, err)
-			} else if reason := topic + " heirs " + strings.Join(waiting, ","); !logged[reason] {
+				continue
+			}
+			pending["heirs"]++
+			if reason := topic + " heirs " + strings.Join(waiting, ","); !logged[reason] {
 				logged[reason] = true
 				d.log.Info("a dropped input's committed offsets stay until the entities that take it over have committed theirs", "topic", topic, "group", d.group, "waiting_for", waiting)
 			}
@@ -141,9 +153,11 @@ func (d *dropped) once(ctx context.Context, logged map[string]bool) (int, error)
 		switch {
 		case err != nil:
 			left++
+			pending["error"]++
 			errs = append(errs, err)
 		case subscribed:
 			left++
+			pending["subscribed"]++
 			if reason := topic + " subscribed"; !logged[reason] {
 				logged[reason] = true
 				d.log.Info("a member of the group still reads a dropped input; deleting its offsets once it stops", "topic", topic, "group", d.group)
@@ -152,6 +166,7 @@ func (d *dropped) once(ctx context.Context, logged map[string]bool) (int, error)
 			// Counted as left until a fetch finds the offsets gone: a commit of a member that was
 			// still leaving could have written them again.
 			left++
+			pending["deleted"]++
 			d.m.droppedDeleted.WithLabelValues(topic).Add(float64(len(partitions)))
 			d.log.Info("committed offsets of a dropped input deleted", "topic", topic, "group", d.group, "partitions", partitions, "heirs", d.heirs[topic])
 		}

@@ -20,7 +20,7 @@ type metrics struct {
 	// deleted; droppedWaiting is the number of dropped inputs whose offsets are still in the
 	// group (waiting for an heir to commit or for a member to stop reading them).
 	droppedDeleted *prometheus.CounterVec
-	droppedWaiting prometheus.Gauge
+	droppedWaiting *prometheus.GaugeVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -38,7 +38,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		sessions:       prometheus.NewCounterVec(prometheus.CounterOpts{Name: "millrace_sessions_total", Help: "Sessions (Kafka client, function stream, state session) by how they ended."}, []string{"end"}),
 		inFlight:       prometheus.NewGauge(prometheus.GaugeOpts{Name: "millrace_batches_in_flight", Help: "Batches sent to the function and not yet answered."}),
 		droppedDeleted: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "millrace_dropped_input_offsets_deleted_total", Help: "Partitions of inputs the entity no longer reads whose committed offsets this pod deleted from the group."}, []string{"topic"}),
-		droppedWaiting: prometheus.NewGauge(prometheus.GaugeOpts{Name: "millrace_dropped_inputs_pending", Help: "Inputs the entity no longer reads whose committed offsets are still in the group (waiting for the entities that take them over to commit, or for a member to stop reading them)."}),
+		droppedWaiting: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "millrace_dropped_inputs_pending", Help: "Inputs the entity no longer reads whose committed offsets are still in the group, by what the deletion waits for: heirs (the entities that take them over have not committed yet), subscribed (a member still reads them), deleted (deleted, not yet seen gone) or error."}, []string{"reason"}),
 	}
 	reg.MustRegister(m.recordsIn, m.recordsOut, m.deadLettered, m.batchLatency, m.functionLat, m.lag, m.commits, m.rebalances, m.assigned, m.sessions, m.inFlight, m.droppedDeleted, m.droppedWaiting)
 	return m
