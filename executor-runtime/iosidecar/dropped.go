@@ -79,6 +79,12 @@ func (d *dropped) run(ctx context.Context) {
 		switch {
 		case ctx.Err() != nil:
 			return
+		case errors.Is(err, kerr.GroupAuthorizationFailed), errors.Is(err, kerr.TopicAuthorizationFailed):
+			// The Kafka user may not delete the group's offsets (Delete on the group) or read
+			// an heir's (Describe): asking again changes nothing until the ACLs do, and the next
+			// configuration applied tries again.
+			d.log.Warn("not allowed to delete the committed offsets of dropped inputs; they stay in the group (grant Delete on the group)", "group", d.group, "err", err)
+			return
 		case err != nil:
 			if msg := err.Error(); !logged[msg] {
 				logged[msg] = true
