@@ -70,6 +70,7 @@ const (
 	aclRead            = "Read"
 	aclWrite           = "Write"
 	aclDescribe        = "Describe"
+	aclDelete          = "Delete"
 	aclIdempotentWrite = "IdempotentWrite"
 	aclAlterConfigs    = "AlterConfigs"
 )
@@ -78,8 +79,11 @@ const (
 // cluster. Its ACLs allow exactly what the executors do and nothing else:
 //   - Read and Describe on input topics, Write and Describe on output and dead-letter topics,
 //     all three on changelogs (the state sidecar restores from and writes to them);
-//   - Read and Describe on each entity's consumer group, and AlterConfigs on it when the entity
-//     sets runtime.sessionTimeout (under KIP-848 the sidecar asks for it as the group's
+//   - Read, Describe and Delete on each entity's consumer group (Delete: the I/O sidecar deletes
+//     the group's committed offsets on inputs the entity no longer reads, an OffsetDelete; the
+//     groups of the entities that take such an input over are the Pipeline's too, so reading
+//     their offsets needs nothing more), and AlterConfigs on it when the entity sets
+//     runtime.sessionTimeout (under KIP-848 the sidecar asks for it as the group's
 //     consumer.session.timeout.ms, an IncrementalAlterConfigs on the group);
 //   - Describe only on the group of a removed entity that another takes an input over from
 //     (start position Entity), to see its members and read its committed offsets;
@@ -120,9 +124,9 @@ func kafkaUser(p *v1alpha1.Pipeline, f Facts) *strimzi.KafkaUser {
 		if stateEnabled(e) {
 			allow(ChangelogTopicName(p, e.Name), aclRead, aclWrite, aclDescribe)
 		}
-		g := group{id: GroupID(p, e.Name), ops: []string{aclDescribe, aclRead}}
+		g := group{id: GroupID(p, e.Name), ops: []string{aclDelete, aclDescribe, aclRead}}
 		if e.Runtime != nil && e.Runtime.SessionTimeout != nil {
-			g.ops = []string{aclAlterConfigs, aclDescribe, aclRead}
+			g.ops = []string{aclAlterConfigs, aclDelete, aclDescribe, aclRead}
 		}
 		groups = append(groups, g)
 		if e.Guarantee == v1alpha1.ExactlyOnce {
