@@ -82,6 +82,31 @@ func isClosed(ch <-chan struct{}) bool {
 type Status struct {
 	Config string `json:"config"`
 	Ready  bool   `json:"ready"`
+	// Retire is the progress of a retirement (config.Executor.Retire), when the applied
+	// configuration has one.
+	Retire *RetireStatus `json:"retire,omitempty"`
+}
+
+// Phases of RetireStatus.Phase.
+const (
+	// RetireDraining: the group's committed offsets have not reached every target yet.
+	RetireDraining = "Draining"
+	// RetireDrained: the group's committed offsets have reached every partition's target (a
+	// group-wide fact any pod can report); the pod has stopped consuming and left the group.
+	RetireDrained = "Drained"
+	// RetireDeleted: the group was deleted (DeleteGroups answered OK or GROUP_ID_NOT_FOUND).
+	RetireDeleted = "Deleted"
+)
+
+// RetireStatus is the progress of a retirement.
+type RetireStatus struct {
+	// Phase: "Draining" (targets not yet all committed), "Drained" (the GROUP's committed offsets
+	// have reached every partition's target: a group-wide fact any pod can report; the pod then
+	// stops consuming and leaves the group), "Deleted" (the group was deleted: DeleteGroups answered
+	// OK or GROUP_ID_NOT_FOUND). Without DeleteGroup the final phase is "Drained".
+	Phase string `json:"phase"`
+	// Remaining: records between the group's committed offsets and the targets (0 when drained).
+	Remaining int64 `json:"remaining"`
 }
 
 // update is a new configuration and the bytes it was read from.
