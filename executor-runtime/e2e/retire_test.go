@@ -266,7 +266,7 @@ func testRetire(t *testing.T, k *testenv.Kafka, c retireCase, g config.Guarantee
 			older++
 		}
 	}
-	t.Logf("%d records written (%d before Since); %d older records lost, %d duplicated; %d records at or after Since came out", len(all), older, lost, dup, late)
+	t.Logf("%d records written (%d before Since); %d older records not in the output (lost, with Drain), %d duplicated; %d records at or after Since came out", len(all), older, lost, dup, late)
 	if late > 0 {
 		t.Errorf("%d records at or after Since came out", late)
 	}
