@@ -98,6 +98,33 @@ type Executor struct {
 	// UserConfig is the entity's application configuration, handed to the function and
 	// hot-reloaded.
 	UserConfig map[string]string `json:"userConfig,omitempty"`
+
+	// Retire, when set, says the entity was removed from its Pipeline and is being retired: the
+	// I/O sidecar drains its inputs (Drain), stops consuming, and deletes its consumer group
+	// (DeleteGroup). GET /status reports the progress.
+	Retire *Retire `json:"retire,omitempty"`
+}
+
+// Retire says the entity was removed from its Pipeline and is being retired.
+type Retire struct {
+	// Since is when the operator began the retirement (RFC 3339, UTC). With Drain, each input
+	// partition is read up to the first offset whose record timestamp is >= Since (ListOffsets by
+	// timestamp; when there is none, the partition's last stable offset as read the first time),
+	// so every pod of the entity computes the same targets.
+	Since string `json:"since"`
+	// Drain: process and commit every input up to those targets before stopping.
+	Drain bool `json:"drain,omitempty"`
+	// DeleteGroup: once drained (at once without Drain), leave the consumer group and delete it.
+	DeleteGroup bool `json:"deleteGroup,omitempty"`
+}
+
+// SinceTime parses Since.
+func (r *Retire) SinceTime() (time.Time, error) {
+	t, err := time.Parse(time.RFC3339Nano, r.Since)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("retire.since %q is not an RFC 3339 time: %w", r.Since, err)
+	}
+	return t, nil
 }
 
 // Kafka says how to reach the brokers.
@@ -413,6 +440,11 @@ func (e *Executor) Validate() error {
 	}
 	if e.State != nil && e.State.ChangelogTopic == "" {
 		errs = append(errs, errors.New("state.changelogTopic is empty"))
+	}
+	if r := e.Retire; r != nil {
+		if _, err := r.SinceTime(); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	return errors.Join(errs...)
 }
