@@ -392,6 +392,17 @@ func upToDate(u, live *unstructured.Unstructured) bool {
 	if live.GetAnnotations()[AnnotationAppliedHash] != u.GetAnnotations()[AnnotationAppliedHash] {
 		return false
 	}
+	if d := live.GetAnnotations()[cachedOwnedDigest]; d != "" {
+		// A cached child, trimmed by stripUnread: the values the operator still owns.
+		var leaves []ownedLeaf
+		if raw := live.GetAnnotations()[cachedOwnedLeaves]; raw != "" {
+			if err := json.Unmarshal([]byte(raw), &leaves); err != nil {
+				return false
+			}
+		}
+		rest, ok := withoutLeaves(u.Object, leaves)
+		return ok && d == appliedDigest(rest)
+	}
 	return covers(live.Object, u.Object)
 }
 

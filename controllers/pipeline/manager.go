@@ -99,8 +99,15 @@ const annotationLastApplied = "kubectl.kubernetes.io/last-applied-configuration"
 //     and listeners (a Strimzi Kafka's bootstrap addresses), and a Strimzi Kafka's spec except
 //     its listeners' name, type, tls and authentication type (which listener fits a Pipeline).
 //
-// Spec, data and labels stay whole: covers needs every value render sets to detect drift, and
-// observe reads the current assignment back from a ConfigMap's executor.json.
+//   - of a child the operator applied, what only the change detection read: it keeps instead a
+//     digest of the values the operator's field manager owns (markOwnedDigest, ownedDigest),
+//     which upToDate compares with the configuration about to be applied. So a StatefulSet
+//     keeps of its spec only the replicas, the update strategy and the pod template's hash
+//     annotation, a Service no spec, a composed kind's child (KafkaTopic, ScaledObject,
+//     ServiceMonitor, ...) no spec.
+//
+// Labels, annotations and a ConfigMap's data stay whole: observe reads the current assignment
+// back from a ConfigMap's executor.json, and configstatus its digest.
 func stripUnread(in any) (any, error) {
 	o, ok := in.(client.Object)
 	if !ok {
@@ -109,6 +116,7 @@ func stripUnread(in any) (any, error) {
 	if sts, ok := o.(*appsv1.StatefulSet); ok {
 		markReplicasOwner(sts)
 	}
+	digested := markOwnedDigest(o)
 	o.SetManagedFields(nil)
 	if ann := o.GetAnnotations(); ann[annotationLastApplied] != "" {
 		delete(ann, annotationLastApplied)
@@ -121,6 +129,18 @@ func stripUnread(in any) (any, error) {
 		t.Spec = corev1.PodSpec{}
 		t.Status = corev1.PodStatus{Phase: t.Status.Phase}
 	case *appsv1.StatefulSet:
+		if digested {
+			// What status.go and observe.go read: the replicas, the update strategy and the
+			// pod template's hash (which pods run the current template). The rest of the
+			// spec, the pod template above all, is in the owned digest.
+			t.Spec = appsv1.StatefulSetSpec{
+				Replicas:       t.Spec.Replicas,
+				UpdateStrategy: t.Spec.UpdateStrategy,
+				Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{
+					Annotations: keep(t.Spec.Template.Annotations, render.AnnotationPodTemplateHash),
+				}},
+			}
+		}
 		t.Status = appsv1.StatefulSetStatus{
 			ObservedGeneration: t.Status.ObservedGeneration,
 			Replicas:           t.Status.Replicas,
@@ -129,7 +149,16 @@ func stripUnread(in any) (any, error) {
 			CurrentRevision:    t.Status.CurrentRevision,
 			UpdateRevision:     t.Status.UpdateRevision,
 		}
+	case *corev1.Service:
+		if digested {
+			t.Spec = corev1.ServiceSpec{} // read by nobody: in the owned digest
+		}
 	case *unstructured.Unstructured:
+		if digested {
+			// A composed kind's child (KafkaTopic, ScaledObject, ServiceMonitor, ...): only
+			// its metadata and status conditions are read.
+			delete(t.Object, "spec")
+		}
 		if t.GetKind() == "Kafka" && t.GroupVersionKind().Group == strimzi.Group {
 			// Only the listeners' name, type, tls and authentication type: observe chooses the
 			// listener that fits a Pipeline's authentication from them.
@@ -165,6 +194,54 @@ func stripUnread(in any) (any, error) {
 		}
 	}
 	return o, nil
+}
+
+// markOwnedDigest sets cachedOwnedDigest on a child the operator applied (it carries the
+// applied hash and the operator's apply entry in its managed fields) and reports whether it did.
+func markOwnedDigest(o client.Object) bool {
+	if o.GetAnnotations()[AnnotationAppliedHash] == "" {
+		return false
+	}
+	var content map[string]any
+	if u, ok := o.(*unstructured.Unstructured); ok {
+		content = u.Object
+	} else {
+		m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(o)
+		if err != nil {
+			return false
+		}
+		content = m
+	}
+	d, leaves := ownedDigest(content, o.GetManagedFields(), FieldManager)
+	if d == "" {
+		return false
+	}
+	ann := o.GetAnnotations()
+	ann[cachedOwnedDigest] = d
+	if len(leaves) > 0 {
+		raw, err := json.Marshal(leaves)
+		if err != nil {
+			delete(ann, cachedOwnedDigest)
+			return false
+		}
+		ann[cachedOwnedLeaves] = string(raw)
+	}
+	o.SetAnnotations(ann)
+	return true
+}
+
+// keep returns the entries of m under keys, nil if none.
+func keep(m map[string]string, keys ...string) map[string]string {
+	var out map[string]string
+	for _, k := range keys {
+		if v, ok := m[k]; ok {
+			if out == nil {
+				out = map[string]string{}
+			}
+			out[k] = v
+		}
+	}
+	return out
 }
 
 // cachedOwnsReplicas is an annotation that exists only on cached StatefulSets, never on the
