@@ -88,13 +88,17 @@ const annotationLastApplied = "kubectl.kubernetes.io/last-applied-configuration"
 // stripUnread removes from every cached object what neither apply (upToDate/covers compares the
 // spec, labels, annotations and owners that render sets), status.go, observe.go nor history.go
 // reads, so that it is not held in memory for as long as the object exists:
+//
 //   - managed fields, often the larger part of an object: server-side apply computes ownership
 //     on the server. The one ownership fact the operator needs, whether it owns a StatefulSet's
 //     spec.replicas (to hand the field over to an autoscaler), is kept as a cache-only
 //     annotation (see markReplicasOwner);
+//
 //   - kubectl's last-applied-configuration annotation, which render never sets;
+//
 //   - a StatefulSet's status except observedGeneration, replicas, readyReplicas and what a
 //     rollout's end is read from (updatedReplicas, currentRevision, updateRevision);
+//
 //   - a composed kind's status except conditions (ScaledObject "Active", KafkaTopic readiness)
 //     and listeners (a Strimzi Kafka's bootstrap addresses), and a Strimzi Kafka's spec except
 //     its listeners' name, type, tls and authentication type (which listener fits a Pipeline).
