@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"testing"
 
@@ -12,6 +13,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/millrace-dev/millrace/controllers/render"
+	"github.com/millrace-dev/millrace/executor-runtime/config"
 )
 
 // unrelatedObjects are a KafkaTopic, a ConfigMap and a StatefulSet that Millrace does not manage,
@@ -93,8 +95,8 @@ func TestCacheHoldsOnlyMillracesObjects(t *testing.T) {
 }
 
 // The cache keeps of the operator's children only what its readers use (stripUnread): a
-// StatefulSet without its pod template, a KafkaTopic without its spec, a Service without its
-// spec, each with the digest of the values the operator owns. A value changed behind the
+// StatefulSet without its pod template, a ConfigMap with only the executor's assignment, a
+// KafkaTopic without its spec, each with the digest of the values the operator owns. A value changed behind the
 // operator's back, in what the cache no longer holds, is still noticed and applied again.
 func TestTrimmedCacheStillRepairsDrift(t *testing.T) {
 	e := envV1
@@ -113,6 +115,14 @@ func TestTrimmedCacheStillRepairsDrift(t *testing.T) {
 	}
 	if cached.Spec.Replicas == nil || *cached.Spec.Replicas != 2 || cached.Spec.Template.Annotations[render.AnnotationPodTemplateHash] == "" {
 		t.Errorf("cached StatefulSet lost what is read: replicas %v, template annotations %v", cached.Spec.Replicas, cached.Spec.Template.Annotations)
+	}
+	cachedCM := &corev1.ConfigMap{}
+	if err := op.r.cache.Get(ctx, client.ObjectKey{Namespace: ns, Name: render.ConfigMapName(p, "split")}, cachedCM); err != nil {
+		t.Fatal(err)
+	}
+	var executor map[string]any
+	if err := json.Unmarshal([]byte(cachedCM.Data[config.FileName]), &executor); err != nil || len(executor) != 1 || executor["assignment"] == nil {
+		t.Errorf("cached ConfigMap keeps more than the assignment: %v (%v)", cachedCM.Data, err)
 	}
 	kt := &unstructured.Unstructured{}
 	kt.SetGroupVersionKind(e.gvk("KafkaTopic"))

@@ -19,6 +19,7 @@ import (
 	"github.com/millrace-dev/millrace/apis/streaming/v1alpha1"
 	"github.com/millrace-dev/millrace/apis/strimzi"
 	"github.com/millrace-dev/millrace/controllers/render"
+	"github.com/millrace-dev/millrace/executor-runtime/config"
 )
 
 // Scheme holds the typed kinds the operator reads or writes, and no others: a smaller scheme is
@@ -110,8 +111,11 @@ const annotationLastApplied = "kubectl.kubernetes.io/last-applied-configuration"
 //     annotation, a Service no spec, a composed kind's child (KafkaTopic, ScaledObject,
 //     ServiceMonitor, ...) no spec.
 //
-// Labels, annotations and a ConfigMap's data stay whole: observe reads the current assignment
-// back from a ConfigMap's executor.json, and configstatus its digest.
+//     An executor's ConfigMap keeps of its executor.json only the assignment, which observe
+//     reads back (the status's configuration digests come from render; the retirement of an
+//     entity reads its ConfigMap live).
+//
+// Labels and annotations stay whole.
 func stripUnread(in any) (any, error) {
 	o, ok := in.(client.Object)
 	if !ok {
@@ -152,6 +156,12 @@ func stripUnread(in any) (any, error) {
 			UpdatedReplicas:    t.Status.UpdatedReplicas,
 			CurrentRevision:    t.Status.CurrentRevision,
 			UpdateRevision:     t.Status.UpdateRevision,
+		}
+	case *corev1.ConfigMap:
+		if digested {
+			// Of an executor's configuration, observe reads the assignment only (to keep a
+			// Static assignment stable); the rest is in the owned digest.
+			t.Data, t.BinaryData = assignmentOnly(t.Data), nil
 		}
 	case *corev1.Service:
 		if digested {
@@ -232,6 +242,18 @@ func markOwnedDigest(o client.Object) bool {
 	}
 	o.SetAnnotations(ann)
 	return true
+}
+
+// assignmentOnly is the data of an executor's ConfigMap reduced to the configuration's
+// assignment, nil when it holds no readable configuration.
+func assignmentOnly(data map[string]string) map[string]string {
+	var ex struct {
+		Assignment json.RawMessage `json:"assignment"`
+	}
+	if err := json.Unmarshal([]byte(data[config.FileName]), &ex); err != nil || ex.Assignment == nil {
+		return nil
+	}
+	return map[string]string{config.FileName: `{"assignment":` + string(ex.Assignment) + `}`}
 }
 
 // keep returns the entries of m under keys, nil if none.
