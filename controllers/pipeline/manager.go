@@ -107,9 +107,8 @@ const annotationLastApplied = "kubectl.kubernetes.io/last-applied-configuration"
 //   - of a child the operator applied, what only the change detection read: it keeps instead a
 //     digest of the values the operator's field manager owns (markOwnedDigest, ownedDigest),
 //     which upToDate compares with the configuration about to be applied. So a StatefulSet
-//     keeps of its spec only the replicas, the update strategy and the pod template's hash
-//     annotation, a Service no spec, a composed kind's child (KafkaTopic, ScaledObject,
-//     ServiceMonitor, ...) no spec.
+//     keeps of its spec only the replicas and the update strategy, a Service no spec, a composed kind's child (KafkaTopic, ScaledObject,
+//     ServiceMonitor, ...) no spec, and each only the labels that select and index it;
 //
 //     An executor's ConfigMap keeps of its executor.json only the assignment, which observe
 //     reads back (the status's configuration digests come from render; the retirement of an
@@ -126,6 +125,11 @@ func stripUnread(in any) (any, error) {
 	}
 	digested := markOwnedDigest(o)
 	o.SetManagedFields(nil)
+	if digested {
+		// The labels read: the cache's selection and index, and the entity; the rest are in
+		// the owned digest.
+		o.SetLabels(keep(o.GetLabels(), render.LabelManagedBy, render.LabelPipeline, render.LabelEntity, render.LabelStream))
+	}
 	if ann := o.GetAnnotations(); ann[annotationLastApplied] != "" {
 		delete(ann, annotationLastApplied)
 		o.SetAnnotations(ann)
@@ -138,16 +142,10 @@ func stripUnread(in any) (any, error) {
 		t.Status = corev1.PodStatus{Phase: t.Status.Phase}
 	case *appsv1.StatefulSet:
 		if digested {
-			// What status.go and observe.go read: the replicas, the update strategy and the
-			// pod template's hash (which pods run the current template). The rest of the
-			// spec, the pod template above all, is in the owned digest.
-			t.Spec = appsv1.StatefulSetSpec{
-				Replicas:       t.Spec.Replicas,
-				UpdateStrategy: t.Spec.UpdateStrategy,
-				Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{
-					Annotations: keep(t.Spec.Template.Annotations, render.AnnotationPodTemplateHash),
-				}},
-			}
+			// What status.go and observe.go read: the replicas and the update strategy. The
+			// rest of the spec, the pod template above all, is in the owned digest (the pod
+			// template hash that configstatus compares pods with comes from render).
+			t.Spec = appsv1.StatefulSetSpec{Replicas: t.Spec.Replicas, UpdateStrategy: t.Spec.UpdateStrategy}
 		}
 		t.Status = appsv1.StatefulSetStatus{
 			ObservedGeneration: t.Status.ObservedGeneration,

@@ -151,7 +151,8 @@ func project(v any, set map[string]any, path []any, leaves *[]ownedLeaf) any {
 			}
 			subSet, _ := sub.(map[string]any)
 			fieldPath := append(slices.Clip(path), name)
-			if composite(fv) && ownedWhole(subSet) {
+			if composite(fv) && ownedWhole(subSet) && !isEmpty(withoutEmpty(fv)) {
+				// An empty one (emptyDir: {}) stays: appliedDigest drops it on both sides.
 				*leaves = append(*leaves, ownedLeaf{Path: fieldPath, Value: fv})
 				continue
 			}
