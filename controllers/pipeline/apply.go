@@ -387,7 +387,9 @@ func applied(obj client.Object) (*unstructured.Unstructured, error) {
 
 // upToDate reports whether applying u would change nothing: the live object carries the hash of
 // the same applied configuration (so no field was added or removed from it) and still holds
-// every value of it (so nobody changed one behind the operator's back).
+// every value of it (so nobody changed one behind the operator's back). A cached child is
+// compared by the digest of the values the operator still owns (cachedOwnedDigest), an API
+// server's answer value by value (covers).
 func upToDate(u, live *unstructured.Unstructured) bool {
 	if live.GetAnnotations()[AnnotationAppliedHash] != u.GetAnnotations()[AnnotationAppliedHash] {
 		return false
