@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"slices"
+	"strconv"
 	"strings"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -218,17 +219,12 @@ func elementSet(set map[string]any, el any, i int) (map[string]any, bool) {
 				return subSet, true
 			}
 		case strings.HasPrefix(k, "i:"):
-			if k[2:] == itoa(i) {
+			if k[2:] == strconv.Itoa(i) {
 				return subSet, true
 			}
 		}
 	}
 	return nil, false
-}
-
-func itoa(i int) string {
-	raw, _ := json.Marshal(i)
-	return string(raw)
 }
 
 // sameScalar compares a live value with one decoded from a field set's key (numbers as float64).
