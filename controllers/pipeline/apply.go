@@ -387,10 +387,23 @@ func applied(obj client.Object) (*unstructured.Unstructured, error) {
 
 // upToDate reports whether applying u would change nothing: the live object carries the hash of
 // the same applied configuration (so no field was added or removed from it) and still holds
-// every value of it (so nobody changed one behind the operator's back).
+// every value of it (so nobody changed one behind the operator's back). A cached child is
+// compared by the digest of the values the operator still owns (cachedOwnedDigest), an API
+// server's answer value by value (covers).
 func upToDate(u, live *unstructured.Unstructured) bool {
 	if live.GetAnnotations()[AnnotationAppliedHash] != u.GetAnnotations()[AnnotationAppliedHash] {
 		return false
+	}
+	if d := live.GetAnnotations()[cachedOwnedDigest]; d != "" {
+		// A cached child, trimmed by stripUnread: the values the operator still owns.
+		var leaves []ownedLeaf
+		if raw := live.GetAnnotations()[cachedOwnedLeaves]; raw != "" {
+			if err := json.Unmarshal([]byte(raw), &leaves); err != nil {
+				return false
+			}
+		}
+		rest, ok := withoutLeaves(u.Object, leaves)
+		return ok && d == appliedDigest(rest)
 	}
 	return covers(live.Object, u.Object)
 }

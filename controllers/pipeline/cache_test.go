@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"testing"
 
@@ -12,6 +13,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/millrace-dev/millrace/controllers/render"
+	"github.com/millrace-dev/millrace/executor-runtime/config"
 )
 
 // unrelatedObjects are a KafkaTopic, a ConfigMap and a StatefulSet that Millrace does not manage,
@@ -90,4 +92,115 @@ func TestCacheHoldsOnlyMillracesObjects(t *testing.T) {
 	if t.Failed() {
 		t.Log(fmt.Sprint(names))
 	}
+}
+
+// The cache keeps of the operator's children only what its readers use (stripUnread): a
+// StatefulSet without its pod template, a ConfigMap with only the executor's assignment, a
+// KafkaTopic without its spec, each with the digest of the values the operator owns. A value changed behind the
+// operator's back, in what the cache no longer holds, is still noticed and applied again.
+func TestTrimmedCacheStillRepairsDrift(t *testing.T) {
+	e := envV1
+	ns := e.namespace(t)
+	ctx := context.Background()
+	op := e.startOperator(t, ns)
+	p := e.converged(t, e.create(t, newPipeline(ns, withReplicas("split", 2))))
+
+	cached := &appsv1.StatefulSet{}
+	if err := op.r.cache.Get(ctx, client.ObjectKey{Namespace: ns, Name: render.StatefulSetName(p, "split")}, cached); err != nil {
+		t.Fatal(err)
+	}
+	if len(cached.Spec.Template.Spec.Containers) != 0 || cached.Annotations[cachedOwnedDigest] == "" {
+		t.Errorf("cached StatefulSet keeps its pod template (%d containers) or has no owned digest (%q)",
+			len(cached.Spec.Template.Spec.Containers), cached.Annotations[cachedOwnedDigest])
+	}
+	if cached.Spec.Replicas == nil || *cached.Spec.Replicas != 2 || cached.Labels[render.LabelEntity] != "split" {
+		t.Errorf("cached StatefulSet lost what is read: replicas %v, labels %v", cached.Spec.Replicas, cached.Labels)
+	}
+	cachedCM := &corev1.ConfigMap{}
+	if err := op.r.cache.Get(ctx, client.ObjectKey{Namespace: ns, Name: render.ConfigMapName(p, "split")}, cachedCM); err != nil {
+		t.Fatal(err)
+	}
+	var executor map[string]any
+	if err := json.Unmarshal([]byte(cachedCM.Data[config.FileName]), &executor); err != nil || len(executor) != 1 || executor["assignment"] == nil {
+		t.Errorf("cached ConfigMap keeps more than the assignment: %v (%v)", cachedCM.Data, err)
+	}
+	kt := &unstructured.Unstructured{}
+	kt.SetGroupVersionKind(e.gvk("KafkaTopic"))
+	if err := op.r.cache.Get(ctx, client.ObjectKey{Namespace: ns, Name: render.KafkaTopicName(p, "lines")}, kt); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := kt.Object["spec"]; ok || kt.GetAnnotations()[cachedOwnedDigest] == "" {
+		t.Errorf("cached KafkaTopic keeps its spec or has no owned digest: %v", kt.Object)
+	}
+
+	// Somebody else changes the function's image and the replicas (an update, as kubectl edit
+	// does), a value of the ConfigMap, and the KafkaTopic's partitions.
+	sts, err := e.statefulSet(p, "split")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range sts.Spec.Template.Spec.Containers {
+		if c := &sts.Spec.Template.Spec.Containers[i]; c.Image == "example/split:1" {
+			c.Image = "example/hacked:1"
+		}
+	}
+	sts.Spec.Replicas = ptrTo[int32](5)
+	if err := e.client.Update(ctx, sts, client.FieldOwner("someone")); err != nil {
+		t.Fatal(err)
+	}
+	if functionImage(sts) != "example/hacked:1" {
+		t.Fatalf("the test did not change the image: %s", functionImage(sts))
+	}
+	cm, err := e.configMap(p, "count")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := cm.Data
+	cm.Data = map[string]string{}
+	for k := range want {
+		cm.Data[k] = "{}"
+	}
+	if err := e.client.Update(ctx, cm, client.FieldOwner("someone")); err != nil {
+		t.Fatal(err)
+	}
+	live, err := e.kafkaTopic(p, "lines")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := unstructured.SetNestedField(live.Object, int64(7), "spec", "partitions"); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.client.Update(ctx, live, client.FieldOwner("someone")); err != nil {
+		t.Fatal(err)
+	}
+
+	eventually(t, "the changes undone", func() error {
+		sts, err := e.statefulSet(p, "split")
+		if err != nil {
+			return err
+		}
+		if img := functionImage(sts); img != "example/split:1" {
+			return fmt.Errorf("split runs %s", img)
+		}
+		if sts.Spec.Replicas == nil || *sts.Spec.Replicas != 2 {
+			return fmt.Errorf("split has %v replicas", sts.Spec.Replicas)
+		}
+		cm, err := e.configMap(p, "count")
+		if err != nil {
+			return err
+		}
+		for k, v := range want {
+			if cm.Data[k] != v {
+				return fmt.Errorf("ConfigMap %s holds %s=%q", cm.Name, k, cm.Data[k])
+			}
+		}
+		kt, err := e.kafkaTopic(p, "lines")
+		if err != nil {
+			return err
+		}
+		if n, _, _ := unstructured.NestedInt64(kt.Object, "spec", "partitions"); n != 3 {
+			return fmt.Errorf("KafkaTopic %s has %d partitions", kt.GetName(), n)
+		}
+		return nil
+	})
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/millrace-dev/millrace/apis/streaming/v1alpha1"
 	"github.com/millrace-dev/millrace/apis/strimzi"
 	"github.com/millrace-dev/millrace/controllers/render"
+	"github.com/millrace-dev/millrace/executor-runtime/config"
 )
 
 // Scheme holds the typed kinds the operator reads or writes, and no others: a smaller scheme is
@@ -88,19 +89,32 @@ const annotationLastApplied = "kubectl.kubernetes.io/last-applied-configuration"
 // stripUnread removes from every cached object what neither apply (upToDate/covers compares the
 // spec, labels, annotations and owners that render sets), status.go, observe.go nor history.go
 // reads, so that it is not held in memory for as long as the object exists:
+//
 //   - managed fields, often the larger part of an object: server-side apply computes ownership
 //     on the server. The one ownership fact the operator needs, whether it owns a StatefulSet's
 //     spec.replicas (to hand the field over to an autoscaler), is kept as a cache-only
 //     annotation (see markReplicasOwner);
+//
 //   - kubectl's last-applied-configuration annotation, which render never sets;
+//
 //   - a StatefulSet's status except observedGeneration, replicas, readyReplicas and what a
 //     rollout's end is read from (updatedReplicas, currentRevision, updateRevision);
+//
 //   - a composed kind's status except conditions (ScaledObject "Active", KafkaTopic readiness)
 //     and listeners (a Strimzi Kafka's bootstrap addresses), and a Strimzi Kafka's spec except
 //     its listeners' name, type, tls and authentication type (which listener fits a Pipeline).
 //
-// Spec, data and labels stay whole: covers needs every value render sets to detect drift, and
-// observe reads the current assignment back from a ConfigMap's executor.json.
+//   - of a child the operator applied, what only the change detection read: it keeps instead a
+//     digest of the values the operator's field manager owns (markOwnedDigest, ownedDigest),
+//     which upToDate compares with the configuration about to be applied. So a StatefulSet
+//     keeps of its spec only the replicas and the update strategy, a Service no spec, a composed kind's child (KafkaTopic, ScaledObject,
+//     ServiceMonitor, ...) no spec, and each only the labels that select and index it;
+//
+//     An executor's ConfigMap keeps of its executor.json only the assignment, which observe
+//     reads back (the status's configuration digests come from render; the retirement of an
+//     entity reads its ConfigMap live).
+//
+// Labels and annotations stay whole.
 func stripUnread(in any) (any, error) {
 	o, ok := in.(client.Object)
 	if !ok {
@@ -109,7 +123,13 @@ func stripUnread(in any) (any, error) {
 	if sts, ok := o.(*appsv1.StatefulSet); ok {
 		markReplicasOwner(sts)
 	}
+	digested := markOwnedDigest(o)
 	o.SetManagedFields(nil)
+	if digested {
+		// The labels read: the cache's selection and index, and the entity; the rest are in
+		// the owned digest.
+		o.SetLabels(keep(o.GetLabels(), render.LabelManagedBy, render.LabelPipeline, render.LabelEntity, render.LabelStream))
+	}
 	if ann := o.GetAnnotations(); ann[annotationLastApplied] != "" {
 		delete(ann, annotationLastApplied)
 		o.SetAnnotations(ann)
@@ -121,6 +141,12 @@ func stripUnread(in any) (any, error) {
 		t.Spec = corev1.PodSpec{}
 		t.Status = corev1.PodStatus{Phase: t.Status.Phase}
 	case *appsv1.StatefulSet:
+		if digested {
+			// What status.go and observe.go read: the replicas and the update strategy. The
+			// rest of the spec, the pod template above all, is in the owned digest (the pod
+			// template hash that configstatus compares pods with comes from render).
+			t.Spec = appsv1.StatefulSetSpec{Replicas: t.Spec.Replicas, UpdateStrategy: t.Spec.UpdateStrategy}
+		}
 		t.Status = appsv1.StatefulSetStatus{
 			ObservedGeneration: t.Status.ObservedGeneration,
 			Replicas:           t.Status.Replicas,
@@ -129,7 +155,22 @@ func stripUnread(in any) (any, error) {
 			CurrentRevision:    t.Status.CurrentRevision,
 			UpdateRevision:     t.Status.UpdateRevision,
 		}
+	case *corev1.ConfigMap:
+		if digested {
+			// Of an executor's configuration, observe reads the assignment only (to keep a
+			// Static assignment stable); the rest is in the owned digest.
+			t.Data, t.BinaryData = assignmentOnly(t.Data), nil
+		}
+	case *corev1.Service:
+		if digested {
+			t.Spec = corev1.ServiceSpec{} // read by nobody: in the owned digest
+		}
 	case *unstructured.Unstructured:
+		if digested {
+			// A composed kind's child (KafkaTopic, ScaledObject, ServiceMonitor, ...): only
+			// its metadata and status conditions are read.
+			delete(t.Object, "spec")
+		}
 		if t.GetKind() == "Kafka" && t.GroupVersionKind().Group == strimzi.Group {
 			// Only the listeners' name, type, tls and authentication type: observe chooses the
 			// listener that fits a Pipeline's authentication from them.
@@ -165,6 +206,66 @@ func stripUnread(in any) (any, error) {
 		}
 	}
 	return o, nil
+}
+
+// markOwnedDigest sets cachedOwnedDigest on a child the operator applied (it carries the
+// applied hash and the operator's apply entry in its managed fields) and reports whether it did.
+func markOwnedDigest(o client.Object) bool {
+	if o.GetAnnotations()[AnnotationAppliedHash] == "" {
+		return false
+	}
+	var content map[string]any
+	if u, ok := o.(*unstructured.Unstructured); ok {
+		content = u.Object
+	} else {
+		m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(o)
+		if err != nil {
+			return false
+		}
+		content = m
+	}
+	d, leaves := ownedDigest(content, o.GetManagedFields(), FieldManager)
+	if d == "" {
+		return false
+	}
+	ann := o.GetAnnotations()
+	ann[cachedOwnedDigest] = d
+	if len(leaves) > 0 {
+		raw, err := json.Marshal(leaves)
+		if err != nil {
+			delete(ann, cachedOwnedDigest)
+			return false
+		}
+		ann[cachedOwnedLeaves] = string(raw)
+	}
+	o.SetAnnotations(ann)
+	return true
+}
+
+// assignmentOnly is the data of an executor's ConfigMap reduced to the configuration's
+// assignment, nil when it holds no readable configuration.
+func assignmentOnly(data map[string]string) map[string]string {
+	var ex struct {
+		Assignment json.RawMessage `json:"assignment"`
+	}
+	if err := json.Unmarshal([]byte(data[config.FileName]), &ex); err != nil || ex.Assignment == nil {
+		return nil
+	}
+	return map[string]string{config.FileName: `{"assignment":` + string(ex.Assignment) + `}`}
+}
+
+// keep returns the entries of m under keys, nil if none.
+func keep(m map[string]string, keys ...string) map[string]string {
+	var out map[string]string
+	for _, k := range keys {
+		if v, ok := m[k]; ok {
+			if out == nil {
+				out = map[string]string{}
+			}
+			out[k] = v
+		}
+	}
+	return out
 }
 
 // cachedOwnsReplicas is an annotation that exists only on cached StatefulSets, never on the
