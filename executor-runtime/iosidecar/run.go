@@ -229,7 +229,7 @@ func Run(ctx context.Context, cfgPath string, opts ...Option) error {
 		}
 		closed := make(chan struct{})
 		go func() {
-			s.close(ctx.Err() != nil || errors.Is(err, errFunctionStopped))
+			s.close(ctx.Err() != nil || errors.Is(err, errFunctionStopped) || errors.Is(err, errRetired) || s.leave)
 			close(closed)
 		}()
 		if !bounded(closed) {
@@ -244,9 +244,12 @@ func Run(ctx context.Context, cfgPath string, opts ...Option) error {
 	var applied atomic.Pointer[string]
 	setApplied := func(raw []byte) { d := config.Digest(raw); applied.Store(&d) }
 	setApplied(raw)
+	// ret is the progress of a retirement (executor.json's retire), across sessions.
+	ret := &retirement{}
+	ret.apply(cfg)
 	status := health.Route{Path: "/status", Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(Status{Config: *applied.Load(), Ready: ready.Load()})
+		_ = json.NewEncoder(w).Encode(Status{Config: *applied.Load(), Ready: ready.Load(), Retire: ret.snapshot()})
 	})}
 
 	errc := make(chan error, 1)
@@ -272,11 +275,45 @@ func Run(ctx context.Context, cfgPath string, opts ...Option) error {
 		updates <- update{cfg: c, raw: b}
 	})
 
+	// retired idles a pod whose entity is retired and no longer consumes (drained, or retired
+	// without Drain): no session, no group membership, /healthz healthy and /readyz not ready,
+	// until the configuration changes or ctx ends. With DeleteGroup the consumer group is deleted
+	// meanwhile (retirement.finish).
+	retired := func(cfg *config.Executor) (*update, bool) {
+		ready.Store(false)
+		ret.set(RetireDrained, 0)
+		fctx, cancel := context.WithCancel(work)
+		defer cancel()
+		go ret.finish(fctx, cfg, ord, o.log)
+		select {
+		case <-ctx.Done():
+			return nil, false
+		case u := <-updates:
+			return &u, true
+		}
+	}
+
 	backoff := time.Second
 	for {
+		if cfg.Retire != nil && (!cfg.Retire.Drain || ret.phase() != RetireDraining) {
+			o.log.Info("the entity is retired; not consuming", "phase", ret.phase(), "drain", cfg.Retire.Drain, "deleteGroup", cfg.Retire.DeleteGroup)
+			u, ok := retired(cfg)
+			if !ok {
+				m.sessions.WithLabelValues("shutdown").Inc()
+				o.log.Info("I/O sidecar stopped")
+				return nil
+			}
+			cfg = u.cfg
+			setApplied(u.raw)
+			ret.apply(cfg)
+			continue
+		}
 		stop := make(chan struct{})
 		s := newSession(cfg, ord, identity, &o, m, &ready)
 		s.live = live
+		if cfg.Retire != nil {
+			s.retire = ret
+		}
 		done := make(chan error, 1)
 		started := time.Now()
 		go func() { done <- s.run(work, stop) }()
@@ -290,6 +327,9 @@ func Run(ctx context.Context, cfgPath string, opts ...Option) error {
 		case u := <-updates:
 			next = &u
 			o.log.Info("executor config changed; starting a new session")
+			// A retirement leaves the group for good (a classic static member too), so that a
+			// group to delete is empty at once.
+			s.leave = u.cfg.Retire != nil
 			close(stop)
 			sessErr, finished = end(s, done)
 		case <-ctx.Done():
@@ -306,7 +346,8 @@ func Run(ctx context.Context, cfgPath string, opts ...Option) error {
 			return fmt.Errorf("%w (%s): the last interval was aborted, not committed; its records are processed again by the next session", ErrShutdownTimeout, o.shutdownTimeout)
 		}
 		functionStopped := errors.Is(sessErr, errFunctionStopped)
-		if errors.Is(sessErr, errStopped) || functionStopped {
+		retiredNow := errors.Is(sessErr, errRetired)
+		if errors.Is(sessErr, errStopped) || functionStopped || retiredNow {
 			sessErr = nil
 		}
 		if o.hooks.OnSessionEnd != nil {
@@ -331,6 +372,13 @@ func Run(ctx context.Context, cfgPath string, opts ...Option) error {
 			m.sessions.WithLabelValues("reconfigured").Inc()
 			cfg = next.cfg
 			setApplied(next.raw)
+			ret.apply(cfg)
+			backoff = time.Second
+			continue
+		}
+		if retiredNow {
+			m.sessions.WithLabelValues("retired").Inc()
+			ret.set(RetireDrained, 0)
 			backoff = time.Second
 			continue
 		}
@@ -345,6 +393,7 @@ func Run(ctx context.Context, cfgPath string, opts ...Option) error {
 		case u := <-updates:
 			cfg = u.cfg
 			setApplied(u.raw)
+			ret.apply(cfg)
 		case <-time.After(backoff):
 		}
 		backoff = min(2*backoff, 30*time.Second)

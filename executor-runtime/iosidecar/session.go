@@ -69,6 +69,12 @@ type session struct {
 	kafkaBase []kgo.Opt
 	// starts places inputs with a start position; nil when no input has one.
 	starts *starts
+	// retire is the retirement of the entity (Run's, across sessions), when the configuration
+	// drains its inputs; rcut is this session's cut.
+	retire *retirement
+	rcut   retireCut
+	// leave makes close leave the group also as a classic static member (see close).
+	leave bool
 	// lister lists offsets and committed offsets for starts; created on first use.
 	listerMu sync.Mutex
 	lister   *kgo.Client
@@ -486,6 +492,11 @@ func (s *session) open(ctx context.Context) error {
 			return fmt.Errorf("take inputs over: %w", err)
 		}
 	}
+	if s.retire != nil {
+		if err := s.prepareRetire(ctx); err != nil {
+			return err
+		}
+	}
 	if s.cfg.Guarantee == config.ExactlyOnce {
 		s.txn, err = kgo.NewGroupTransactSession(opts...)
 		if err != nil {
@@ -626,6 +637,10 @@ func (s *session) run(ctx context.Context, stop <-chan struct{}) error {
 		if stopping.Err() != nil {
 			return stopped()
 		}
+		if s.retireCheck(ctx) {
+			s.log.Info("retirement: the group's committed offsets reached every drain target; leaving the group")
+			return errRetired
+		}
 	}
 }
 
@@ -682,8 +697,12 @@ func (s *session) interval(ctx, stopping context.Context) error {
 			}
 			last := fp.Records[len(fp.Records)-1]
 			s.m.lag.WithLabelValues(fp.Topic, strconv.Itoa(int(fp.Partition))).Set(float64(max(0, fp.HighWatermark-last.Offset-1)))
-			derr = s.dispatch(ctx, fp.Records, now)
-			polled += len(fp.Records)
+			recs := fp.Records
+			if s.retire != nil {
+				recs = s.cut(fp.Topic, fp.Partition, recs)
+			}
+			derr = s.dispatch(ctx, recs, now)
+			polled += len(recs)
 		})
 		if derr != nil {
 			return s.abort(ctx, derr)
@@ -993,7 +1012,7 @@ func (s *session) commit(ctx context.Context, polled int) error {
 		// back until End returns, and would wait forever (issue 10: sidecars that stopped
 		// heartbeating and committing). Past the bound the transaction is not committed and the
 		// session ends; the next one resolves the transaction when it initialises its producer.
-		endCtx, cancel := context.WithTimeout(ctx, state.TransactionTimeout(s.cfg))
+		endCtx, cancel := context.WithTimeout(s.capCommit(ctx), state.TransactionTimeout(s.cfg))
 		committed, err := s.txn.End(endCtx, kgo.TryCommit)
 		if err == nil && endCtx.Err() != nil && ctx.Err() == nil {
 			err = fmt.Errorf("no outcome within %s: %w", state.TransactionTimeout(s.cfg), endCtx.Err())
@@ -1008,6 +1027,7 @@ func (s *session) commit(ctx context.Context, polled int) error {
 		if err := s.completeState(ctx, committed); err != nil {
 			return err
 		}
+		s.afterRetireCommit(committed)
 		if committed {
 			s.m.commits.WithLabelValues("committed").Inc()
 			s.afterCommit(polled)
@@ -1023,13 +1043,16 @@ func (s *session) commit(ctx context.Context, polled int) error {
 	if err := s.completeState(ctx, true); err != nil {
 		return err
 	}
-	if polled > 0 {
-		if err := s.cl.CommitUncommittedOffsets(ctx); err != nil {
+	// A partition cut at its drain target commits even when none of its records was processed
+	// (aborted records or markers before the target).
+	if polled > 0 || len(s.rcut.pending) > 0 {
+		if err := s.cl.CommitUncommittedOffsets(s.capCommit(ctx)); err != nil {
 			// Another pod reprocesses these records: duplicates, never loss.
 			s.m.commits.WithLabelValues("failed").Inc()
 			s.log.Warn("commit offsets", "err", err)
 		} else {
 			s.m.commits.WithLabelValues("committed").Inc()
+			s.afterRetireCommit(true)
 			s.afterCommit(polled)
 		}
 	}
