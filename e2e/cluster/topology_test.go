@@ -16,6 +16,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -195,10 +196,12 @@ func TestLiveRemoveEntity(t *testing.T) {
 }
 
 // TestLiveRemoveEntityDrained removes an ExactlyOnce branch with removal {drain: true,
-// consumerGroup: Delete} while the producer writes: the removed entity's output holds every
-// input record from before the removal time (status.retiring[].since) exactly once (and later
-// ones at most once: it ran until its pods got the retire section), its consumer group is gone,
-// its pods are gone, and the other entity keeps its pods and its output every input exactly once.
+// consumerGroup: Delete} while the producer writes. The branch was scaled to zero first, so that
+// it has a backlog when it is removed: the operator must start a pod for it, which processes the
+// backlog up to the removal time. Its output then holds every input record from before the
+// removal time (status.retiring[].since) exactly once (and later ones at most once), its consumer
+// group is gone, its pods are gone, and the other entity keeps its pods and its output every
+// input exactly once.
 func TestLiveRemoveEntityDrained(t *testing.T) {
 	ns := namespace(t, nil)
 	tap := identityEntity("tap", v1alpha1.ExactlyOnce, []string{"in"}, []string{"out2"})
@@ -212,10 +215,25 @@ func TestLiveRemoveEntityDrained(t *testing.T) {
 	out, out2 := startVerifier(t, topicOf(t, p, "out")), startVerifier(t, topicOf(t, p, "out2"))
 	time.Sleep(liveSteady)
 
-	// status.retiring exists only while the retirement runs: watch it from the side.
+	// A backlog: tap runs no pod while the producer writes.
+	update(t, ns, p.Name, func(p *v1alpha1.Pipeline) { p.Spec.Entities[entityIndex(p, "tap")].Replicas = ptr.To[int32](0) })
+	waitFor(t, 3*time.Minute, "tap scaled to zero", func(ctx context.Context) error {
+		if n := len(snapshotPods(t, ns, p, "tap")["tap"]); n > 0 {
+			return fmt.Errorf("%d pods of tap", n)
+		}
+		return nil
+	})
+	time.Sleep(liveSteady)
+	if lag, err := groupLag(context.Background(), t, group, topicOf(t, p, "in")); err == nil {
+		t.Logf("tap's backlog when it is removed: lag %d", lag)
+	}
+
+	// status.retiring exists only while the retirement runs: watch it from the side, with the
+	// pods the retiring entity runs.
 	var mu sync.Mutex
 	var since time.Time
 	var phases []string
+	tapPods := map[string]bool{}
 	watchCtx, stopWatch := context.WithCancel(context.Background())
 	watched := make(chan struct{})
 	go func() {
@@ -234,14 +252,33 @@ func TestLiveRemoveEntityDrained(t *testing.T) {
 						}
 					}
 				}
+				sel := labels.SelectorFromSet(render.SelectorLabels(p, "tap")).String()
+				if pods, err := env.cs.CoreV1().Pods(ns).List(watchCtx, metav1.ListOptions{LabelSelector: sel}); err == nil {
+					for _, pod := range pods.Items {
+						tapPods[pod.Name+" "+string(pod.UID)] = true
+					}
+				}
 				mu.Unlock()
 			}
 			time.Sleep(200 * time.Millisecond)
 		}
 	}()
+	removing := time.Now()
 	c := applyLive(t, ns, p.Name, "remove entity tap, drained, its group deleted", func(p *v1alpha1.Pipeline) {
 		p.Spec.Entities = slices.DeleteFunc(p.Spec.Entities, func(e v1alpha1.Entity) bool { return e.Name == "tap" })
 	}, prod)
+	// tap ran no pod before the change, so the plan's "delete" held at once: wait for the
+	// retirement to end.
+	waitFor(t, 5*time.Minute, "tap retired", func(ctx context.Context) error {
+		if _, err := env.cs.AppsV1().StatefulSets(ns).Get(ctx, render.StatefulSetName(p, "tap"), metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+			return fmt.Errorf("tap's StatefulSet: %v", err)
+		}
+		if n := len(snapshotPods(t, ns, p, "tap")["tap"]); n > 0 {
+			return fmt.Errorf("%d pods of tap left", n)
+		}
+		return nil
+	})
+	retireTook := time.Since(removing)
 	stopWatch()
 	<-watched
 	if prediction(c.plan, "id") != "keep" || prediction(c.plan, "tap") != "delete" {
@@ -253,10 +290,13 @@ func TestLiveRemoveEntityDrained(t *testing.T) {
 		t.Errorf("the plan's steps do not say how tap is retired: %q", c.plan.Steps)
 	}
 	mu.Lock()
-	t.Logf("tap's retirement: since %s, phases %v", since.Format(time.RFC3339), phases)
+	t.Logf("tap's retirement: since %s, phases %v, pods %v", since.Format(time.RFC3339), phases, slices.Sorted(maps.Keys(tapPods)))
 	if since.IsZero() {
 		mu.Unlock()
 		t.Fatal("status.retiring never named tap")
+	}
+	if len(tapPods) == 0 {
+		t.Errorf("the retiring entity ran no pod: the operator did not scale it up from zero")
 	}
 	removedAt := since
 	mu.Unlock()
@@ -302,8 +342,12 @@ func TestLiveRemoveEntityDrained(t *testing.T) {
 			t.Errorf("tap's %s: %v, want it deleted", kind, err)
 		}
 	}
+	record(t, "live topology: remove an entity with a backlog, update to its children deleted", retireTook,
+		fmt.Sprintf("drained %d records of its backlog", len(before)))
+	// tap's pods went from none (scaled to zero) to none (retired): the plan is checked for id.
+	c.entities = []string{"id"}
 	recordVerdict(t, "remove an entity, drained, its group deleted", started,
-		v, fmt.Sprintf("%s; tap's output: %s", c.check(t, ns, p), drained))
+		v, fmt.Sprintf("%s; tap: pods %d during the retirement, none after; tap's output: %s", c.check(t, ns, p), len(tapPods), drained))
 }
 
 // recordsAround reads topic from its start to its end and returns the ids of its records with
