@@ -224,9 +224,11 @@ func TestLiveRemoveEntityDrained(t *testing.T) {
 		return nil
 	})
 	time.Sleep(liveSteady)
-	if lag, err := groupLag(context.Background(), t, group, topicOf(t, p, "in")); err == nil {
-		t.Logf("tap's backlog when it is removed: lag %d", lag)
+	backlog, err := groupLag(context.Background(), t, group, topicOf(t, p, "in"))
+	if err != nil {
+		t.Fatal(err)
 	}
+	t.Logf("tap's backlog when it is removed: lag %d", backlog)
 
 	// status.retiring exists only while the retirement runs: watch it from the side, with the
 	// pods the retiring entity runs.
@@ -343,7 +345,7 @@ func TestLiveRemoveEntityDrained(t *testing.T) {
 		}
 	}
 	record(t, "live topology: remove an entity with a backlog, update to its children deleted", retireTook,
-		fmt.Sprintf("drained %d records of its backlog", len(before)))
+		fmt.Sprintf("its output holds the %d input records before the removal time (its backlog was %d when removed)", len(before), backlog))
 	// tap's pods went from none (scaled to zero) to none (retired): the plan is checked for id.
 	c.entities = []string{"id"}
 	recordVerdict(t, "remove an entity, drained, its group deleted", started,
