@@ -73,9 +73,37 @@ never both: under ExactlyOnce each reaches B's output exactly once (the e2e test
 ` + "`TestRealBrokerInsertStageHandsTheInputOver`" + ` checks it with records flowing). X's pods are not ready
 while they wait. Once X's group has committed offsets on s1, the start no longer matters. When B
 is removed in the change, the KafkaUser grants Describe (only) on B's group so that X can see its
-members and offsets. B's committed offsets on s1 stay in B's group. (B must then be removed
-with ` + "`removal.consumerGroup: Keep`" + `, the default: the API server refuses a handover from a group that
-the removal deletes.)
+members and offsets.
+
+## A dropped input's offsets
+
+When an entity stops reading a stream (its ` + "`inputs`" + ` lose it, as B loses s1 above), its I/O
+sidecar deletes the group's committed offsets on that topic (a Kafka OffsetDelete), so that the
+group holds offsets of what it reads only (lag tools and KEDA see no dead lag). Each pod tries it
+in the background after it applies a configuration, in both topic modes (the operator has no Kafka
+client with Strimzi, so the pods do it); doing it twice is harmless. Two things hold it back:
+
+- **An heir.** When other entities take the stream over from this one (their
+  ` + "`start`" + ` says ` + "`position: Entity, entity: <this entity>`" + `), the operator names their groups in this
+  entity's executor.json (` + "`heirs`" + `), and the offsets are deleted only once each of them has
+  committed offsets of its own, stable, on every partition this group has an offset on: X starts
+  at B's offsets, so they must outlive X's first commit (X commits them for every partition as
+  soon as it takes the stream over, also where no new record arrives). If X never starts, B's
+  offsets stay.
+- **A member that still reads it.** Kafka refuses to delete offsets of a topic a member of the
+  group is subscribed to (` + "`GROUP_SUBSCRIBED_TO_TOPIC`" + `): a pod of the previous configuration during
+  the rollout. The pod tries again after 2 s, doubling up to a minute, and deletes them once
+  the old pods have left.
+
+` + "`millrace plan`" + ` lists it as a step (` + "`group G: offsets on topic T deleted by its pods once H committed its own on every partition`" + `).
+The I/O sidecar logs each deletion and each wait once, and exposes
+` + "`millrace_dropped_input_offsets_deleted_total{topic}`" + ` and
+` + "`millrace_dropped_inputs_pending{reason}`" + ` (` + "`heirs`" + `, ` + "`subscribed`" + `, ` + "`deleted`" + ` until a fetch
+sees them gone, ` + "`error`" + `). The executors' Kafka user needs ` + "`Delete`" + ` on the entity's group: the
+KafkaUser grants it; in Direct mode grant it yourself (without it the pod logs the refusal once
+and leaves the offsets). Adding the stream back later starts it from its start position again
+(earliest by default), not where the group had stopped. A removed entity's group and offsets
+stay in Kafka (its pods are gone), unless its removal policy deletes the group (below).
 
 ## Removing an entity
 
@@ -126,10 +154,14 @@ If a retirement does not progress, ` + "`status.retiring`" + ` and the ` + "`Ret
 Adding the entity back to the spec ends the retirement: its children are applied again without the
 ` + "`retire`" + ` section (a group already deleted starts over from each input's start position).
 
+An entity that another takes an input over from (start position Entity) must be removed with
+` + "`consumerGroup: Keep`" + `, the default: the API server refuses a handover from a group that the
+removal deletes.
+
 Limits: a retiring entity runs (at least one pod) even when the Pipeline is suspended. The policy
 in force is the one of the last spec that the operator applied with the entity in it.
 
-Limits: if the pod that resolved Latest loses its partitions before its first commit (the commit
+Limits of the start positions: if the pod that resolved Latest loses its partitions before its first commit (the commit
 follows the first poll, within one commit interval), the next owner resolves Latest again, later.
 Two pods that resolve Latest in the same group generation both commit the starts of the
 partitions that still have no commit; only a commit by the other pod in the moment between that

@@ -82,6 +82,15 @@ type Plan struct {
 	Topics    []TopicChange  `json:"topics"`
 	Groups    []GroupChange  `json:"groups"`
 	Steps     []string       `json:"steps"`
+
+	// drops are the inputs groups stop reading, for the steps.
+	drops []droppedInput
+}
+
+// droppedInput is a topic a group no longer reads, and the groups that take it over.
+type droppedInput struct {
+	group, topic string
+	heirs        []string
 }
 
 // Empty reports that applying changes nothing.
@@ -311,7 +320,8 @@ func (plan *Plan) topics(new *v1alpha1.Pipeline, before, after []render.Topic) {
 
 // groups compares the consumer groups and what they read, from the executor.json of each entity.
 func (plan *Plan) groups(old, new *v1alpha1.Pipeline, oldObjs, newObjs map[string]client.Object) {
-	starts := map[string]string{} // group/topic -> where the new group or input starts
+	starts := map[string]string{}  // group/topic -> where the new group or input starts
+	heirs := map[string][]string{} // group/topic -> the groups that take a dropped input over
 	reads := func(objs map[string]client.Object, p *v1alpha1.Pipeline) map[string][]string {
 		m := map[string][]string{}
 		for _, e := range p.Spec.Entities {
@@ -328,12 +338,16 @@ func (plan *Plan) groups(old, new *v1alpha1.Pipeline, oldObjs, newObjs map[strin
 				topics = append(topics, in.Topic)
 				starts[cfg.GroupID+"/"+in.Topic] = startOf(in.Start)
 			}
+			for _, h := range cfg.Heirs {
+				heirs[cfg.GroupID+"/"+h.Topic] = append(heirs[cfg.GroupID+"/"+h.Topic], h.GroupID)
+			}
 			m[cfg.GroupID] = topics
 		}
 		return m
 	}
 	olds := reads(oldObjs, old)
-	clear(starts) // the new Pipeline's start positions
+	clear(starts) // the new Pipeline's start positions and heirs
+	clear(heirs)
 	news := reads(newObjs, new)
 	for _, g := range slices.Sorted(maps.Keys(news)) {
 		o, ok := olds[g]
@@ -354,7 +368,8 @@ func (plan *Plan) groups(old, new *v1alpha1.Pipeline, oldObjs, newObjs map[strin
 		}
 		for _, t := range o {
 			if !slices.Contains(news[g], t) {
-				details = append(details, "stops reading "+t+" (its committed offsets stay in the group)")
+				details = append(details, "stops reading "+t+"; "+dropOf(g, t, heirs[g+"/"+t]))
+				plan.drops = append(plan.drops, droppedInput{group: g, topic: t, heirs: heirs[g+"/"+t]})
 			}
 		}
 		if len(details) > 0 {
@@ -379,6 +394,29 @@ func (plan *Plan) groups(old, new *v1alpha1.Pipeline, oldObjs, newObjs map[strin
 			plan.Groups = append(plan.Groups, GroupChange{Name: g, Action: Delete, Detail: detail})
 		}
 	}
+}
+
+// dropOf says when the pods of group delete its committed offsets on topic, an input it no
+// longer reads.
+func dropOf(group, topic string, heirs []string) string {
+	if len(heirs) == 0 {
+		return "its pods delete the group's committed offsets on " + topic + " once no member of " + group + " reads it"
+	}
+	return "its pods delete the group's committed offsets on " + topic + " once " + groupList(heirs) + " committed offsets of " + plural(heirs, "its", "their") + " own on every partition " + group + " has one on"
+}
+
+func groupList(groups []string) string {
+	if len(groups) == 1 {
+		return "group " + groups[0] + " has"
+	}
+	return "groups " + strings.Join(groups, " and ") + " have"
+}
+
+func plural(xs []string, one, many string) string {
+	if len(xs) == 1 {
+		return one
+	}
+	return many
 }
 
 // readsAlready reports whether entity of old read st.Stream with the same start: the handover
@@ -470,6 +508,13 @@ func (plan *Plan) steps(old, new *v1alpha1.Pipeline) {
 		if o.Kind == "StatefulSet" && o.Action == Update && slices.Contains(o.Parts, "spec.replicas") {
 			s = append(s, "scale StatefulSet "+o.Name)
 		}
+	}
+	for _, d := range plan.drops {
+		if len(d.heirs) == 0 {
+			s = append(s, fmt.Sprintf("group %s: offsets on topic %s deleted by its pods once no member reads %s", d.group, d.topic, d.topic))
+			continue
+		}
+		s = append(s, fmt.Sprintf("group %s: offsets on topic %s deleted by its pods once %s committed %s own on every partition", d.group, d.topic, strings.Join(d.heirs, " and "), plural(d.heirs, "its", "theirs")))
 	}
 	retiring := false
 	for _, e := range plan.Entities {

@@ -147,7 +147,8 @@ func TestKafkaUserACLsOfAHandover(t *testing.T) {
 	if strings.Join(got, ",") != aclDescribe {
 		t.Errorf("the group of the removed entity b is granted %v, want only Describe", got)
 	}
-	// With b still in the spec, its group keeps exactly its own Read, Describe and Delete.
+	// With b still in the spec, its group keeps exactly its own Read, Describe and Delete (the
+	// I/O sidecar deletes b's committed offsets on the input it no longer reads).
 	withB := p.DeepCopy()
 	withB.Spec.Entities = append(withB.Spec.Entities, v1alpha1.Entity{Name: "b", Image: "example.com/f:v1", Inputs: []string{"s2"}})
 	user = kafkaUser(withDefaults(withB), Facts{StrimziAPIVersion: "v1"})
@@ -155,7 +156,7 @@ func TestKafkaUserACLsOfAHandover(t *testing.T) {
 	for _, a := range user.Spec.Authorization.ACLs {
 		if a.Resource.Type == "group" && a.Resource.Name == GroupID(p, "b") {
 			n++
-			if strings.Join(a.Operations, ",") != aclDelete+","+aclDescribe+","+aclRead {
+			if got := strings.Join(a.Operations, ","); got != aclDelete+","+aclDescribe+","+aclRead {
 				t.Errorf("entity b's group is granted %v, want Delete, Describe and Read", a.Operations)
 			}
 		}

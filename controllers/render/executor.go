@@ -2,6 +2,7 @@ package render
 
 import (
 	"path"
+	"slices"
 	"strings"
 
 	"github.com/millrace-dev/millrace/apis/streaming/v1alpha1"
@@ -56,6 +57,7 @@ func executorConfig(p *v1alpha1.Pipeline, e *v1alpha1.Entity, f Facts) (*config.
 	for _, name := range e.Outputs {
 		cfg.Outputs = append(cfg.Outputs, config.Output{Stream: name, Topic: TopicName(p, name)})
 	}
+	cfg.Heirs = heirs(p, e)
 	if e.Guarantee == v1alpha1.ExactlyOnce {
 		cfg.TransactionalIDPrefix = TransactionalIDPrefix(p, e.Name)
 	}
@@ -87,6 +89,30 @@ func executorConfig(p *v1alpha1.Pipeline, e *v1alpha1.Entity, f Facts) (*config.
 		return nil, err
 	}
 	return cfg, nil
+}
+
+// heirs are the groups of the entities that take a stream e no longer reads over from e's group
+// (their spec.entities[].start says position Entity, entity e): the I/O sidecar keeps e's
+// committed offsets on such a stream until each heir has committed its own, then deletes them.
+// A stream e still reads is left out: nothing is deleted there, and e's pods need not reload
+// when another entity names e.
+func heirs(p *v1alpha1.Pipeline, e *v1alpha1.Entity) []config.Heir {
+	var out []config.Heir
+	for _, o := range p.Spec.Entities {
+		if o.Name == e.Name {
+			continue
+		}
+		for _, st := range o.Start {
+			if st.Position != v1alpha1.StartEntity || st.Entity != e.Name || slices.Contains(e.Inputs, st.Stream) || !slices.Contains(o.Inputs, st.Stream) {
+				continue
+			}
+			h := config.Heir{Topic: TopicName(p, st.Stream), GroupID: GroupID(p, o.Name)}
+			if !slices.Contains(out, h) {
+				out = append(out, h)
+			}
+		}
+	}
+	return out
 }
 
 // inputStart is the executor's start position of input stream of e: nil for Earliest, which is

@@ -70,22 +70,24 @@ const (
 	aclRead            = "Read"
 	aclWrite           = "Write"
 	aclDescribe        = "Describe"
+	aclDelete          = "Delete"
 	aclIdempotentWrite = "IdempotentWrite"
 	aclAlterConfigs    = "AlterConfigs"
-	aclDelete          = "Delete"
 )
 
 // kafkaUser renders the pipeline's KafkaUser when executors authenticate against a Strimzi
 // cluster. Its ACLs allow exactly what the executors do and nothing else:
 //   - Read and Describe on input topics, Write and Describe on output and dead-letter topics,
 //     all three on changelogs (the state sidecar restores from and writes to them);
-//   - Read, Describe and Delete on each entity's consumer group (Delete for DeleteGroups and
-//     OffsetDelete), and AlterConfigs on it when the entity sets runtime.sessionTimeout (under
-//     KIP-848 the sidecar asks for it as the group's consumer.session.timeout.ms, an
-//     IncrementalAlterConfigs on the group);
+//   - Read, Describe and Delete on each entity's consumer group (Delete: the I/O sidecar deletes
+//     the group's committed offsets on inputs the entity no longer reads, an OffsetDelete; the
+//     groups of the entities that take such an input over are the Pipeline's too, so reading
+//     their offsets needs nothing more), and AlterConfigs on it when the entity sets
+//     runtime.sessionTimeout (under KIP-848 the sidecar asks for it as the group's
+//     consumer.session.timeout.ms, an IncrementalAlterConfigs on the group);
 //   - the same for an entity being retired (Facts.Retiring: removed from the spec, its pods
-//     drain its inputs or delete its group first), from the executor.json its pods run with,
-//     until the retirement is done;
+//     drain its inputs or delete its group, a DeleteGroups, first), from the executor.json its
+//     pods run with, until the retirement is done;
 //   - Describe only on the group of a removed entity that another takes an input over from
 //     (start position Entity), to see its members and read its committed offsets;
 //   - Write and Describe on the transactional ids of ExactlyOnce entities, by prefix, since each

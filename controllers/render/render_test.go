@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os"
 	"regexp"
+	"slices"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -412,5 +413,84 @@ func TestAdoptedTopic(t *testing.T) {
 	}
 	if len(assigned) != 8 {
 		t.Errorf("the Static map must cover all 8 partitions, covers %v", assigned)
+	}
+}
+
+// TestHeirsOfDroppedInputs: an entity's executor.json lists, for each stream it no longer reads,
+// the groups of the entities that take that stream over from it (start position Entity naming
+// it), so that its I/O sidecar deletes its offsets there only after they committed their own.
+func TestHeirsOfDroppedInputs(t *testing.T) {
+	from := func(entity string, streams ...string) entityModifier {
+		return func(e *v1alpha1.Entity) {
+			for _, s := range streams {
+				e.Start = append(e.Start, v1alpha1.InputStart{Stream: s, Position: v1alpha1.StartEntity, Entity: entity})
+			}
+		}
+	}
+	latest := func(stream string) entityModifier {
+		return func(e *v1alpha1.Entity) {
+			e.Start = append(e.Start, v1alpha1.InputStart{Stream: stream, Position: v1alpha1.StartLatest})
+		}
+	}
+	streams := []pipelineModifier{withStream("s1"), withStream("s2"), withStream("s3"), withStream("s4")}
+	cases := map[string]struct {
+		reason   string
+		entities []pipelineModifier
+		want     []config.Heir
+	}{
+		"InsertStage": {
+			reason: "x takes s1 over from b, which reads s2 now: b's heir on s1 is x's group",
+			entities: []pipelineModifier{
+				withEntity("x", "example.com/f:v1", []string{"s1"}, []string{"s2"}, from("b", "s1")),
+				withEntity("b", "example.com/f:v1", []string{"s2"}, nil),
+			},
+			want: []config.Heir{{Topic: "team.demo.s1", GroupID: "team.demo.x"}},
+		},
+		"TwoHeirs": {
+			reason: "two entities take s1 over from b: b waits for both",
+			entities: []pipelineModifier{
+				withEntity("x", "example.com/f:v1", []string{"s1"}, []string{"s2"}, from("b", "s1")),
+				withEntity("y", "example.com/f:v1", []string{"s1"}, []string{"s3"}, from("b", "s1")),
+				withEntity("b", "example.com/f:v1", []string{"s2", "s3"}, nil),
+			},
+			want: []config.Heir{{Topic: "team.demo.s1", GroupID: "team.demo.x"}, {Topic: "team.demo.s1", GroupID: "team.demo.y"}},
+		},
+		"StillRead": {
+			reason: "b still reads s1: no heir, b's pods do not reload when x names b",
+			entities: []pipelineModifier{
+				withEntity("x", "example.com/f:v1", []string{"s1"}, []string{"s2"}, from("b", "s1")),
+				withEntity("b", "example.com/f:v1", []string{"s1"}, nil),
+			},
+		},
+		"OtherPositions": {
+			reason: "a start position other than Entity, or one naming another entity, makes no heir of b",
+			entities: []pipelineModifier{
+				withEntity("x", "example.com/f:v1", []string{"s1", "s3"}, []string{"s2"}, latest("s1"), from("c", "s3")),
+				withEntity("c", "example.com/f:v1", []string{"s4"}, nil),
+				withEntity("b", "example.com/f:v1", []string{"s2"}, nil),
+			},
+		},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			p := newPipeline(append(slices.Clone(streams), tc.entities...)...)
+			cfg, err := ExecutorConfig(p, "b", newFacts())
+			if err != nil {
+				t.Fatalf("ExecutorConfig(b): %v", err)
+			}
+			if diff := cmp.Diff(tc.want, cfg.Heirs); diff != "" {
+				t.Errorf("%s\nheirs of b: -want, +got:\n%s", tc.reason, diff)
+			}
+		})
+	}
+	// An heir changes only executor.json, never b's pod template: b's pods reload, they do not
+	// restart.
+	with := newPipeline(append(slices.Clone(streams), cases["InsertStage"].entities...)...)
+	without := with.DeepCopy()
+	without.Spec.Entities[0].Start = nil
+	a := find[*appsv1.StatefulSet](mustRender(t, with, newFacts()), StatefulSetName(with, "b"))
+	b := find[*appsv1.StatefulSet](mustRender(t, without, newFacts()), StatefulSetName(with, "b"))
+	if diff := cmp.Diff(b.Spec.Template, a.Spec.Template); diff != "" {
+		t.Errorf("an heir changed b's pod template: -without, +with:\n%s", diff)
 	}
 }

@@ -133,12 +133,14 @@ func statefulSet(p *v1alpha1.Pipeline, e *v1alpha1.Entity, cfg *config.Executor,
 
 // podTemplateHash hashes everything whose change requires new pods: the pod template and the
 // executor configuration, except the parts the executor hot-reloads from the mounted ConfigMap
-// (the user config, the Static map with its generation, and the inputs' start positions, which
-// apply only when the group first reads an input). Putting it on the pod template turns
+// (the user config, the Static map with its generation, the inputs' start positions, which
+// apply only when the group first reads an input, and the heirs of dropped inputs, which only the
+// background deletion of their offsets reads). Putting it on the pod template turns
 // such a change into a rollout; leaving the hot-reloaded parts out keeps them from causing one.
 func podTemplateHash(tmpl corev1.PodTemplateSpec, cfg *config.Executor) (string, error) {
 	restart := *cfg
 	restart.UserConfig = nil
+	restart.Heirs = nil
 	restart.Assignment = config.Assignment{Mode: cfg.Assignment.Mode}
 	restart.Inputs = slices.Clone(cfg.Inputs)
 	for i := range restart.Inputs {

@@ -438,17 +438,15 @@ func TestLiveRewire(t *testing.T) {
 	ids := drain(t, p, map[string][]string{"id": {"in2"}}, pb)
 	ids[pa] = idsA
 	v := outs.verify(t, append(ids[pa], ids[pb]...), v1alpha1.ExactlyOnce, time.Minute, pa, pb)
-	offs, err := kadm.NewClient(kafkaClient(t)).FetchOffsets(context.Background(), render.GroupID(p, "id"))
-	if err != nil {
-		t.Fatal(err)
+	// The dropped input's committed offsets go from the group (no heir: once no member reads
+	// it); those of in2 stay.
+	if !slices.Contains(c3.plan.Steps, "group "+render.GroupID(p, "id")+": offsets on topic "+topicOf(t, p, "in")+" deleted by its pods once no member reads "+topicOf(t, p, "in")) {
+		t.Errorf("the plan of dropping an input has no step deleting its offsets: %q", c3.plan.Steps)
 	}
-	dropped := 0
-	offs.Each(func(o kadm.OffsetResponse) {
-		if o.Topic == topicOf(t, p, "in") {
-			dropped++
-		}
-	})
-	t.Logf("the group of id after in was dropped: %d committed partitions of in", dropped)
+	waitOffsetsGone(t, render.GroupID(p, "id"), topicOf(t, p, "in"), 2*time.Minute)
+	if n := committedPartitions(t, render.GroupID(p, "id"), topicOf(t, p, "in2")); n != int(p.Spec.Streams[1].Partitions) {
+		t.Errorf("the group of id has committed offsets on %d partitions of in2, want all %d", n, p.Spec.Streams[1].Partitions)
+	}
 	// The rewiring took effect: what the entity read after its output moved is in out2, and
 	// what it read of in2 as well (in2 from its earliest record: the group had no offsets there).
 	for _, want := range [][]string{pa.ids(c1.what+": done", ""), ids[pb]} {
@@ -510,8 +508,17 @@ func insertStage(t *testing.T, g v1alpha1.Guarantee, handover bool) verdict {
 			}
 		}
 	}
+	if handover && !slices.Contains(c.plan.Steps, "group "+render.GroupID(p, "b")+": offsets on topic "+topicOf(t, p, "s1")+" deleted by its pods once "+render.GroupID(p, "x")+" committed its own on every partition") {
+		t.Errorf("the plan has no step deleting b's offsets on s1 after x committed: %q", c.plan.Steps)
+	}
 	time.Sleep(liveSteady)
 	p = getPipeline(t, ns, p.Name)
+	// b's committed offsets on s1 go, once x has committed its own (with the handover) or once
+	// no pod of b reads s1 (without).
+	waitOffsetsGone(t, render.GroupID(p, "b"), topicOf(t, p, "s1"), 2*time.Minute)
+	if n := committedPartitions(t, render.GroupID(p, "x"), topicOf(t, p, "s1")); n == 0 {
+		t.Errorf("b's offsets on s1 are gone but x has committed none")
+	}
 	ids := drain(t, p, map[string][]string{"a": {"in"}, "x": {"s1"}, "b": {"s2"}}, prod)[prod]
 	v := out.verify(t, ids, g, time.Minute, prod)
 	what := "insert a stage (" + string(g) + ")"
@@ -520,6 +527,33 @@ func insertStage(t *testing.T, g v1alpha1.Guarantee, handover bool) verdict {
 	}
 	recordVerdict(t, what, started, v, c.check(t, ns, p))
 	return v
+}
+
+// committedPartitions is how many partitions of topic group has a committed offset on.
+func committedPartitions(t *testing.T, group, topic string) int {
+	t.Helper()
+	offs, err := kadm.NewClient(kafkaClient(t)).FetchOffsets(context.Background(), group)
+	if err != nil {
+		t.Fatalf("fetch the committed offsets of %s: %v", group, err)
+	}
+	n := 0
+	offs.Each(func(o kadm.OffsetResponse) {
+		if o.Topic == topic && o.Err == nil && o.At >= 0 {
+			n++
+		}
+	})
+	return n
+}
+
+// waitOffsetsGone waits until group has no committed offset on topic, an input it dropped.
+func waitOffsetsGone(t *testing.T, group, topic string, d time.Duration) {
+	t.Helper()
+	waitFor(t, d, "group "+group+" has no committed offsets on the dropped input "+topic, func(context.Context) error {
+		if n := committedPartitions(t, group, topic); n > 0 {
+			return fmt.Errorf("%d partitions still committed", n)
+		}
+		return nil
+	})
 }
 
 // TestLiveRaisePartitionsStatic raises the partitions of the input of a running ExactlyOnce

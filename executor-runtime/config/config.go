@@ -76,6 +76,11 @@ type Executor struct {
 
 	// GroupID is the consumer group of the entity, in both assignment modes.
 	GroupID string `json:"groupID"`
+	// Heirs are the groups of other entities that take an input this entity no longer reads
+	// over from this entity's group (their start position "group" names GroupID). The I/O
+	// sidecar deletes the group's committed offsets on a topic it no longer reads, and on such a
+	// topic only once every heir has committed offsets of its own on each of the partitions.
+	Heirs []Heir `json:"heirs,omitempty"`
 	// TransactionalIDPrefix prefixes the transactional ids of ExactlyOnce producers; a pod
 	// appends its ordinal (and, in Group mode, nothing else: one producer per pod).
 	TransactionalIDPrefix string    `json:"transactionalIDPrefix,omitempty"`
@@ -190,6 +195,12 @@ type Start struct {
 	// TimestampMillis, for "timestamp", is the Unix time in milliseconds: each partition is read
 	// from its first record at or after it (its end when it has none).
 	TimestampMillis int64 `json:"timestampMillis,omitempty"`
+}
+
+// Heir is a group that takes Topic over from the entity's group (see Executor.Heirs).
+type Heir struct {
+	Topic   string `json:"topic"`
+	GroupID string `json:"groupID"`
 }
 
 // Output is one stream an entity writes.
@@ -375,6 +386,14 @@ func (e *Executor) Validate() error {
 			case st.Position != StartLatest && st.Position != StartTimestamp && st.Position != StartGroup:
 				errs = append(errs, fmt.Errorf("inputs[%d].start.position %q is not %s, %s or %s", i, st.Position, StartLatest, StartTimestamp, StartGroup))
 			}
+		}
+	}
+	for i, h := range e.Heirs {
+		switch {
+		case h.Topic == "" || h.GroupID == "":
+			errs = append(errs, fmt.Errorf("heirs[%d] needs a topic and a groupID", i))
+		case h.GroupID == e.GroupID:
+			errs = append(errs, fmt.Errorf("heirs[%d].groupID is the entity's own group", i))
 		}
 	}
 	for i, out := range e.Outputs {

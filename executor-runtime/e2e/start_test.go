@@ -4,16 +4,19 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/millrace-dev/millrace/executor-runtime/config"
 	"github.com/millrace-dev/millrace/executor-runtime/internal/testenv"
+	"github.com/millrace-dev/millrace/executor-runtime/iosidecar"
 	"github.com/millrace-dev/millrace/executor-runtime/sdk"
 )
 
@@ -240,7 +243,10 @@ func testInsertStage(t *testing.T, k *testenv.Kafka, g config.Guarantee, mode co
 			c.Assignment = config.Assignment{Mode: config.StaticAssignment, Static: [][]int32{{0, 1}, {2, 3}}, Generation: 1}
 		}
 	}
-	b.Update(t, static)
+	b.Update(t, func(c *config.Executor) {
+		static(c)
+		offsetsDeletable(k, b)
+	})
 	x.Update(t, func(c *config.Executor) {
 		static(c)
 		c.Inputs[0].Start = &config.Start{Position: config.StartGroup, Group: b.Config.GroupID}
@@ -290,8 +296,11 @@ func testInsertStage(t *testing.T, k *testenv.Kafka, g config.Guarantee, mode co
 			p.Stop(t)
 		}
 	}()
+	// The partitions B has committed (the producer's keys cover some partitions only).
+	bHad := fetchCommitted(t, k.Admin, b.Config.GroupID, s1)
 	b.Update(t, func(c *config.Executor) {
 		c.Inputs = []config.Input{{Stream: s2, Topic: s2, Partitions: 4, DeadLetterTopic: s2 + ".dlq"}}
+		c.Heirs = []config.Heir{{Topic: s1, GroupID: x.Config.GroupID}}
 	})
 	// Records keep flowing through the new stage for a while, then the producer stops.
 	deadline := time.Now().Add(60 * time.Second)
@@ -328,6 +337,14 @@ func testInsertStage(t *testing.T, k *testenv.Kafka, g config.Guarantee, mode co
 			}
 		}
 	}
+	// B's offsets on s1 go once X has committed its own on every partition.
+	waitOffsetsGone(t, k, b.Config.GroupID, s1)
+	xHas := fetchCommitted(t, k.Admin, x.Config.GroupID, s1)
+	for p := range bHad {
+		if _, ok := xHas[p]; !ok {
+			t.Errorf("B's offsets on s1 were deleted while X has committed %v only, not partition %d that B had committed (%v)", xHas, p, bHad)
+		}
+	}
 	t.Logf("%d records written to s1 across the change; %d lost, %d duplicated in B's output", want, lost, dup)
 	if lost > 0 {
 		t.Errorf("%d of %d records were lost", lost, want)
@@ -337,7 +354,80 @@ func testInsertStage(t *testing.T, k *testenv.Kafka, g config.Guarantee, mode co
 	}
 }
 
+// testHeirCommitsBeforeDrop inserts X before B the other way round from testInsertStage: B's
+// pods drop s1 first (it has read all of s1), and X's pods start only later. B's group keeps its
+// offsets on s1 while X has committed none (B's pods report that they wait for the heir); X
+// starts at them and commits them at once for every partition although no new record arrives,
+// and then B's offsets on s1 are deleted. Records written afterwards reach B's output through X,
+// each exactly once (ExactlyOnce) or at least once.
+func testHeirCommitsBeforeDrop(t *testing.T, k *testenv.Kafka, g config.Guarantee) {
+	s1, s2, out := k.Prefix+"s1", k.Prefix+"s2", k.Prefix+"out"
+	b := k.NewEntity(t, "b", []string{s1}, []string{out}, 4, false, g)
+	x := k.NewEntity(t, "x", []string{s1}, []string{s2}, 4, false, g)
+	b.Update(t, func(*config.Executor) { offsetsDeletable(k, b) })
+	x.Update(t, func(c *config.Executor) {
+		c.Inputs[0].Start = &config.Start{Position: config.StartGroup, Group: b.Config.GroupID}
+	})
+	k.CreateTopics(t, 4, s1, s1+".dlq", s2, s2+".dlq", out)
+	k.Produce(t, g == config.ExactlyOnce, valueRecords(s1, "before", 40, time.Now())...)
+	regs := []*prometheus.Registry{prometheus.NewRegistry(), prometheus.NewRegistry()}
+	bPods := []*testenv.Pod{
+		testenv.StartPod(t, b, 0, copyValues, iosidecar.WithRegistry(regs[0])),
+		testenv.StartPod(t, b, 1, copyValues, iosidecar.WithRegistry(regs[1])),
+	}
+	defer func() {
+		for _, p := range bPods {
+			p.Stop(t)
+		}
+	}()
+	waitRecords(t, k, out, 40)
+	ends := listEnds(t, k.Admin, s1)
+	waitFor(t, "B committed the end of s1", func() bool { return maps.Equal(fetchCommitted(t, k.Admin, b.Config.GroupID, s1), ends) })
+
+	b.Update(t, func(c *config.Executor) {
+		c.Inputs = []config.Input{{Stream: s2, Topic: s2, Partitions: 4, DeadLetterTopic: s2 + ".dlq"}}
+		c.Heirs = []config.Heir{{Topic: s1, GroupID: x.Config.GroupID}}
+	})
+	waitFor(t, "B's pods wait for X to commit before they delete B's offsets on s1", func() bool {
+		return pendingDrops(t, regs[0], "heirs") == 1 && pendingDrops(t, regs[1], "heirs") == 1
+	})
+	if got := fetchCommitted(t, k.Admin, b.Config.GroupID, s1); !maps.Equal(got, ends) {
+		t.Fatalf("B's offsets on s1 changed before X committed any: %v, want %v", got, ends)
+	}
+
+	xPods := []*testenv.Pod{testenv.StartPod(t, x, 0, copyValues), testenv.StartPod(t, x, 1, copyValues)}
+	defer func() {
+		for _, p := range xPods {
+			p.Stop(t)
+		}
+	}()
+	waitOffsetsGone(t, k, b.Config.GroupID, s1)
+	if got := fetchCommitted(t, k.Admin, x.Config.GroupID, s1); !maps.Equal(got, ends) {
+		t.Errorf("X committed %v on s1 when B's offsets went, want B's final offsets %v on every partition", got, ends)
+	}
+	after := valueRecords(s1, "after", 40, time.Now())
+	k.Produce(t, g == config.ExactlyOnce, after...)
+	recs := waitRecords(t, k, out, 80)
+	time.Sleep(2 * time.Second) // let a duplicate arrive before judging
+	recs = k.ReadAll(t, out, true)
+	got := map[string]int{}
+	for _, r := range recs {
+		got[string(r.Value)]++
+	}
+	for _, r := range append(valueRecords(s1, "before", 40, time.Time{}), after...) {
+		switch n := got[string(r.Value)]; {
+		case n == 0:
+			t.Errorf("record %q was lost", r.Value)
+		case n > 1 && g == config.ExactlyOnce:
+			t.Errorf("record %q came out %d times under ExactlyOnce", r.Value, n)
+		}
+	}
+}
+
 func testInsertStages(t *testing.T, kafka func(testing.TB) *testenv.Kafka) {
+	for _, g := range []config.Guarantee{config.AtLeastOnce, config.ExactlyOnce} {
+		t.Run("HeirCommitsBeforeDrop/"+string(g), func(t *testing.T) { testHeirCommitsBeforeDrop(t, kafka(t), g) })
+	}
 	for _, g := range []config.Guarantee{config.AtLeastOnce, config.ExactlyOnce} {
 		for _, mode := range []config.AssignmentMode{config.GroupAssignment, config.StaticAssignment} {
 			t.Run(fmt.Sprintf("%s/%s", g, mode), func(t *testing.T) { testInsertStage(t, kafka(t), g, mode) })

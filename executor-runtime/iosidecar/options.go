@@ -32,6 +32,9 @@ type options struct {
 	shutdownTimeout time.Duration
 	livenessTimeout time.Duration
 	hooks           Hooks
+	// dropBackoff and dropBackoffMax bound the backoff between attempts at deleting a dropped
+	// input's committed offsets (dropped.go).
+	dropBackoff, dropBackoffMax time.Duration
 }
 
 // Hooks observe the sidecar; they run synchronously, so keep them fast. Any may be nil.
@@ -84,3 +87,10 @@ func WithLivenessTimeout(d time.Duration) Option { return func(o *options) { o.l
 
 // WithHooks installs hooks.
 func WithHooks(h Hooks) Option { return func(o *options) { o.hooks = h } }
+
+// WithDroppedInputBackoff sets the first and the longest wait between two attempts at deleting
+// the committed offsets of an input the entity no longer reads, while an heir has not committed
+// or a member still reads it (by default 2 s, doubling up to a minute).
+func WithDroppedInputBackoff(first, longest time.Duration) Option {
+	return func(o *options) { o.dropBackoff, o.dropBackoffMax = first, longest }
+}

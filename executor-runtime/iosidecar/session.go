@@ -367,6 +367,28 @@ func (s *session) listAdmin() (*kadm.Client, error) {
 	return kadm.NewClient(s.lister), nil
 }
 
+// dropInputs deletes the group's committed offsets on the topics this configuration no longer
+// reads (see dropped), with a Kafka client of its own, until none is left or the session ends.
+func (s *session) dropInputs(ctx context.Context) {
+	var cl *kgo.Client
+	defer func() {
+		if cl != nil {
+			cl.Close()
+		}
+	}()
+	admin := func() (*kadm.Client, error) {
+		if cl == nil {
+			c, err := kgo.NewClient(s.kafkaBase...)
+			if err != nil {
+				return nil, fmt.Errorf("kafka client for dropped inputs: %w", err)
+			}
+			cl = c
+		}
+		return kadm.NewClient(cl), nil
+	}
+	newDropped(s.cfg, admin, s.o, s.m, s.log).run(ctx)
+}
+
 func (s *session) onRevoked(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
 	s.amu.Lock()
 	defer s.amu.Unlock()
@@ -624,6 +646,7 @@ func (s *session) run(ctx context.Context, stop <-chan struct{}) error {
 		return errStopped
 	}
 	go s.receive(ctx)
+	go s.dropInputs(ctx)
 	for {
 		if err := s.interval(ctx, stopping); err != nil {
 			if stopping.Err() != nil && ctx.Err() == nil {
