@@ -461,7 +461,7 @@ func ValidPipelines() map[string]*v1alpha1.Pipeline {
 			e.Replicas = ptr.To[int32](2)
 			e.Assignment.Partitions = []v1alpha1.PartitionList{{0, 2, 4}, {1, 3, 5}}
 		})),
-		"removal drained, group deleted": Pipeline(Entity("split", func(e *v1alpha1.Entity) {
+		"removal drained and group deleted": Pipeline(Entity("split", func(e *v1alpha1.Entity) {
 			e.Removal = &v1alpha1.RemovalSpec{Drain: true, ConsumerGroup: v1alpha1.ConsumerGroupDelete}
 		})),
 		"exactly once": Pipeline(Entity("sum", func(e *v1alpha1.Entity) { e.Guarantee = v1alpha1.ExactlyOnce })),
