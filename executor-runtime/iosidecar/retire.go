@@ -24,6 +24,11 @@ import (
 // group and Run starts no new one while the configuration says Retire.
 var errRetired = errors.New("the entity is retired")
 
+// retireGrace is how long after Since the targets are resolved: a record stamped just before
+// Since may reach the broker a moment after it, and a partition without a record at or after
+// Since takes its end as listed then, which every pod must agree on.
+const retireGrace = 2 * time.Second
+
 // retireCheckEvery bounds how often a draining session asks the group coordinator for the
 // group's committed offsets.
 const retireCheckEvery = 500 * time.Millisecond
@@ -35,7 +40,7 @@ const retireCheckEvery = 500 * time.Millisecond
 // The cut: with Drain, input partition p of topic t is processed up to target[t][p], the first
 // offset whose record timestamp is at or after Since (ListOffsets by timestamp, which reads the
 // log as written, open transactions included), or, when the partition has no such record yet, its
-// end offset (high watermark) as listed the first time, at or after Since. A session pauses a
+// end offset (high watermark) as listed the first time, retireGrace after Since. A session pauses a
 // partition once a fetch reaches its target, hands the function only the records before it, and
 // never commits past it (unless the group had committed past it already, before the pod learnt of
 // the retirement). Records of an open transaction before the target are read once it is resolved
@@ -120,9 +125,9 @@ func (r *retirement) targetsCopy() map[string]map[int32]int64 {
 	return out
 }
 
-// resolve sets the targets once per Since: it waits until the clock passes Since (the partitions'
-// ends before Since are not the cut: records older than Since are still being written), then lists
-// them.
+// resolve sets the targets once per Since: it waits until the clock passes Since and retireGrace
+// (the partitions' ends before then are not the cut: records older than Since are still being
+// written), then lists them.
 func (r *retirement) resolve(ctx context.Context, adm *kadm.Client, cfg *config.Executor, log *slog.Logger) error {
 	r.mu.Lock()
 	have := r.targets != nil
@@ -134,7 +139,7 @@ func (r *retirement) resolve(ctx context.Context, adm *kadm.Client, cfg *config.
 	if err != nil {
 		return err
 	}
-	if wait := time.Until(since); wait > 0 {
+	if wait := time.Until(since.Add(retireGrace)); wait > 0 {
 		log.Info("retirement: waiting for its start time to resolve the drain targets", "since", cfg.Retire.Since, "wait", wait.Round(time.Millisecond))
 		select {
 		case <-ctx.Done():
@@ -237,12 +242,9 @@ func (r *retirement) check(ctx context.Context, adm *kadm.Client, cfg *config.Ex
 	if err != nil {
 		return false, err
 	}
+	// Drained is set by Run once the session has left the group.
 	n, done := retireRemaining(targets, committed)
-	if done {
-		r.set(RetireDrained, 0)
-	} else {
-		r.set(RetireDraining, n)
-	}
+	r.set(RetireDraining, n)
 	return done, nil
 }
 
