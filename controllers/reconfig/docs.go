@@ -80,8 +80,10 @@ members and offsets.
 When an entity stops reading a stream (its ` + "`inputs`" + ` lose it, as B loses s1 above), its I/O
 sidecar deletes the group's committed offsets on that topic (a Kafka OffsetDelete), so that the
 group holds offsets of what it reads only (lag tools and KEDA see no dead lag). Each pod tries it
-in the background after it applies a configuration, in both topic modes (the operator has no Kafka
-client with Strimzi, so the pods do it); doing it twice is harmless. Two things hold it back:
+in the background, two minutes after it applies a configuration (a pod still on the previous
+configuration has reloaded the new one by then, so it never deletes the offsets of an input the
+change added), in both topic modes (the operator has no Kafka client with Strimzi, so the pods do
+it); doing it twice is harmless. Two things hold it back:
 
 - **An heir.** When other entities take the stream over from this one (their
   ` + "`start`" + ` says ` + "`position: Entity, entity: <this entity>`" + `), the operator names their groups in this

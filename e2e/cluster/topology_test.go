@@ -443,7 +443,7 @@ func TestLiveRewire(t *testing.T) {
 	if !slices.Contains(c3.plan.Steps, "group "+render.GroupID(p, "id")+": offsets on topic "+topicOf(t, p, "in")+" deleted by its pods once no member reads "+topicOf(t, p, "in")) {
 		t.Errorf("the plan of dropping an input has no step deleting its offsets: %q", c3.plan.Steps)
 	}
-	waitOffsetsGone(t, render.GroupID(p, "id"), topicOf(t, p, "in"), 2*time.Minute)
+	waitOffsetsGone(t, render.GroupID(p, "id"), topicOf(t, p, "in"), 5*time.Minute)
 	if n := committedPartitions(t, render.GroupID(p, "id"), topicOf(t, p, "in2")); n != int(p.Spec.Streams[1].Partitions) {
 		t.Errorf("the group of id has committed offsets on %d partitions of in2, want all %d", n, p.Spec.Streams[1].Partitions)
 	}
@@ -515,7 +515,7 @@ func insertStage(t *testing.T, g v1alpha1.Guarantee, handover bool) verdict {
 	p = getPipeline(t, ns, p.Name)
 	// b's committed offsets on s1 go, once x has committed its own (with the handover) or once
 	// no pod of b reads s1 (without).
-	waitOffsetsGone(t, render.GroupID(p, "b"), topicOf(t, p, "s1"), 2*time.Minute)
+	waitOffsetsGone(t, render.GroupID(p, "b"), topicOf(t, p, "s1"), 5*time.Minute)
 	if n := committedPartitions(t, render.GroupID(p, "x"), topicOf(t, p, "s1")); n == 0 {
 		t.Errorf("b's offsets on s1 are gone but x has committed none")
 	}
@@ -545,7 +545,8 @@ func committedPartitions(t *testing.T, group, topic string) int {
 	return n
 }
 
-// waitOffsetsGone waits until group has no committed offset on topic, an input it dropped.
+// waitOffsetsGone waits until group has no committed offset on topic, an input it dropped (the
+// I/O sidecars try two minutes after they applied the configuration).
 func waitOffsetsGone(t *testing.T, group, topic string, d time.Duration) {
 	t.Helper()
 	waitFor(t, d, "group "+group+" has no committed offsets on the dropped input "+topic, func(context.Context) error {

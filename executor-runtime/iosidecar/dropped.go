@@ -16,8 +16,17 @@ import (
 	"github.com/millrace-dev/millrace/executor-runtime/config"
 )
 
-// Default bounds of the backoff between two attempts at deleting a dropped input's offsets.
+// Default bounds of the backoff between two attempts at deleting a dropped input's offsets, and
+// the wait before the first.
+//
+// The first attempt waits defaultDropDelay so that a pod that still runs a previous
+// configuration (its mounted ConfigMap not yet updated by the kubelet, which takes up to its sync
+// period, a minute, plus its cache's) does not delete the offsets of an input the new
+// configuration added: by then it has reloaded the new configuration, which ends this session
+// and its attempt. A member reading that input would make the broker refuse anyway; the delay
+// covers the moment when no such member is in the group (the new pods restarting).
 const (
+	defaultDropDelay      = 2 * time.Minute
 	defaultDropBackoff    = 2 * time.Second
 	defaultDropBackoffMax = time.Minute
 )
@@ -47,12 +56,15 @@ type dropped struct {
 	log    *slog.Logger
 	m      *metrics
 
-	backoff, backoffMax time.Duration
+	delay, backoff, backoffMax time.Duration
 }
 
 func newDropped(cfg *config.Executor, admin func() (*kadm.Client, error), o *options, m *metrics, log *slog.Logger) *dropped {
 	d := &dropped{group: cfg.GroupID, inputs: map[string]bool{}, heirs: map[string][]string{}, admin: admin, log: log, m: m,
-		backoff: o.dropBackoff, backoffMax: o.dropBackoffMax}
+		delay: defaultDropDelay, backoff: o.dropBackoff, backoffMax: o.dropBackoffMax}
+	if o.dropDelay != nil {
+		d.delay = *o.dropDelay
+	}
 	if d.backoff <= 0 {
 		d.backoff = defaultDropBackoff
 	}
@@ -72,6 +84,11 @@ func newDropped(cfg *config.Executor, admin func() (*kadm.Client, error), o *opt
 
 // run tries until nothing is left to delete or ctx ends.
 func (d *dropped) run(ctx context.Context) {
+	select {
+	case <-ctx.Done():
+		return
+	case <-time.After(d.delay):
+	}
 	wait := d.backoff
 	logged := map[string]bool{} // reasons logged already, so that a long wait logs once
 	for {

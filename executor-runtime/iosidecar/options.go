@@ -35,6 +35,7 @@ type options struct {
 	// dropBackoff and dropBackoffMax bound the backoff between attempts at deleting a dropped
 	// input's committed offsets (dropped.go).
 	dropBackoff, dropBackoffMax time.Duration
+	dropDelay                   *time.Duration
 }
 
 // Hooks observe the sidecar; they run synchronously, so keep them fast. Any may be nil.
@@ -87,6 +88,10 @@ func WithLivenessTimeout(d time.Duration) Option { return func(o *options) { o.l
 
 // WithHooks installs hooks.
 func WithHooks(h Hooks) Option { return func(o *options) { o.hooks = h } }
+
+// WithDroppedInputDelay sets how long a session waits before its first attempt at deleting the
+// committed offsets of inputs the entity no longer reads (by default 2 minutes: see dropped.go).
+func WithDroppedInputDelay(d time.Duration) Option { return func(o *options) { o.dropDelay = &d } }
 
 // WithDroppedInputBackoff sets the first and the longest wait between two attempts at deleting
 // the committed offsets of an input the entity no longer reads, while an heir has not committed

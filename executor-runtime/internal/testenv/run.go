@@ -118,7 +118,7 @@ func StartPodWith(tb testing.TB, e *Entity, ordinal int, h sdk.Handler, fnOpts [
 		iosidecar.WithFunctionSocket(fnSock), iosidecar.WithStateSocket(stSock), iosidecar.WithOrdinal(ordinal),
 		iosidecar.WithMetricsAddr("-", nil), iosidecar.WithLogger(log),
 		iosidecar.WithConfigPollInterval(100 * time.Millisecond),
-		iosidecar.WithDroppedInputBackoff(100*time.Millisecond, time.Second),
+		iosidecar.WithDroppedInputDelay(0), iosidecar.WithDroppedInputBackoff(100*time.Millisecond, time.Second),
 	}, ioOpts...)
 	p.IO = start(tb, func(ctx context.Context) error { return iosidecar.Run(ctx, e.Path, opts...) })
 	return p

@@ -29,6 +29,7 @@ func TestPlanGolden(t *testing.T) {
 		{reason: "partitions raised, a stream and an entity added", file: "plan-structural.yaml", golden: "plan/structural.txt", code: 1},
 		{reason: "an entity added at a timestamp, a start position for an input already read", file: "plan-start.yaml", golden: "plan/start.txt", code: 1},
 		{reason: "a stage inserted in front of sum takes its input over", file: "plan-insert.yaml", golden: "plan/insert.txt", code: 1},
+		{reason: "an input dropped without an heir: the group's offsets on it are deleted once no member reads it", file: "plan-rewire.yaml", golden: "plan/rewire.txt", code: 1},
 		{reason: "an entity removed: its group's offsets stay", file: "plan-removed.yaml", golden: "plan/removed.txt", code: 1},
 		{reason: "an entity removed with drain and consumerGroup Delete: retired, then deleted", file: "plan-removed.yaml", old: "testdata/pipelines/plan-retire-old.yaml", golden: "plan/retire.txt", code: 1},
 		{reason: "more partitions for a stateful entity's input are refused, exit 2", file: "plan-refused-stateful.yaml", golden: "plan/refused-stateful.txt", code: 2},
