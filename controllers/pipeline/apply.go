@@ -269,10 +269,10 @@ func (r *Reconciler) prune(ctx context.Context, s *scope, desired map[schema.Gro
 	var errs []error
 	for gvk, objs := range s.children {
 		for _, name := range sortedKeys(objs) {
-			if desired[gvk][name] {
+			live := objs[name]
+			if desired[gvk][name] || keptByRetirement(s, live) {
 				continue
 			}
-			live := objs[name]
 			if err := r.deleteChild(ctx, s.p, live); err != nil {
 				errs = append(errs, err)
 			}

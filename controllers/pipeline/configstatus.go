@@ -40,6 +40,14 @@ import (
 type SidecarStatus struct {
 	Config string `json:"config"`
 	Ready  bool   `json:"ready"`
+	// Retire is the progress of a retirement, when the sidecar's configuration has one.
+	Retire *SidecarRetireStatus `json:"retire,omitempty"`
+}
+
+// SidecarRetireStatus is iosidecar.RetireStatus: Phase is Draining, Drained or Deleted.
+type SidecarRetireStatus struct {
+	Phase     string `json:"phase"`
+	Remaining int64  `json:"remaining"`
 }
 
 // ConfigProber asks the I/O sidecar of a running pod which configuration it applied.

@@ -27,7 +27,11 @@ const (
 	EventRollbackFailed = v1alpha1.ReasonRollbackFailed
 	EventDegraded       = "Degraded"
 	EventRecovered      = "Recovered"
-	EventTopicsKept     = "TopicsKept"
+	// EventRetiring: a removed entity's retirement began (its removal policy drains its inputs
+	// or deletes its group first); EventRetired: it is done and its children are deleted.
+	EventRetiring   = "Retiring"
+	EventRetired    = "Retired"
+	EventTopicsKept = "TopicsKept"
 	// EventReconfigured says, for a new revision of the spec, what the change is by the
 	// reconfiguration contract (controllers/reconfig): its class, fields and the restarts.
 	EventReconfigured = "Reconfigured"

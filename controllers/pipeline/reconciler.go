@@ -350,6 +350,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.
 		return ctrl.Result{}, err
 	}
 	res = r.requeueForCRDs(ctx, s)
+	if err := r.observeRetiring(ctx, s); err != nil {
+		return res, err
+	}
 
 	// 2. render
 	result, err := render.Render(p, s.facts)
@@ -379,7 +382,20 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.
 			}
 		}
 	}
+	if s.applyErr == nil && len(s.retiring) > 0 {
+		s.applyErr = r.retireEntities(ctx, s)
+	} else if s.applyErr == nil {
+		s.retireObserved = true
+	}
 	r.observeConfig(ctx, s)
+	if len(s.retiringStatus) > 0 && (res.RequeueAfter == 0 || res.RequeueAfter > configRecheck) {
+		// The sidecars are asked; nothing notifies the operator of a drain's progress.
+		res.RequeueAfter = configRecheck
+	}
+	if len(s.retired) > 0 && (res.RequeueAfter == 0 || res.RequeueAfter > ownWriteRecheck) {
+		// The deferred topics and ACLs go at the next reconcile.
+		res.RequeueAfter = ownWriteRecheck
+	}
 	if len(s.configPending)+len(s.configLate) > 0 && (res.RequeueAfter == 0 || res.RequeueAfter > configRecheck) {
 		res.RequeueAfter = configRecheck
 	}

@@ -61,6 +61,13 @@ type scope struct {
 	// waitingForTopics are the entities whose ScaledObject is not created yet because an input
 	// topic is not ready (KEDA's first polls would fail on a topic that does not exist).
 	waitingForTopics []string
+	// retiring are the removed entities being retired (observeRetiring); retiringStatus their
+	// progress and retired those whose children this reconcile deleted (retireEntities, which
+	// sets retireObserved when it ran).
+	retiring       []*retiring
+	retiringStatus []v1alpha1.RetiringStatus
+	retired        []string
+	retireObserved bool
 	// requeue: a watch event dropped as the operator's own write may have been another's.
 	requeue atomic.Bool
 }

@@ -119,6 +119,14 @@ func computeStatus(s *scope) *v1alpha1.PipelineStatus {
 		conditions.Set(conds, gen, v1alpha1.ConditionConfigApplied, cfg.Status, cfg.Reason, cfg.Message)
 	}
 
+	if s.retireObserved {
+		st.Retiring = s.retiringStatus
+		if len(st.Retiring) > 0 || conditions.Get(*conds, v1alpha1.ConditionRetiring) != nil {
+			rc := retiringCondition(s)
+			conditions.Set(conds, gen, v1alpha1.ConditionRetiring, rc.Status, rc.Reason, rc.Message)
+		}
+	}
+
 	var degraded []string
 	switch auto.Reason {
 	case v1alpha1.ReasonKEDANotInstalled:

@@ -38,6 +38,9 @@ func Changes(old, new *v1alpha1.PipelineSpec) []Change {
 		if out[i].Refused == "" && raisesStatefulInput(out[i], new) {
 			out[i].Refused = RefusedStatefulPartitions
 		}
+		if out[i].Refused == "" && deletesTakenOverGroup(out[i], old, new) {
+			out[i].Refused = RefusedDeletedGroupTakeover
+		}
 		if out[i].Refused != "" {
 			out[i].Class = Refused
 		}
@@ -66,6 +69,27 @@ func raisesStatefulInput(c Change, new *v1alpha1.PipelineSpec) bool {
 	for _, e := range new.Entities {
 		if e.State != nil && e.State.Enabled && slices.Contains(e.Inputs, c.Stream) {
 			return true
+		}
+	}
+	return false
+}
+
+// deletesTakenOverGroup reports whether c removes an entity whose removal policy deletes its
+// group while an entity of new takes an input over from it (the PipelineSpec's transition rule
+// with RefusedDeletedGroupTakeover).
+func deletesTakenOverGroup(c Change, old, new *v1alpha1.PipelineSpec) bool {
+	if c.Field != "spec.entities" || c.Entity == "" || c.New != "" {
+		return false
+	}
+	i := slices.IndexFunc(old.Entities, func(e v1alpha1.Entity) bool { return e.Name == c.Entity })
+	if i < 0 || old.Entities[i].Removal == nil || old.Entities[i].Removal.ConsumerGroup != v1alpha1.ConsumerGroupDelete {
+		return false
+	}
+	for _, e := range new.Entities {
+		for _, st := range e.Start {
+			if st.Position == v1alpha1.StartEntity && st.Entity == c.Entity {
+				return true
+			}
 		}
 	}
 	return false

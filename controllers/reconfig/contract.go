@@ -93,7 +93,7 @@ var Rules = []Rule{
 		Effect: "The KafkaTopic gains or loses the owner reference that deletes it with the Pipeline; no pod restarts."},
 
 	{Path: "spec.entities", Class: Structural,
-		Effect: "An added entity gets its ConfigMap, Service, StatefulSet and consumer group (which starts each input at its spec.entities[].start position, earliest by default); a removed entity's children are deleted and its group's offsets stay in Kafka."},
+		Effect: "An added entity gets its ConfigMap, Service, StatefulSet and consumer group (which starts each input at its spec.entities[].start position, earliest by default); a removed entity's children are deleted and its group's offsets stay in Kafka, unless its spec.entities[].removal policy retires it first: its pods drain its inputs up to the removal time and/or delete its consumer group, its topics and ACLs stay until then, and its children are deleted after."},
 	{Path: "spec.entities[].name", Class: Structural,
 		Effect: "A renamed entity is another entity: new StatefulSet and consumer group (starting at earliest), the old ones go."},
 	{Path: "spec.entities[].image", Class: Rolling,
@@ -136,6 +136,12 @@ var Rules = []Rule{
 		Effect: "The group session timeout the I/O sidecar asks for: the entity's pods restart and rejoin with it; the KafkaUser may alter the group's config."},
 	{Path: "spec.entities[].runtime.livenessTimeout", Class: Rolling,
 		Effect: "How long a session may make no progress before the I/O sidecar fails its liveness probe: the entity's pods restart with it."},
+	{Path: "spec.entities[].removal", Class: Hot,
+		Effect: "What removing the entity later does; it changes nothing running (an annotation of the StatefulSet, outside the pod template, records it). The policy of the last spec that had the entity applies."},
+	{Path: "spec.entities[].removal.drain", Class: Hot,
+		Effect: "On removal, the entity's pods first process every record its inputs held at the removal time (status.retiring says how many remain), then stop; only then are its children deleted."},
+	{Path: "spec.entities[].removal.consumerGroup", Class: Hot,
+		Effect: "Keep (the default) leaves the removed entity's consumer group and offsets in Kafka; Delete has its pods leave and delete the group (after the drain) before its children are deleted. Refused: removing an entity with Delete that another entity's start position Entity takes an input over from (its offsets would go)."},
 	{Path: "spec.entities[].guarantee", Class: Rolling,
 		Effect: "AtLeastOnce or ExactlyOnce (transactional producers): the entity's pods restart; the KafkaUser's ACLs follow."},
 	{Path: "spec.entities[].state", Class: Structural,
@@ -163,6 +169,10 @@ var Rules = []Rule{
 // RefusedStatefulPartitions is the API server's message when the partitions of a stream that a
 // stateful entity reads are raised.
 const RefusedStatefulPartitions = "spec.streams[].partitions: a stream read by an entity with state.enabled cannot get more partitions: its keys would move to other partitions and the entity's state, kept per input partition, cannot follow them yet (create a new stream with more partitions and a new entity instead)"
+
+// RefusedDeletedGroupTakeover is the API server's message when an entity is removed with
+// removal.consumerGroup: Delete while another takes an input over from it (start position Entity).
+const RefusedDeletedGroupTakeover = "spec.entities[].start[].entity names an entity removed with removal.consumerGroup: Delete, which deletes the committed offsets the input would start from; remove it with consumerGroup: Keep"
 
 // Lookup returns the rule of a field path (spec.entities[].image), and whether there is one.
 func Lookup(path string) (Rule, bool) {

@@ -202,6 +202,19 @@ var mutations = map[string]mutation{
 	"spec.entities[].runtime.livenessTimeout": {mutate: func(p *v1alpha1.Pipeline) {
 		entity(p, "sum").Runtime.LivenessTimeout = &metav1.Duration{Duration: 10 * time.Minute}
 	}},
+	"spec.entities[].removal": {mutate: func(p *v1alpha1.Pipeline) {
+		entity(p, "split").Removal = &v1alpha1.RemovalSpec{Drain: true, ConsumerGroup: v1alpha1.ConsumerGroupDelete}
+	}},
+	"spec.entities[].removal.drain": {from: func() *v1alpha1.Pipeline {
+		p := base()
+		entity(p, "split").Removal = &v1alpha1.RemovalSpec{ConsumerGroup: v1alpha1.ConsumerGroupKeep}
+		return p
+	}, mutate: func(p *v1alpha1.Pipeline) { entity(p, "split").Removal.Drain = true }},
+	"spec.entities[].removal.consumerGroup": {from: func() *v1alpha1.Pipeline {
+		p := base()
+		entity(p, "split").Removal = &v1alpha1.RemovalSpec{Drain: true, ConsumerGroup: v1alpha1.ConsumerGroupKeep}
+		return p
+	}, mutate: func(p *v1alpha1.Pipeline) { entity(p, "split").Removal.ConsumerGroup = v1alpha1.ConsumerGroupDelete }},
 	"spec.entities[].guarantee": {mutate: func(p *v1alpha1.Pipeline) { entity(p, "split").Guarantee = v1alpha1.ExactlyOnce }},
 	"spec.entities[].state": {mutate: func(p *v1alpha1.Pipeline) {
 		entity(p, "split").State = &v1alpha1.StateSpec{Enabled: true, Backend: v1alpha1.StateMemory}
@@ -483,5 +496,50 @@ func TestStatefulInputPartitionsAreRefused(t *testing.T) {
 	}
 	if errs := validate.Pipeline(context.Background(), p, old); len(errs) > 0 {
 		t.Errorf("raising a stateless entity's input is refused: %v", errs)
+	}
+}
+
+// TestTakingOverADeletedGroupIsRefused: removing an entity whose removal policy deletes its
+// consumer group while another entity takes an input over from it is refused, by the contract
+// and by the API server's rules with the same message; with consumerGroup: Keep it is allowed.
+func TestTakingOverADeletedGroupIsRefused(t *testing.T) {
+	for _, tc := range []struct {
+		reason  string
+		policy  v1alpha1.ConsumerGroupPolicy
+		refused bool
+	}{
+		{reason: "Delete would lose the offsets the new entity starts from", policy: v1alpha1.ConsumerGroupDelete, refused: true},
+		{reason: "Keep leaves the offsets for the new entity", policy: v1alpha1.ConsumerGroupKeep},
+	} {
+		t.Run(string(tc.policy), func(t *testing.T) {
+			old := base()
+			entity(old, "split").Removal = &v1alpha1.RemovalSpec{Drain: true, ConsumerGroup: tc.policy}
+			p := old.DeepCopy()
+			next := *entity(p, "split").DeepCopy()
+			next.Name, next.Removal = "split2", nil
+			next.Start = []v1alpha1.InputStart{{Stream: "lines", Position: v1alpha1.StartEntity, Entity: "split"}}
+			p.Spec.Entities = slices.DeleteFunc(p.Spec.Entities, func(e v1alpha1.Entity) bool { return e.Name == "split" })
+			p.Spec.Entities = append(p.Spec.Entities, next)
+			changes := Changes(&old.Spec, &p.Spec)
+			var refused []string
+			for _, c := range changes {
+				if c.Class == Refused {
+					refused = append(refused, c.Refused)
+				}
+			}
+			errs := validate.Pipeline(context.Background(), p, old)
+			if tc.refused {
+				if len(refused) != 1 || refused[0] != RefusedDeletedGroupTakeover {
+					t.Errorf("%s: refused changes %q, want one with RefusedDeletedGroupTakeover", tc.reason, refused)
+				}
+				if len(errs) == 0 || !strings.Contains(errs.ToAggregate().Error(), RefusedDeletedGroupTakeover) {
+					t.Errorf("%s: the API server's rules do not refuse it with the contract's message: %v", tc.reason, errs)
+				}
+				return
+			}
+			if len(refused) > 0 || len(errs) > 0 {
+				t.Errorf("%s: refused %q, errors %v; want allowed", tc.reason, refused, errs)
+			}
+		})
 	}
 }

@@ -105,9 +105,65 @@ sees them gone, ` + "`error`" + `). The executors' Kafka user needs ` + "`Delete
 KafkaUser grants it; in Direct mode grant it yourself (without it the pod logs the refusal once
 and leaves the offsets). Adding the stream back later starts it from its start position again
 (earliest by default), not where the group had stopped. A removed entity's group and offsets
-stay in Kafka (its pods are gone).
+stay in Kafka (its pods are gone), unless its removal policy deletes the group (below).
 
-Limits: if the pod that resolved Latest loses its partitions before its first commit (the commit
+## Removing an entity
+
+By default a removed entity's StatefulSet, ConfigMap and Service are deleted at once (its pods
+commit what they processed and stop) and its consumer group, with its committed offsets, stays in
+Kafka. ` + "`spec.entities[].removal`" + `, set while the entity is still in the spec, changes that:
+
+` + "```yaml" + `
+  - name: tap
+    inputs: [in]
+    outputs: [out2]
+    removal:
+      drain: true             # process everything the inputs held at the removal time first
+      consumerGroup: Delete   # then delete the group (Keep, the default, leaves it)
+` + "```" + `
+
+Changing the policy restarts nothing (Hot): the operator records it as an annotation of the
+entity's StatefulSet (` + "`streaming.millrace.dev/removal`" + `, not in the pod template), because once the
+entity is removed from the spec its policy is no longer there to read. When an entity whose
+recorded policy drains or deletes its group disappears from the spec, the operator retires it
+instead of pruning it:
+
+1. its ScaledObject is deleted (autoscaling stops) and its StatefulSet is scaled to one pod if it
+   ran none;
+2. its ConfigMap's ` + "`executor.json`" + ` gains a ` + "`retire`" + ` section with ` + "`since`" + `, the time of the first
+   reconcile that saw the removal, kept by every later one (it is in ` + "`status.retiring[].since`" + `). The
+   pods reload it (within the kubelet's ConfigMap refresh, about a minute) and, with drain, process
+   each input partition up to its first record at or after ` + "`since`" + ` (ListOffsets by timestamp), then
+   stop consuming; with ` + "`consumerGroup: Delete`" + ` they leave the group and delete it;
+3. meanwhile the KafkaUser keeps the ACLs the entity's pods use (its topics, its group with Delete,
+   its transactional ids) and the KafkaTopics of the streams it reads and writes stay, even those of
+   streams removed in the same change;
+4. the operator asks the pods' I/O sidecars (GET /status) every 10 seconds; ` + "`status.retiring`" + ` lists
+   each retiring entity with its phase (Pending until a pod runs the retire section, Draining,
+   Drained, Deleted) and the records remaining, and the condition ` + "`Retiring`" + ` is True. Once a pod
+   that runs the retire section reports the final phase (Deleted with ` + "`consumerGroup: Delete`" + `, else
+   Drained), the StatefulSet, Service and ConfigMap are deleted (event ` + "`Retired`" + `), and the next
+   reconcile lets the deferred topics and ACLs go.
+
+So every record written to the entity's inputs before the removal time reaches its outputs (exactly
+once under ExactlyOnce; the e2e test ` + "`TestLiveRemoveEntityDrained`" + ` checks it under traffic), and
+records after it that the pods processed before they learnt of the removal are in them too, at most
+once. ` + "`millrace plan`" + ` and ` + "`kubectl millrace diff`" + ` print the retirement as a step ("tap: drain inputs
+up to the removal time, then delete group G; children deleted after").
+
+If a retirement does not progress, ` + "`status.retiring`" + ` and the ` + "`Retiring`" + ` condition name the entity;
+` + "`kubectl logs -c io`" + ` of its pod says why (an input it cannot read, a group it may not delete).
+Adding the entity back to the spec ends the retirement: its children are applied again without the
+` + "`retire`" + ` section (a group already deleted starts over from each input's start position).
+
+An entity that another takes an input over from (start position Entity) must be removed with
+` + "`consumerGroup: Keep`" + `, the default: the API server refuses a handover from a group that the
+removal deletes.
+
+Limits: a retiring entity runs (at least one pod) even when the Pipeline is suspended. The policy
+in force is the one of the last spec that the operator applied with the entity in it.
+
+Limits of the start positions: if the pod that resolved Latest loses its partitions before its first commit (the commit
 follows the first poll, within one commit interval), the next owner resolves Latest again, later.
 Two pods that resolve Latest in the same group generation both commit the starts of the
 partitions that still have no commit; only a commit by the other pod in the moment between that

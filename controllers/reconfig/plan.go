@@ -376,10 +376,22 @@ func (plan *Plan) groups(old, new *v1alpha1.Pipeline, oldObjs, newObjs map[strin
 			plan.Groups = append(plan.Groups, GroupChange{Name: g, Action: Update, Detail: strings.Join(details, "; ")})
 		}
 	}
+	retired := map[string]*v1alpha1.RemovalSpec{}
+	for _, e := range old.Spec.Entities {
+		retired[render.GroupID(old, e.Name)] = e.Removal
+	}
 	for _, g := range slices.Sorted(maps.Keys(olds)) {
 		if _, ok := news[g]; !ok {
-			plan.Groups = append(plan.Groups, GroupChange{Name: g, Action: Delete,
-				Detail: "its pods stop; the group and its committed offsets stay in Kafka (the operator never deletes groups)"})
+			detail := "its pods stop; the group and its committed offsets stay in Kafka"
+			switch r := retired[g]; {
+			case r.Retires() && r.ConsumerGroup == v1alpha1.ConsumerGroupDelete && r.Drain:
+				detail = "its pods drain its inputs up to the removal time, then delete the group and its committed offsets"
+			case r.Retires() && r.ConsumerGroup == v1alpha1.ConsumerGroupDelete:
+				detail = "its pods leave and delete the group and its committed offsets"
+			case r.Retires():
+				detail = "its pods drain its inputs up to the removal time and stop; the group and its committed offsets stay in Kafka"
+			}
+			plan.Groups = append(plan.Groups, GroupChange{Name: g, Action: Delete, Detail: detail})
 		}
 	}
 }
@@ -433,6 +445,29 @@ func startOf(st *config.Start) string {
 	return st.Position
 }
 
+// removalOf is the removal policy of an entity of p, nil when it has none.
+func removalOf(p *v1alpha1.Pipeline, entity string) *v1alpha1.RemovalSpec {
+	for _, e := range p.Spec.Entities {
+		if e.Name == entity {
+			return e.Removal
+		}
+	}
+	return nil
+}
+
+// RetireSteps says what retiring an entity with this policy does: the operator's events and
+// `millrace plan` say it in the same words.
+func RetireSteps(policy v1alpha1.RemovalSpec, group string) string {
+	switch {
+	case policy.Drain && policy.ConsumerGroup == v1alpha1.ConsumerGroupDelete:
+		return "drain inputs up to the removal time, then delete group " + group + "; children deleted after"
+	case policy.Drain:
+		return "drain inputs up to the removal time (group " + group + " and its offsets stay); children deleted after"
+	default:
+		return "its pods leave and delete group " + group + "; children deleted after"
+	}
+}
+
 // steps are the operator's steps, in its order: topics first (an input must exist before its
 // readers start), then the children by server-side apply, then the pruning of what is no longer
 // wanted; rollouts and reloads follow from the kubelet and the StatefulSet controller.
@@ -481,14 +516,25 @@ func (plan *Plan) steps(old, new *v1alpha1.Pipeline) {
 		}
 		s = append(s, fmt.Sprintf("group %s: offsets on topic %s deleted by its pods once %s committed %s own on every partition", d.group, d.topic, strings.Join(d.heirs, " and "), plural(d.heirs, "its", "theirs")))
 	}
+	retiring := false
 	for _, e := range plan.Entities {
-		if e.Action == Delete {
-			s = append(s, "delete entity "+e.Name+": its StatefulSet, ConfigMap and Service (pods commit and stop)")
+		if e.Action != Delete {
+			continue
 		}
+		if r := removalOf(old, e.Name); r.Retires() {
+			retiring = true
+			s = append(s, "retire entity "+e.Name+": "+RetireSteps(*r, render.GroupID(old, e.Name))+" (its ScaledObject goes at once, one pod at least keeps running; status.retiring follows it)")
+			continue
+		}
+		s = append(s, "delete entity "+e.Name+": its StatefulSet, ConfigMap and Service (pods commit and stop)")
 	}
 	for _, t := range plan.Topics {
 		if t.Action == Delete {
-			s = append(s, "drop topic "+t.Name+" ("+t.Detail+")")
+			step := "drop topic " + t.Name + " (" + t.Detail + ")"
+			if retiring {
+				step += ", once no retiring entity uses it"
+			}
+			s = append(s, step)
 		}
 	}
 	plan.Steps = s

@@ -2,6 +2,7 @@ package render
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 
@@ -162,5 +163,56 @@ func TestKafkaUserACLsOfAHandover(t *testing.T) {
 	}
 	if n != 1 {
 		t.Errorf("entity b's group has %d ACLs, want 1", n)
+	}
+}
+
+// TestKafkaUserACLsOfARetiringEntity: an entity removed from the spec and being retired keeps
+// the ACLs its pods use (Facts.Retiring) until the retirement is done: its inputs and their
+// dead-letter topics, its outputs, its changelog, its group with Delete (DeleteGroups), its
+// transactional ids; without it in Facts.Retiring, none of them.
+func TestKafkaUserACLsOfARetiringEntity(t *testing.T) {
+	full := newPipeline(withStream("s1"), withStream("s2"), withStream("s3"),
+		withEntity("a", "example.com/f:v1", []string{"s1"}, []string{"s2"}),
+		withEntity("b", "example.com/f:v1", []string{"s2"}, []string{"s3"}, exactlyOnce()),
+		withAuth(v1alpha1.AuthScramSha512, ""))
+	cfg, err := ExecutorConfig(full, "b", newFacts())
+	if err != nil {
+		t.Fatal(err)
+	}
+	removed := full.DeepCopy()
+	removed.Spec.Entities = removed.Spec.Entities[:1]
+	removed.Spec.Streams = removed.Spec.Streams[:2] // s3 goes in the same change
+	want := []struct {
+		kind, name string
+		ops        []string
+	}{
+		{"topic", TopicName(full, "s2"), []string{aclDescribe, aclRead, aclWrite}},
+		{"topic", DeadLetterTopicName(TopicName(full, "s2")), []string{aclDescribe, aclWrite}},
+		{"topic", TopicName(full, "s3"), []string{aclDescribe, aclWrite}},
+		{"group", GroupID(full, "b"), []string{aclDelete, aclDescribe, aclRead}},
+		{"transactionalId", TransactionalIDPrefix(full, "b"), []string{aclDescribe, aclWrite}},
+	}
+	ops := func(u *strimzi.KafkaUser, kind, name string) []string {
+		for _, a := range u.Spec.Authorization.ACLs {
+			if a.Resource.Type == kind && a.Resource.Name == name {
+				return a.Operations
+			}
+		}
+		return nil
+	}
+	retiringUser := kafkaUser(withDefaults(removed), newFacts(func(f *Facts) {
+		f.Retiring = []RetiringEntity{{Name: "b", Executor: cfg}}
+	}))
+	goneUser := kafkaUser(withDefaults(removed), newFacts())
+	for _, w := range want {
+		if got := ops(retiringUser, w.kind, w.name); !slices.Equal(got, w.ops) {
+			t.Errorf("retiring b: %s %q is granted %v, want %v", w.kind, w.name, got, w.ops)
+		}
+		if w.name == TopicName(full, "s2") {
+			continue // a writes s2 itself
+		}
+		if got := ops(goneUser, w.kind, w.name); got != nil {
+			t.Errorf("b retired: %s %q is still granted %v", w.kind, w.name, got)
+		}
 	}
 }

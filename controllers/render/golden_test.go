@@ -27,6 +27,17 @@ type goldenCase struct {
 	facts    Facts
 }
 
+// retiring adds entity of p, as render configures it, to the retiring entities.
+func retiring(p *v1alpha1.Pipeline, entity string) func(*Facts) {
+	return func(f *Facts) {
+		cfg, err := ExecutorConfig(p, entity, *f)
+		if err != nil {
+			panic(err)
+		}
+		f.Retiring = append(f.Retiring, RetiringEntity{Name: entity, Executor: cfg})
+	}
+}
+
 func goldenCases() map[string]goldenCase {
 	return map[string]goldenCase{
 		"minimal": {
@@ -56,6 +67,20 @@ func goldenCases() map[string]goldenCase {
 				e.Runtime = &v1alpha1.EntityRuntime{SessionTimeout: &metav1.Duration{Duration: 20 * time.Second}, LivenessTimeout: &metav1.Duration{Duration: 5 * time.Minute}}
 			})),
 			facts: newFacts(),
+		},
+		"removal-policy": {
+			reason: "A removal policy that retires the entity (drain, delete its group) is recorded on its StatefulSet, outside the pod template: prune finds it once the entity is gone from the spec.",
+			pipeline: minimal(onEntity("handle", func(e *v1alpha1.Entity) {
+				e.Removal = &v1alpha1.RemovalSpec{Drain: true, ConsumerGroup: v1alpha1.ConsumerGroupDelete}
+			})),
+			facts: newFacts(),
+		},
+		"retiring-entity": {
+			reason: "sum was removed and is retiring: no objects of its own are rendered, but the KafkaUser keeps what its pods use (words, its dead-letter topic, counts, its changelog, its group with Delete, its transactional ids) until the retirement is done.",
+			pipeline: wordCount(withAuth(v1alpha1.AuthScramSha512, ""), func(p *v1alpha1.Pipeline) {
+				p.Spec.Entities = p.Spec.Entities[:1]
+			}),
+			facts: newFacts(retiring(wordCount(withAuth(v1alpha1.AuthScramSha512, "")), "sum")),
 		},
 		"exactly-once": {
 			reason:   "ExactlyOnce sets a transactional id prefix in the executor config.",

@@ -85,6 +85,9 @@ const (
 //     their offsets needs nothing more), and AlterConfigs on it when the entity sets
 //     runtime.sessionTimeout (under KIP-848 the sidecar asks for it as the group's
 //     consumer.session.timeout.ms, an IncrementalAlterConfigs on the group);
+//   - the same for an entity being retired (Facts.Retiring: removed from the spec, its pods
+//     drain its inputs or delete its group, a DeleteGroups, first), from the executor.json its
+//     pods run with, until the retirement is done;
 //   - Describe only on the group of a removed entity that another takes an input over from
 //     (start position Entity), to see its members and read its committed offsets;
 //   - Write and Describe on the transactional ids of ExactlyOnce entities, by prefix, since each
@@ -131,6 +134,36 @@ func kafkaUser(p *v1alpha1.Pipeline, f Facts) *strimzi.KafkaUser {
 		groups = append(groups, g)
 		if e.Guarantee == v1alpha1.ExactlyOnce {
 			txPrefixes = append(txPrefixes, TransactionalIDPrefix(p, e.Name))
+		}
+	}
+	// A retiring entity keeps what its pods do until the retirement is done. An entity of the
+	// spec with the same name (added back) has its rights already.
+	for _, re := range f.Retiring {
+		cfg := re.Executor
+		if cfg == nil || slices.ContainsFunc(p.Spec.Entities, func(e v1alpha1.Entity) bool { return e.Name == re.Name }) {
+			continue
+		}
+		for _, in := range cfg.Inputs {
+			allow(in.Topic, aclRead, aclDescribe)
+			if in.DeadLetterTopic != "" {
+				allow(in.DeadLetterTopic, aclWrite, aclDescribe)
+			}
+		}
+		for _, out := range cfg.Outputs {
+			allow(out.Topic, aclWrite, aclDescribe)
+		}
+		if cfg.State != nil && cfg.State.ChangelogTopic != "" {
+			allow(cfg.State.ChangelogTopic, aclRead, aclWrite, aclDescribe)
+		}
+		if cfg.GroupID != "" && !slices.ContainsFunc(groups, func(g group) bool { return g.id == cfg.GroupID }) {
+			g := group{id: cfg.GroupID, ops: []string{aclDelete, aclDescribe, aclRead}}
+			if cfg.Runtime.SessionTimeout.Duration > 0 {
+				g.ops = []string{aclAlterConfigs, aclDelete, aclDescribe, aclRead}
+			}
+			groups = append(groups, g)
+		}
+		if cfg.TransactionalIDPrefix != "" && !slices.Contains(txPrefixes, cfg.TransactionalIDPrefix) {
+			txPrefixes = append(txPrefixes, cfg.TransactionalIDPrefix)
 		}
 	}
 	// An entity that takes an input over from an entity removed in the same change reads that

@@ -69,6 +69,12 @@ const AnnotationKeptReplicas = "streaming.millrace.dev/kept-replicas"
 // takes the field back at the autoscaler's count (AnnotationKeptReplicas).
 const AnnotationAutoscaled = "streaming.millrace.dev/autoscaled"
 
+// AnnotationRemoval, on an entity's StatefulSet (not its pod template: a change restarts no
+// pod), is the entity's removal policy as JSON ({"drain":true,"consumerGroup":"Delete"}), set
+// only when removing the entity retires it (RemovalSpec.Retires). The entity is gone from the
+// spec when it is removed, so the policy travels with its children, where prune finds it.
+const AnnotationRemoval = "streaming.millrace.dev/removal"
+
 // AnnotationPausedReplicas pauses a KEDA ScaledObject at a fixed replica count.
 const AnnotationPausedReplicas = "autoscaling.keda.sh/paused-replicas"
 

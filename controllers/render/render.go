@@ -60,6 +60,18 @@ type Facts struct {
 	// topic, changelog and executors (a Static map, the partition count in executor.json) cover
 	// every partition.
 	TopicPartitions map[string]int32
+	// Retiring are the entities removed from the spec that the operator retires (their
+	// removal policy drains their inputs or deletes their group first), by name: their pods
+	// keep running until that is done, so the KafkaUser keeps their ACLs.
+	Retiring []RetiringEntity
+}
+
+// RetiringEntity is an entity removed from the spec whose pods still run, to carry out its
+// removal policy.
+type RetiringEntity struct {
+	Name string
+	// Executor is the configuration its pods run with: its ConfigMap's executor.json.
+	Executor *config.Executor
 }
 
 // Images are the container images of the executor sidecars.

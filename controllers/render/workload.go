@@ -106,6 +106,16 @@ func statefulSet(p *v1alpha1.Pipeline, e *v1alpha1.Entity, cfg *config.Executor,
 	if kedaScaled(e, f) {
 		meta.Annotations = map[string]string{AnnotationAutoscaled: "true"}
 	}
+	if e.Removal.Retires() {
+		b, err := json.Marshal(e.Removal)
+		if err != nil {
+			return nil, fmt.Errorf("encode the removal policy: %w", err)
+		}
+		if meta.Annotations == nil {
+			meta.Annotations = map[string]string{}
+		}
+		meta.Annotations[AnnotationRemoval] = string(b)
+	}
 	return &appsv1.StatefulSet{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "apps/v1", Kind: "StatefulSet"},
 		ObjectMeta: meta,

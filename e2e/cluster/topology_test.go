@@ -8,13 +8,17 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1alpha1 "github.com/millrace-dev/millrace/apis/streaming/v1alpha1"
 	"github.com/millrace-dev/millrace/controllers/reconfig"
@@ -189,6 +193,200 @@ func TestLiveRemoveEntity(t *testing.T) {
 	offs, err := kadm.NewClient(kafkaClient(t)).FetchOffsets(context.Background(), render.GroupID(p, "tap"))
 	t.Logf("removed entity's group %s: %d committed partitions (err %v)", render.GroupID(p, "tap"), len(offs.Sorted()), err)
 	recordVerdict(t, "remove an entity", started, v, c.check(t, ns, p))
+}
+
+// TestLiveRemoveEntityDrained removes an ExactlyOnce branch with removal {drain: true,
+// consumerGroup: Delete} while the producer writes. The branch was scaled to zero first, so that
+// it has a backlog when it is removed: the operator must start a pod for it, which processes the
+// backlog up to the removal time. Its output then holds every input record from before the
+// removal time (status.retiring[].since) exactly once (and later ones at most once), its consumer
+// group is gone, its pods are gone, and the other entity keeps its pods and its output every
+// input exactly once.
+func TestLiveRemoveEntityDrained(t *testing.T) {
+	ns := namespace(t, nil)
+	tap := identityEntity("tap", v1alpha1.ExactlyOnce, []string{"in"}, []string{"out2"})
+	tap.Removal = &v1alpha1.RemovalSpec{Drain: true, ConsumerGroup: v1alpha1.ConsumerGroupDelete}
+	p := create(t, ns, topologyPipeline("retire", 2, []string{"in", "out", "out2"},
+		identityEntity("id", v1alpha1.ExactlyOnce, []string{"in"}, []string{"out"}), tap))
+	p = waitReady(t, ns, p.Name, 3*time.Minute)
+	group := render.GroupID(p, "tap")
+	started := time.Now()
+	prod := startProducer(t, topicOf(t, p, "in"), "r", liveRate)
+	out, out2 := startVerifier(t, topicOf(t, p, "out")), startVerifier(t, topicOf(t, p, "out2"))
+	time.Sleep(liveSteady)
+
+	// A backlog: tap runs no pod while the producer writes.
+	update(t, ns, p.Name, func(p *v1alpha1.Pipeline) { p.Spec.Entities[entityIndex(p, "tap")].Replicas = ptr.To[int32](0) })
+	waitFor(t, 3*time.Minute, "tap scaled to zero", func(ctx context.Context) error {
+		if n := len(snapshotPods(t, ns, p, "tap")["tap"]); n > 0 {
+			return fmt.Errorf("%d pods of tap", n)
+		}
+		return nil
+	})
+	time.Sleep(liveSteady)
+	backlog, err := groupLag(context.Background(), t, group, topicOf(t, p, "in"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("tap's backlog when it is removed: lag %d", backlog)
+
+	// status.retiring exists only while the retirement runs: watch it from the side, with the
+	// pods the retiring entity runs.
+	var mu sync.Mutex
+	var since time.Time
+	var phases []string
+	tapPods := map[string]bool{}
+	watchCtx, stopWatch := context.WithCancel(context.Background())
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		for watchCtx.Err() == nil {
+			var cur v1alpha1.Pipeline
+			if err := env.c.Get(watchCtx, client.ObjectKey{Namespace: ns, Name: p.Name}, &cur); err == nil {
+				mu.Lock()
+				for _, r := range cur.Status.Retiring {
+					if r.Entity == "tap" {
+						if since.IsZero() {
+							since = r.Since.Time
+						}
+						if ph := fmt.Sprintf("%s(%d)", r.Phase, r.Remaining); len(phases) == 0 || phases[len(phases)-1] != ph {
+							phases = append(phases, ph)
+						}
+					}
+				}
+				sel := labels.SelectorFromSet(render.SelectorLabels(p, "tap")).String()
+				if pods, err := env.cs.CoreV1().Pods(ns).List(watchCtx, metav1.ListOptions{LabelSelector: sel}); err == nil {
+					for _, pod := range pods.Items {
+						tapPods[pod.Name+" "+string(pod.UID)] = true
+					}
+				}
+				mu.Unlock()
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}()
+	removing := time.Now()
+	c := applyLive(t, ns, p.Name, "remove entity tap, drained, its group deleted", func(p *v1alpha1.Pipeline) {
+		p.Spec.Entities = slices.DeleteFunc(p.Spec.Entities, func(e v1alpha1.Entity) bool { return e.Name == "tap" })
+	}, prod)
+	// tap ran no pod before the change, so the plan's "delete" held at once: wait for the
+	// retirement to end.
+	waitFor(t, 5*time.Minute, "tap retired", func(ctx context.Context) error {
+		if _, err := env.cs.AppsV1().StatefulSets(ns).Get(ctx, render.StatefulSetName(p, "tap"), metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+			return fmt.Errorf("tap's StatefulSet: %v", err)
+		}
+		if n := len(snapshotPods(t, ns, p, "tap")["tap"]); n > 0 {
+			return fmt.Errorf("%d pods of tap left", n)
+		}
+		return nil
+	})
+	retireTook := time.Since(removing)
+	stopWatch()
+	<-watched
+	if prediction(c.plan, "id") != "keep" || prediction(c.plan, "tap") != "delete" {
+		t.Errorf("plan: id %s, tap %s; want keep, delete", prediction(c.plan, "id"), prediction(c.plan, "tap"))
+	}
+	if !slices.ContainsFunc(c.plan.Steps, func(s string) bool {
+		return strings.Contains(s, "tap: drain inputs up to the removal time, then delete group "+group)
+	}) {
+		t.Errorf("the plan's steps do not say how tap is retired: %q", c.plan.Steps)
+	}
+	mu.Lock()
+	t.Logf("tap's retirement: since %s, phases %v, pods %v", since.Format(time.RFC3339), phases, slices.Sorted(maps.Keys(tapPods)))
+	if since.IsZero() {
+		mu.Unlock()
+		t.Fatal("status.retiring never named tap")
+	}
+	if len(tapPods) == 0 {
+		t.Errorf("the retiring entity ran no pod: the operator did not scale it up from zero")
+	}
+	removedAt := since
+	mu.Unlock()
+
+	time.Sleep(liveSteady)
+	p = getPipeline(t, ns, p.Name)
+	ids := drain(t, p, map[string][]string{"id": {"in"}}, prod)[prod]
+	v := out.verify(t, ids, v1alpha1.ExactlyOnce, time.Minute, prod)
+
+	// The records of in from before the removal time, by their timestamps, as the sidecar's
+	// ListOffsets by timestamp sees them.
+	before, after := recordsAround(t, topicOf(t, p, "in"), removedAt)
+	out2.mayHold(after)
+	drained := out2.verify(t, before, v1alpha1.ExactlyOnce, time.Minute, prod)
+	if len(before) == 0 {
+		t.Errorf("no input record before the removal time %s: the scenario checks nothing", removedAt)
+	}
+	t.Logf("tap's output: %d records of in before the removal time %s, %d after it (of which it may hold any, at most once)", len(before), removedAt.Format(time.RFC3339), len(after))
+
+	adm := kadm.NewClient(kafkaClient(t))
+	groups, err := adm.ListGroups(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if slices.Contains(groups.Groups(), group) {
+		t.Errorf("the removed entity's group %s still exists", group)
+	}
+	offs, err := adm.FetchOffsets(context.Background(), group)
+	if err == nil && len(offs.Sorted()) > 0 {
+		t.Errorf("the removed entity's group %s still has %d committed partitions", group, len(offs.Sorted()))
+	}
+	for _, kind := range []string{"statefulset", "configmap", "service"} {
+		var err error
+		switch kind {
+		case "statefulset":
+			_, err = env.cs.AppsV1().StatefulSets(ns).Get(context.Background(), render.StatefulSetName(p, "tap"), metav1.GetOptions{})
+		case "configmap":
+			_, err = env.cs.CoreV1().ConfigMaps(ns).Get(context.Background(), render.ConfigMapName(p, "tap"), metav1.GetOptions{})
+		case "service":
+			_, err = env.cs.CoreV1().Services(ns).Get(context.Background(), render.ServiceName(p, "tap"), metav1.GetOptions{})
+		}
+		if !apierrors.IsNotFound(err) {
+			t.Errorf("tap's %s: %v, want it deleted", kind, err)
+		}
+	}
+	record(t, "live topology: remove an entity with a backlog, update to its children deleted", retireTook,
+		fmt.Sprintf("its output holds the %d input records before the removal time (its backlog was %d when removed)", len(before), backlog))
+	// tap's pods went from none (scaled to zero) to none (retired): the plan is checked for id.
+	c.entities = []string{"id"}
+	recordVerdict(t, "remove an entity, drained, its group deleted", started,
+		v, fmt.Sprintf("%s; tap: pods %d during the retirement, none after; tap's output: %s", c.check(t, ns, p), len(tapPods), drained))
+}
+
+// recordsAround reads topic from its start to its end and returns the ids of its records with
+// a timestamp before at, and of the others.
+func recordsAround(t *testing.T, topic string, at time.Time) (before, after []string) {
+	t.Helper()
+	adm := kadm.NewClient(kafkaClient(t))
+	ends, err := adm.ListEndOffsets(context.Background(), topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	remaining := map[int32]int64{}
+	ends.Each(func(o kadm.ListedOffset) {
+		if o.Offset > 0 {
+			remaining[o.Partition] = o.Offset
+		}
+	})
+	cl := kafkaClient(t, kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	for len(remaining) > 0 {
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatalf("reading %s to its end: %d partitions left", topic, len(remaining))
+		}
+		fs.EachRecord(func(r *kgo.Record) {
+			if r.Timestamp.Before(at) {
+				before = append(before, string(r.Value))
+			} else {
+				after = append(after, string(r.Value))
+			}
+			if end, ok := remaining[r.Partition]; ok && r.Offset+1 >= end {
+				delete(remaining, r.Partition)
+			}
+		})
+	}
+	return before, after
 }
 
 // TestLiveRewire rewires a running ExactlyOnce entity: first its output moves to another

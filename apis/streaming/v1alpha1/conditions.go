@@ -19,6 +19,10 @@ const (
 	// (the kubelet updates mounted ConfigMaps within about a minute), False with ConfigNotApplied
 	// once it has not reached every pod within the operator's bound.
 	ConditionConfigApplied = "ConfigApplied"
+	// ConditionRetiring is True while entities removed from the spec carry out their removal
+	// policy (spec.entities[].removal: drain their inputs, delete their consumer group) before
+	// their children are deleted; set from the first retirement on, False once none is left.
+	ConditionRetiring = "Retiring"
 )
 
 // Condition reasons. A reason names the cause; the message says what to do next.
@@ -48,6 +52,8 @@ const (
 	ReasonAsExpected           = "AsExpected"
 	ReasonDependenciesDegraded = "DependenciesDegraded"
 	ReasonDeletionBlocked      = "DeletionBlocked"
+	ReasonRetiring             = "Retiring"
+	ReasonRetired              = "Retired"
 	// ReasonKafkaAdminFailed: in topics: Direct mode, the operator's own Kafka admin client has
 	// no usable credentials, or the broker refuses to authenticate or authorize it.
 	ReasonKafkaAdminFailed = "KafkaAdminFailed"

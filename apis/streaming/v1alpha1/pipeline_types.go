@@ -59,6 +59,18 @@ const (
 	ExactlyOnce Guarantee = "ExactlyOnce"
 )
 
+// ConsumerGroupPolicy says what happens to a removed entity's consumer group.
+// +kubebuilder:validation:Enum=Keep;Delete
+type ConsumerGroupPolicy string
+
+const (
+	// ConsumerGroupKeep keeps the group and its committed offsets in Kafka.
+	ConsumerGroupKeep ConsumerGroupPolicy = "Keep"
+	// ConsumerGroupDelete deletes the group (and its committed offsets) once the entity's pods
+	// have left it.
+	ConsumerGroupDelete ConsumerGroupPolicy = "Delete"
+)
+
 // StateBackend is where the state sidecar keeps state between changelog writes.
 // +kubebuilder:validation:Enum=Memory;Pebble
 type StateBackend string
@@ -126,6 +138,7 @@ type InputStart struct {
 // +kubebuilder:validation:XValidation:rule="self.entities.all(e, !has(e.autoscaling) || !has(e.autoscaling.maxReplicas) || e.autoscaling.maxReplicas <= self.streams.filter(t, t.name in e.inputs).map(t, t.partitions).sum())",message="spec.entities[].autoscaling.maxReplicas must not exceed the total partitions of the entity's input streams (extra consumers would idle)"
 // +kubebuilder:validation:XValidation:rule="self.entities.all(e, !has(e.assignment) || e.assignment.mode != 'Static' || self.streams.filter(t, t.name in e.inputs).all(a, self.streams.filter(t, t.name in e.inputs).all(b, a.partitions == b.partitions)))",message="spec.entities[].assignment: Static assignment requires co-partitioned inputs (equal partitions on every input stream)"
 // +kubebuilder:validation:XValidation:rule="self.entities.all(e, !has(e.assignment) || !has(e.assignment.partitions) || self.streams.all(t, !(t.name in e.inputs) || e.assignment.partitions.map(l, size(l)).sum() == t.partitions))",message="spec.entities[].assignment.partitions must cover each input partition exactly once"
+// +kubebuilder:validation:XValidation:rule="self.entities.all(e, !has(e.start) || e.start.all(s, !has(s.entity) || self.entities.exists(o, o.name == s.entity) || !oldSelf.entities.exists(o, o.name == s.entity && has(o.removal) && has(o.removal.consumerGroup) && o.removal.consumerGroup == 'Delete')))",message="spec.entities[].start[].entity names an entity removed with removal.consumerGroup: Delete, which deletes the committed offsets the input would start from; remove it with consumerGroup: Keep"
 // +kubebuilder:validation:XValidation:rule="self.streams.all(s, !oldSelf.streams.exists(o, o.name == s.name && o.partitions < s.partitions) || !self.entities.exists(e, s.name in e.inputs && has(e.state) && e.state.enabled))",message="spec.streams[].partitions: a stream read by an entity with state.enabled cannot get more partitions: its keys would move to other partitions and the entity's state, kept per input partition, cannot follow them yet (create a new stream with more partitions and a new entity instead)"
 type PipelineSpec struct {
 	// Kafka says how to reach Kafka and who manages topics.
@@ -349,6 +362,32 @@ type Entity struct {
 	// Runtime tunes the entity's I/O sidecar (executor.json's runtime section).
 	// +optional
 	Runtime *EntityRuntime `json:"runtime,omitempty"`
+
+	// Removal says what the operator does when the entity is removed from the spec: by default
+	// its children are deleted at once and its consumer group stays. The policy in force is the
+	// one of the last spec that had the entity (the operator records it on the StatefulSet).
+	// +optional
+	Removal *RemovalSpec `json:"removal,omitempty"`
+}
+
+// RemovalSpec is the removal policy of an entity.
+type RemovalSpec struct {
+	// Drain: when the entity is removed, its pods first process every record its inputs held
+	// at the time of the removal (and commit), then stop; only then are its children deleted.
+	// +kubebuilder:default=false
+	// +optional
+	Drain bool `json:"drain,omitempty"`
+	// ConsumerGroup: Keep (the default) leaves the entity's consumer group and its committed
+	// offsets in Kafka; Delete deletes the group once its pods have left it (after the drain).
+	// +kubebuilder:default=Keep
+	// +optional
+	ConsumerGroup ConsumerGroupPolicy `json:"consumerGroup,omitempty"`
+}
+
+// Retires reports whether removing an entity with this policy retires it (drain or delete
+// its group first) rather than deleting its children at once.
+func (r *RemovalSpec) Retires() bool {
+	return r != nil && (r.Drain || r.ConsumerGroup == ConsumerGroupDelete)
 }
 
 // EntityRuntime tunes how an entity's I/O sidecar takes part in its consumer group and when its
@@ -535,7 +574,39 @@ type PipelineStatus struct {
 	// column.
 	// +optional
 	ReadyEntities int32 `json:"readyEntities,omitempty"`
+
+	// Retiring are the entities removed from the spec whose removal policy (drain, or delete
+	// the consumer group) the operator is carrying out; their children go when it is done.
+	// +listType=map
+	// +listMapKey=entity
+	// +kubebuilder:validation:MaxItems=256
+	// +optional
+	Retiring []RetiringStatus `json:"retiring,omitempty"`
 }
+
+// RetiringStatus is the progress of the retirement of a removed entity.
+type RetiringStatus struct {
+	// Entity is the removed entity.
+	Entity string `json:"entity"`
+	// Phase: Pending (the retire section has not reached a running pod yet), Draining, Drained
+	// (every input processed up to Since) or Deleted (the consumer group was deleted).
+	Phase string `json:"phase"`
+	// Remaining is how many input records the group has still to process before Since's
+	// offsets, as its pods report it.
+	// +optional
+	Remaining int64 `json:"remaining,omitempty"`
+	// Since is when the operator began the retirement: with drain, the inputs are processed up
+	// to the offsets of that time.
+	Since metav1.Time `json:"since"`
+}
+
+// Phases of RetiringStatus.
+const (
+	RetirePending  = "Pending"
+	RetireDraining = "Draining"
+	RetireDrained  = "Drained"
+	RetireDeleted  = "Deleted"
+)
 
 // EntityStatus is the observed state of one entity.
 type EntityStatus struct {

@@ -153,6 +153,13 @@ func InvalidCases() []InvalidCase {
 			Want:     `spec.entities[1].start[0].position: Unsupported value: "Newest"`,
 		},
 		{
+			Reason: "an unknown consumer group removal policy",
+			Pipeline: Pipeline(Entity("sum", func(e *v1alpha1.Entity) {
+				e.Removal = &v1alpha1.RemovalSpec{ConsumerGroup: "Drop"}
+			})),
+			Want: `spec.entities[1].removal.consumerGroup: Unsupported value: "Drop": supported values: "Keep", "Delete"`,
+		},
+		{
 			Reason:   "a session timeout below what the broker accepts by default",
 			Pipeline: Pipeline(Entity("sum", Runtime("5s", ""))),
 			Want:     `spec.entities[1].runtime.sessionTimeout: Invalid value: "5s": spec.entities[].runtime.sessionTimeout must be between 6s and 30m`,
@@ -426,6 +433,17 @@ func InvalidUpdates() []InvalidUpdate {
 			Want:   `spec: Invalid value: spec.streams[].partitions: a stream read by an entity with state.enabled cannot get more partitions: its keys would move to other partitions and the entity's state, kept per input partition, cannot follow them yet (create a new stream with more partitions and a new entity instead)`,
 		},
 		{
+			Reason: "an entity removed with its group deleted cannot hand an input over",
+			Old: Pipeline(Entity("split", func(e *v1alpha1.Entity) {
+				e.Removal = &v1alpha1.RemovalSpec{Drain: true, ConsumerGroup: v1alpha1.ConsumerGroupDelete}
+			})),
+			New: Pipeline(func(p *v1alpha1.Pipeline) {
+				p.Spec.Entities[0].Name = "split2"
+				p.Spec.Entities[0].Start = []v1alpha1.InputStart{{Stream: "lines", Position: v1alpha1.StartEntity, Entity: "split"}}
+			}),
+			Want: `spec: Invalid value: spec.entities[].start[].entity names an entity removed with removal.consumerGroup: Delete, which deletes the committed offsets the input would start from; remove it with consumerGroup: Keep`,
+		},
+		{
 			Reason: "topicName never changes",
 			Old:    Pipeline(),
 			New:    Pipeline(Stream("lines", func(s *v1alpha1.Stream) { s.TopicName = "other" })),
@@ -442,6 +460,9 @@ func ValidPipelines() map[string]*v1alpha1.Pipeline {
 		"explicit static lists": Pipeline(Entity("sum", func(e *v1alpha1.Entity) {
 			e.Replicas = ptr.To[int32](2)
 			e.Assignment.Partitions = []v1alpha1.PartitionList{{0, 2, 4}, {1, 3, 5}}
+		})),
+		"removal drained and group deleted": Pipeline(Entity("split", func(e *v1alpha1.Entity) {
+			e.Removal = &v1alpha1.RemovalSpec{Drain: true, ConsumerGroup: v1alpha1.ConsumerGroupDelete}
 		})),
 		"exactly once": Pipeline(Entity("sum", func(e *v1alpha1.Entity) { e.Guarantee = v1alpha1.ExactlyOnce })),
 		"direct topics with bootstrap": Pipeline(Kafka(func(k *v1alpha1.KafkaSpec) {

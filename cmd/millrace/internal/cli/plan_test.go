@@ -18,6 +18,7 @@ func TestPlanGolden(t *testing.T) {
 	cases := []struct {
 		reason string
 		file   string
+		old    string
 		args   []string
 		golden string
 		code   int
@@ -30,6 +31,7 @@ func TestPlanGolden(t *testing.T) {
 		{reason: "a stage inserted in front of sum takes its input over", file: "plan-insert.yaml", golden: "plan/insert.txt", code: 1},
 		{reason: "an input dropped without an heir: the group's offsets on it are deleted once no member reads it", file: "plan-rewire.yaml", golden: "plan/rewire.txt", code: 1},
 		{reason: "an entity removed: its group's offsets stay", file: "plan-removed.yaml", golden: "plan/removed.txt", code: 1},
+		{reason: "an entity removed with drain and consumerGroup Delete: retired, then deleted", file: "plan-removed.yaml", old: "testdata/pipelines/plan-retire-old.yaml", golden: "plan/retire.txt", code: 1},
 		{reason: "more partitions for a stateful entity's input are refused, exit 2", file: "plan-refused-stateful.yaml", golden: "plan/refused-stateful.txt", code: 2},
 		{reason: "fewer partitions are refused, exit 2", file: "plan-refused.yaml", golden: "plan/refused.txt", code: 2},
 		{reason: "JSON output", file: "plan-rolling.yaml", args: []string{"-o", "json"}, golden: "plan/rolling.json", code: 1},
@@ -40,7 +42,11 @@ func TestPlanGolden(t *testing.T) {
 			if !strings.Contains(file, "/") {
 				file = "testdata/pipelines/" + file
 			}
-			res := run(t, "millrace", "", append([]string{"plan", "-f", file, "--old", wordcount}, tc.args...)...)
+			old := wordcount
+			if tc.old != "" {
+				old = tc.old
+			}
+			res := run(t, "millrace", "", append([]string{"plan", "-f", file, "--old", old}, tc.args...)...)
 			if res.code != tc.code {
 				t.Errorf("exit code %d, want %d; stderr:\n%s", res.code, tc.code, res.errOut)
 			}
