@@ -108,7 +108,7 @@ const annotationLastApplied = "kubectl.kubernetes.io/last-applied-configuration"
 //     digest of the values the operator's field manager owns (markOwnedDigest, ownedDigest),
 //     which upToDate compares with the configuration about to be applied. So a StatefulSet
 //     keeps of its spec only the replicas and the update strategy, a Service no spec, a composed kind's child (KafkaTopic, ScaledObject,
-//     ServiceMonitor, ...) no spec, and each only the labels that select and index it;
+//     ServiceMonitor, ...) no spec (a KafkaTopic its spec.topicName only), and each only the labels that select and index it;
 //
 //     An executor's ConfigMap keeps of its executor.json only the assignment, which observe
 //     reads back (the status's configuration digests come from render; the retirement of an
@@ -168,8 +168,13 @@ func stripUnread(in any) (any, error) {
 	case *unstructured.Unstructured:
 		if digested {
 			// A composed kind's child (KafkaTopic, ScaledObject, ServiceMonitor, ...): only
-			// its metadata and status conditions are read.
+			// its metadata and status conditions are read, and a KafkaTopic's topic name
+			// (retire.go keeps the KafkaTopics of the topics a retiring entity's pods use).
+			spec, _ := t.Object["spec"].(map[string]any)
 			delete(t.Object, "spec")
+			if name, ok := spec["topicName"].(string); ok && t.GetKind() == "KafkaTopic" && t.GroupVersionKind().Group == strimzi.Group {
+				t.Object["spec"] = map[string]any{"topicName": name}
+			}
 		}
 		if t.GetKind() == "Kafka" && t.GroupVersionKind().Group == strimzi.Group {
 			// Only the listeners' name, type, tls and authentication type: observe chooses the
